@@ -1,0 +1,40 @@
+"""otel_nonblocking: OpenTelemetry tracing that never blocks the code it observes.
+
+``NonBlockingSpanProcessor`` makes ``span.end()`` a queue append; ``DeadlineSpanExporter``
+puts a real wall-clock deadline around every export; ``otlp_span_exporter()`` builds the
+OTLP/HTTP exporter with both. See the README and ``docs/``.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._breaker import BreakerState
+from ._config import SETTINGS, UNSET, Setting
+from ._errors import AttemptAbandoned, ConfigurationError
+from ._exporter import DeadlineSpanExporter, ExporterStats, ExportOutcome
+from ._otlp import otlp_span_exporter
+from ._processor import NonBlockingSpanProcessor, ProcessorStats
+from ._session import InterruptibleSession
+
+try:
+    __version__ = version("otel-nonblocking")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "SETTINGS",
+    "UNSET",
+    "AttemptAbandoned",
+    "BreakerState",
+    "ConfigurationError",
+    "DeadlineSpanExporter",
+    "ExportOutcome",
+    "ExporterStats",
+    "InterruptibleSession",
+    "NonBlockingSpanProcessor",
+    "ProcessorStats",
+    "Setting",
+    "__version__",
+    "otlp_span_exporter",
+]

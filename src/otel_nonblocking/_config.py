@@ -1,0 +1,265 @@
+"""One registry of every setting: argument > environment variable > package default.
+
+Each :class:`Setting` names its environment variables, type, unit and default; the
+docs' configuration table is generated from :data:`SETTINGS` (see ``docs/configuration.md``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Generic, TypeVar
+
+from ._errors import ConfigurationError
+
+_logger = logging.getLogger("otel_nonblocking")
+
+T = TypeVar("T")
+
+
+class _Unset:
+    """Sentinel type: "the caller did not give this argument" (``None`` may mean more)."""
+
+    _instance: _Unset | None = None
+
+    def __new__(cls) -> _Unset:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+UNSET: Final = _Unset()
+
+
+def _parse_int(raw: str) -> int:
+    return int(raw.strip(), 10)
+
+
+def _parse_float(raw: str) -> float:
+    value = float(raw.strip())
+    if not math.isfinite(value):
+        raise ValueError("not a finite number")
+    return value
+
+
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ValueError("not a boolean (use true or false)")
+
+
+def _parse_str(raw: str) -> str:
+    return raw.strip()
+
+
+_PARSERS: Final[Mapping[type, Callable[[str], Any]]] = {
+    int: _parse_int,
+    float: _parse_float,
+    bool: _parse_bool,
+    str: _parse_str,
+}
+
+
+@dataclass(frozen=True)
+class Setting(Generic[T]):
+    """One configuration parameter.
+
+    ``check`` returns an error message for an invalid value, or ``None`` when it is fine.
+    """
+
+    name: str
+    env_vars: tuple[str, ...]
+    type: type[T]
+    default: T
+    unit: str
+    doc: str
+    check: Callable[[T], str | None] | None = None
+    parse: Callable[[str], T] | None = None
+
+    def validate(self, value: object) -> T:
+        """Return ``value`` if valid for this setting, else raise :class:`ConfigurationError`."""
+        expected = self.type
+        ok = isinstance(value, expected) and not (expected is not bool and isinstance(value, bool))
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if not ok:
+            raise ConfigurationError(
+                f"{self.name} must be {expected.__name__}, got {type(value).__name__}"
+            )
+        if expected is float and not math.isfinite(value):  # type: ignore[arg-type]
+            raise ConfigurationError(f"{self.name} must be a finite number, got {value!r}")
+        if self.check is not None:
+            problem = self.check(value)  # type: ignore[arg-type]
+            if problem is not None:
+                raise ConfigurationError(f"{self.name} {problem}, got {value!r}")
+        return value  # type: ignore[return-value]
+
+    def from_env(self, environ: Mapping[str, str] | None = None) -> T | _Unset:
+        """The value of the first set environment variable, or UNSET.
+
+        An empty string counts as unset; a malformed value warns once and is ignored.
+        """
+        env = os.environ if environ is None else environ
+        for var in self.env_vars:
+            raw = env.get(var)
+            if raw is None or not raw.strip():
+                continue
+            try:
+                value = (self.parse or _PARSERS[self.type])(raw)
+                return self.validate(value)
+            except (ValueError, ConfigurationError) as error:
+                _warn_once(var, raw, f"{error}; using {self.default!r}")
+                return UNSET
+        return UNSET
+
+    def resolve(self, explicit: T | _Unset = UNSET, environ: Mapping[str, str] | None = None) -> T:
+        """Argument > environment variable > default."""
+        if not isinstance(explicit, _Unset):
+            return self.validate(explicit)
+        from_env = self.from_env(environ)
+        if not isinstance(from_env, _Unset):
+            return from_env
+        return self.default
+
+
+_warned: set[tuple[str, str]] = set()
+_warned_lock = threading.Lock()
+
+
+def _warn_once(var: str, raw: str, why: str) -> None:
+    key = (var, raw)
+    with _warned_lock:
+        if key in _warned:
+            return
+        _warned.add(key)
+    # The raw value is not echoed: a variable might hold something private.
+    _logger.warning("Ignoring invalid %s (%s)", var, why)
+
+
+def reset_warnings() -> None:
+    """Forget which bad environment values were already warned about (for tests)."""
+    with _warned_lock:
+        _warned.clear()
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
+def _non_negative(value: float) -> str | None:
+    return None if value >= 0 else "must be 0 or greater"
+
+
+MAX_QUEUE_SIZE: Final = Setting(
+    "max_queue_size",
+    ("OTEL_BSP_MAX_QUEUE_SIZE",),
+    int,
+    2048,
+    "spans",
+    "Spans held in memory waiting for export; beyond it new spans are dropped (queue_full).",
+    _positive,
+)
+MAX_EXPORT_BATCH_SIZE: Final = Setting(
+    "max_export_batch_size",
+    ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE",),
+    int,
+    512,
+    "spans",
+    "Most spans sent in one export call; a batch this size wakes the worker at once.",
+    _positive,
+)
+SCHEDULE_DELAY_MILLIS: Final = Setting(
+    "schedule_delay_millis",
+    ("OTEL_BSP_SCHEDULE_DELAY",),
+    int,
+    1000,
+    "ms",
+    "Longest wait between two exports while spans are pending.",
+    _positive,
+)
+EXPORT_TIMEOUT_MILLIS: Final = Setting(
+    "export_timeout_millis",
+    ("OTEL_BSP_EXPORT_TIMEOUT",),
+    int,
+    30000,
+    "ms",
+    "Wall-clock deadline around each export call, enforced whatever the exporter does.",
+    _positive,
+)
+SHUTDOWN_TIMEOUT_MILLIS: Final = Setting(
+    "shutdown_timeout_millis",
+    ("OTEL_NONBLOCKING_SHUTDOWN_TIMEOUT",),
+    int,
+    2000,
+    "ms",
+    "Budget of shutdown() called without a timeout, which is what the exit hook does.",
+    _non_negative,
+)
+
+
+# Above this, an OTLP timeout from the environment is read as milliseconds (the
+# specification's unit); at or below it as seconds, which is how the Python SDK reads
+# it (1.33 through 1.45). Nobody means a 120 ms network deadline, or a 2-minute-plus one.
+OTLP_TIMEOUT_SECONDS_CUTOFF: Final = 120.0
+
+
+def _parse_otlp_timeout_millis(raw: str) -> float:
+    value = _parse_float(raw)
+    return value * 1000.0 if value <= OTLP_TIMEOUT_SECONDS_CUTOFF else value
+
+
+EXPORTER_TIMEOUT_MILLIS: Final = Setting(
+    "timeout",
+    ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"),
+    float,
+    2000.0,
+    "ms",
+    "Real wall-clock deadline of one OTLP export, DNS to response body. The argument "
+    "is in seconds; environment values up to 120 are read as seconds (as the Python SDK "
+    "does), larger ones as milliseconds (as the specification says).",
+    _positive,
+    _parse_otlp_timeout_millis,
+)
+BREAKER_FAILURE_THRESHOLD: Final = Setting(
+    "failure_threshold",
+    ("OTEL_NONBLOCKING_BREAKER_FAILURES",),
+    int,
+    3,
+    "exports",
+    "Failed or timed-out exports in a row that open the circuit breaker.",
+    _positive,
+)
+BREAKER_BACKOFF_MILLIS: Final = Setting(
+    "breaker_backoff_millis",
+    ("OTEL_NONBLOCKING_BREAKER_BACKOFF",),
+    int,
+    5000,
+    "ms",
+    "How long an open breaker fails exports fast before one probe is let through; "
+    "doubles after each failed probe, up to 60 s.",
+    _positive,
+)
+
+SETTINGS: Final[tuple[Setting[Any], ...]] = (
+    MAX_QUEUE_SIZE,
+    MAX_EXPORT_BATCH_SIZE,
+    SCHEDULE_DELAY_MILLIS,
+    EXPORT_TIMEOUT_MILLIS,
+    SHUTDOWN_TIMEOUT_MILLIS,
+    EXPORTER_TIMEOUT_MILLIS,
+    BREAKER_FAILURE_THRESHOLD,
+    BREAKER_BACKOFF_MILLIS,
+)

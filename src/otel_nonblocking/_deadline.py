@@ -1,0 +1,49 @@
+"""Deadline arithmetic: one monotonic end time, and the time left passed from part to part.
+
+A flush or shutdown fixes a single :class:`Deadline` and hands ``remaining()`` to each
+step in turn, so the steps together can never take longer than the budget.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """A fixed point on a monotonic clock.
+
+    >>> d = Deadline.after(2.0)
+    >>> 0 < d.remaining() <= 2.0
+    True
+    """
+
+    at: float
+    clock: Clock = field(default=time.monotonic, compare=False, repr=False)
+
+    @classmethod
+    def after(cls, seconds: float | None, clock: Clock = time.monotonic) -> Deadline:
+        """A deadline ``seconds`` from now; ``None`` means no limit."""
+        return cls(clock() + (float("inf") if seconds is None else max(seconds, 0.0)), clock)
+
+    def remaining(self) -> float:
+        """Seconds left, never negative (``inf`` for no limit)."""
+        return max(self.at - self.clock(), 0.0)
+
+    def expired(self) -> bool:
+        return self.clock() >= self.at
+
+    def earliest(self, seconds: float | None) -> Deadline:
+        """This deadline or one ``seconds`` from now, whichever comes first."""
+        if seconds is None:
+            return self
+        return Deadline(min(self.at, self.clock() + max(seconds, 0.0)), self.clock)
+
+
+def millis_to_seconds(timeout_millis: float | None) -> float | None:
+    """OTel passes durations in milliseconds; ``None`` stays "no limit"."""
+    return None if timeout_millis is None else max(timeout_millis, 0) / 1000.0

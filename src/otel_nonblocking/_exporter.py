@@ -1,0 +1,254 @@
+"""DeadlineSpanExporter: a real wall-clock deadline around any SpanExporter's export.
+
+The inner export runs on the wrapper's own runner thread; the caller waits at most
+``timeout_millis`` and gets FAILURE if the deadline passes. Where the inner exporter
+talks through an :class:`InterruptibleSession` its connection is then cut, so the
+abandoned attempt ends early. A circuit breaker fails exports fast while the backend
+keeps failing, so a dead collector costs milliseconds per export, not the deadline.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from . import _config
+from ._breaker import BreakerState, CircuitBreaker
+from ._config import UNSET, _Unset
+from ._deadline import Clock, Deadline, millis_to_seconds
+from ._log import AggregatedWarning
+from ._runner import AttemptRunner
+from ._session import InterruptibleSession
+
+# An abandoned attempt whose connection was cut usually ends within milliseconds; the
+# next export waits this long for it before failing fast as ``attempt_outstanding``.
+_ABANDONED_GRACE_SECONDS = 0.1
+
+
+class ExportOutcome(str, enum.Enum):
+    """What became of one export call."""
+
+    SUCCESS = "success"
+    FAILED = "export_failed"  # the exporter said FAILURE, raised, or returned garbage
+    TIMEOUT = "export_timeout"  # the deadline passed first
+    BUSY = "attempt_outstanding"  # an abandoned attempt still runs: failed fast
+    CIRCUIT_OPEN = "circuit_open"  # the breaker is open: failed fast
+    SHUTDOWN = "shutdown"  # the exporter was shut down
+
+
+@dataclass(frozen=True)
+class ExporterStats:
+    """A snapshot of a :class:`DeadlineSpanExporter`'s counters."""
+
+    outcomes: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    breaker_state: str = BreakerState.CLOSED.value
+    breaker_transitions: int = 0
+    attempt_outstanding: bool = False
+    last_export_seconds: float | None = None
+    interrupted_connections: int = 0
+
+
+def find_session(exporter: SpanExporter) -> InterruptibleSession | None:
+    """The interruptible session inside an OTLP/HTTP exporter, if it has one.
+
+    SDK 1.33-1.38 keep it as ``_session``; later releases inside their HTTP transport.
+    """
+    candidates: list[object] = [getattr(exporter, "_session", None)]
+    client = getattr(exporter, "_client", None)
+    transport = getattr(client, "_transport", None)
+    candidates.append(getattr(transport, "_session", None))
+    for candidate in candidates:
+        if isinstance(candidate, InterruptibleSession):
+            return candidate
+    return None
+
+
+class DeadlineSpanExporter(SpanExporter):
+    """Wraps ``exporter`` so that ``export`` returns within ``timeout_millis``.
+
+    >>> from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+    >>> exporter = DeadlineSpanExporter(ConsoleSpanExporter(), timeout_millis=2000)
+    """
+
+    def __init__(
+        self,
+        exporter: SpanExporter,
+        *,
+        timeout_millis: float | _Unset = UNSET,
+        failure_threshold: int | _Unset = UNSET,
+        breaker_backoff_millis: int | _Unset = UNSET,
+        on_abandon: Callable[[], object] | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        if not isinstance(exporter, SpanExporter) and not callable(
+            getattr(exporter, "export", None)
+        ):
+            raise _config.ConfigurationError("exporter must be a SpanExporter")
+        self._inner = exporter
+        self._timeout = millis_to_seconds(_config.EXPORTER_TIMEOUT_MILLIS.resolve(timeout_millis))
+        self._breaker = CircuitBreaker(
+            failure_threshold=_config.BREAKER_FAILURE_THRESHOLD.resolve(failure_threshold),
+            backoff_seconds=_config.BREAKER_BACKOFF_MILLIS.resolve(breaker_backoff_millis) / 1000,
+            clock=clock,
+        )
+        self._session = find_session(exporter)
+        self._on_abandon = on_abandon
+        self._clock = clock
+        self._runner = AttemptRunner("export")
+        self._lock = threading.Lock()
+        self._outcomes: Counter[str] = Counter()
+        self._last_seconds: float | None = None
+        self._interrupted = 0
+        self._shutdown = False
+        self._warn = AggregatedWarning("span exports failed", clock=clock)
+
+    @property
+    def timeout_seconds(self) -> float:
+        """The deadline of one export, in seconds."""
+        assert self._timeout is not None
+        return self._timeout
+
+    @property
+    def inner(self) -> SpanExporter:
+        """The wrapped exporter."""
+        return self._inner
+
+    def __repr__(self) -> str:
+        # Never the inner exporter's repr: it could show headers or keys.
+        return (
+            f"{type(self).__name__}({type(self._inner).__name__}, "
+            f"timeout_millis={self.timeout_seconds * 1000:g})"
+        )
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self.export_outcome(spans) is ExportOutcome.SUCCESS:
+            return SpanExportResult.SUCCESS
+        return SpanExportResult.FAILURE
+
+    def export_outcome(
+        self, spans: Sequence[ReadableSpan], timeout: float | None = None
+    ) -> ExportOutcome:
+        """Export within ``min(timeout, timeout_millis)`` seconds and say what happened."""
+        if self._shutdown:
+            return self._count(ExportOutcome.SHUTDOWN)
+        deadline = Deadline.after(self.timeout_seconds, self._clock).earliest(timeout)
+        if self._runner.busy and not self._runner.wait_idle(
+            min(_ABANDONED_GRACE_SECONDS, deadline.remaining())
+        ):
+            return self._count(ExportOutcome.BUSY)
+        if not self._breaker.allow():
+            return self._count(ExportOutcome.CIRCUIT_OPEN)
+        batch = list(spans)
+        session = self._session
+        inner = self._inner
+
+        def call() -> object:
+            if session is not None:
+                session.begin_attempt()
+            return inner.export(batch)
+
+        started = self._clock()
+        attempt = self._runner.try_submit(call)
+        if attempt is None:  # the runner turned busy between the check and now
+            self._breaker_release()
+            return self._count(ExportOutcome.BUSY)
+        finished = attempt.done.wait(deadline.remaining())
+        with self._lock:
+            self._last_seconds = self._clock() - started
+        if not finished:
+            self._abandon()
+            self._breaker.record_failure()
+            return self._count(ExportOutcome.TIMEOUT)
+        if attempt.error is None and attempt.result is SpanExportResult.SUCCESS:
+            self._breaker.record_success()
+            return self._count(ExportOutcome.SUCCESS)
+        self._breaker.record_failure()
+        detail = type(attempt.error).__name__ if attempt.error is not None else "failure"
+        if attempt.error is None and not isinstance(attempt.result, SpanExportResult):
+            detail = f"returned {type(attempt.result).__name__}"
+        return self._count(ExportOutcome.FAILED, detail)
+
+    def _breaker_release(self) -> None:
+        # A probe that never went out must not leave the breaker waiting for it.
+        if self._breaker.state is BreakerState.HALF_OPEN:
+            self._breaker.record_failure()
+
+    def _abandon(self) -> None:
+        cut = 0
+        if self._session is not None:
+            cut = self._session.abort()
+        if self._on_abandon is not None:
+            try:
+                self._on_abandon()
+            except Exception as error:  # noqa: BLE001 - a hook must not break export
+                self._warn.add(f"on_abandon raised {type(error).__name__}")
+        with self._lock:
+            self._interrupted += cut
+
+    def _count(self, outcome: ExportOutcome, detail: str | None = None) -> ExportOutcome:
+        with self._lock:
+            self._outcomes[outcome.value] += 1
+        if outcome is not ExportOutcome.SUCCESS and outcome is not ExportOutcome.SHUTDOWN:
+            self._warn.add(outcome.value if detail is None else f"{outcome.value}: {detail}")
+        return outcome
+
+    def stats(self) -> ExporterStats:
+        """Counters by outcome, breaker state, and whether an attempt is still stuck."""
+        with self._lock:
+            outcomes = MappingProxyType(dict(self._outcomes))
+            last, interrupted = self._last_seconds, self._interrupted
+        return ExporterStats(
+            outcomes=outcomes,
+            breaker_state=self._breaker.state.value,
+            breaker_transitions=self._breaker.transitions,
+            attempt_outstanding=self._runner.busy,
+            last_export_seconds=last,
+            interrupted_connections=interrupted,
+        )
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Flush the inner exporter within the budget; False if it did not finish."""
+        if self._shutdown:
+            return True
+        budget = millis_to_seconds(timeout_millis)
+        attempt = self._runner.try_submit(lambda: self._inner.force_flush(timeout_millis))
+        if attempt is None or not attempt.done.wait(budget):
+            return False
+        return attempt.error is None and attempt.result is not False
+
+    def shutdown(self, timeout_millis: float | None = None) -> None:
+        """Shut down within ``timeout_millis`` (default: the export deadline); idempotent.
+
+        A stuck attempt is cut first; the inner ``shutdown`` runs on a short-lived daemon
+        thread, so even an inner exporter that hangs there cannot hold the caller.
+        """
+        with self._lock:
+            if self._shutdown:
+                return
+            self._shutdown = True
+        budget = (
+            self.timeout_seconds if timeout_millis is None else millis_to_seconds(timeout_millis)
+        )
+        if self._runner.busy:
+            self._abandon()
+        self._runner.close()
+        closer = threading.Thread(
+            target=self._inner_shutdown, name="otel-nonblocking-shutdown", daemon=True
+        )
+        closer.start()
+        closer.join(budget)
+        self._warn.maybe_emit(force=True)
+
+    def _inner_shutdown(self) -> None:
+        try:
+            self._inner.shutdown()
+        except Exception as error:  # noqa: BLE001 - shutdown must not raise into the host
+            self._warn.add(f"shutdown raised {type(error).__name__}")

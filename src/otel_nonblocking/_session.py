@@ -1,0 +1,164 @@
+"""A ``requests.Session`` whose in-flight connections can be cut from another thread.
+
+The deadline exporter calls :meth:`InterruptibleSession.abort` when it gives up on an
+attempt: sockets in use are shut down (a blocked read or TLS handshake returns at once)
+and the abandoned attempt cannot open new connections until the next one begins. A
+resolver call (``getaddrinfo``) or a blocking TCP ``connect`` cannot be interrupted;
+they end by themselves at the socket timeout, and their connection is then refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import weakref
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from ._errors import AttemptAbandoned
+
+
+class _Tracker:
+    """The live connections of one session and whether the current attempt is aborted."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._handles: weakref.WeakValueDictionary[int, _Handle] = weakref.WeakValueDictionary()
+        self._next = 0
+        self.aborted = False
+
+    def check(self) -> None:
+        if self.aborted:
+            raise AttemptAbandoned("export attempt abandoned at its deadline")
+
+    def add(self, sock: socket.socket) -> _Handle:
+        handle = _Handle(sock)
+        with self._lock:
+            self._next += 1
+            self._handles[self._next] = handle
+        return handle
+
+    def abort(self) -> int:
+        """Refuse new connections and shut down every tracked socket; return how many."""
+        self.aborted = True
+        with self._lock:
+            handles = list(self._handles.values())
+        cut = 0
+        for handle in handles:
+            cut += handle.cut()
+        return cut
+
+    def reset(self) -> None:
+        self.aborted = False
+
+
+class _Handle:
+    """A duplicate of a connection's socket, kept so that the connection can be cut.
+
+    It is a ``dup`` of the file descriptor: ``shutdown`` on it ends the TCP connection
+    even while a TLS wrapper owns the original, and closing it never touches another
+    file that later reuses the original number.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._dup: socket.socket | None = sock.dup()
+        self._finalizer = weakref.finalize(self, _Handle._close_dup, self._dup)
+
+    @staticmethod
+    def _close_dup(dup: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            dup.close()
+
+    def cut(self) -> int:
+        dup = self._dup
+        if dup is None:
+            return 0
+        try:
+            dup.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            return 0
+        return 1
+
+    def close(self) -> None:
+        self._dup = None
+        self._finalizer()
+
+
+def _tracking_connection(base: type[HTTPConnection], tracker: _Tracker) -> type[HTTPConnection]:
+    class TrackedConnection(base):  # type: ignore[valid-type,misc]
+        _nb_handle: _Handle | None = None
+
+        def _new_conn(self) -> socket.socket:
+            tracker.check()
+            sock: socket.socket = super()._new_conn()
+            if tracker.aborted:  # the attempt was abandoned while this one resolved/connected
+                sock.close()
+                tracker.check()
+            self._nb_handle = tracker.add(sock)
+            return sock
+
+        def close(self) -> None:
+            try:
+                super().close()
+            finally:
+                handle, self._nb_handle = self._nb_handle, None
+                if handle is not None:
+                    handle.close()
+
+    TrackedConnection.__name__ = f"Tracked{base.__name__}"
+    TrackedConnection.__qualname__ = TrackedConnection.__name__
+    return TrackedConnection
+
+
+class _TrackingAdapter(HTTPAdapter):
+    def __init__(self, tracker: _Tracker, **kwargs: Any) -> None:
+        self._tracker = tracker
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        tracker = self._tracker
+        http_pool = type(
+            "TrackedHTTPConnectionPool",
+            (HTTPConnectionPool,),
+            {"ConnectionCls": _tracking_connection(HTTPConnection, tracker)},
+        )
+        https_pool = type(
+            "TrackedHTTPSConnectionPool",
+            (HTTPSConnectionPool,),
+            {"ConnectionCls": _tracking_connection(HTTPSConnection, tracker)},
+        )
+        self.poolmanager.pool_classes_by_scheme = {"http": http_pool, "https": https_pool}
+
+
+class InterruptibleSession(requests.Session):
+    """A session whose connections :meth:`abort` can cut from another thread.
+
+    >>> session = InterruptibleSession()
+    >>> session.begin_attempt()   # before each export attempt
+    >>> session.abort()           # from the thread that gave up waiting
+    0
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._tracker = _Tracker()
+        for prefix in ("http://", "https://"):
+            self.mount(prefix, _TrackingAdapter(self._tracker))
+
+    def begin_attempt(self) -> None:
+        """Allow connections again: a new attempt starts."""
+        self._tracker.reset()
+
+    def abort(self) -> int:
+        """Cut every connection of this session; return how many sockets were shut down."""
+        return self._tracker.abort()
+
+    @property
+    def aborted(self) -> bool:
+        return self._tracker.aborted

@@ -1,0 +1,95 @@
+"""Shared fixtures: in-memory exporters with controllable behaviour and a span factory."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from otel_nonblocking import _config
+
+
+class RecordingExporter(SpanExporter):
+    """Succeeds (or returns ``result``) and remembers every span it was given."""
+
+    def __init__(self, result: object = SpanExportResult.SUCCESS) -> None:
+        self.result = result
+        self.spans: list[ReadableSpan] = []
+        self.calls = 0
+        self.shutdown_called = False
+        self._lock = threading.Lock()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        with self._lock:
+            self.calls += 1
+            self.spans.extend(spans)
+        return self.result  # type: ignore[return-value]
+
+    def shutdown(self) -> None:
+        self.shutdown_called = True
+
+
+class BlockingExporter(RecordingExporter):
+    """Blocks every export (and shutdown, if asked) until ``release`` is set."""
+
+    def __init__(self, *, block_shutdown: bool = False) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.entered = threading.Event()
+        self.block_shutdown = block_shutdown
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.entered.set()
+        self.release.wait(30)
+        return super().export(spans)
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        if self.block_shutdown:
+            self.release.wait(30)
+
+
+class RaisingExporter(RecordingExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        super().export(spans)
+        raise RuntimeError("exporter bug")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_warnings() -> Iterator[None]:
+    _config.reset_warnings()
+    yield
+    _config.reset_warnings()
+
+
+@pytest.fixture
+def make_spans() -> Iterator[Callable[..., TracerProvider]]:
+    """``make_spans(processor, n)`` ends ``n`` spans through a provider with ``processor``."""
+    providers: list[TracerProvider] = []
+
+    def _provider(*processors: object) -> TracerProvider:
+        provider = TracerProvider(shutdown_on_exit=False)
+        for processor in processors:
+            provider.add_span_processor(processor)  # type: ignore[arg-type]
+        providers.append(provider)
+        return provider
+
+    yield _provider
+    for provider in providers:
+        provider.shutdown()
+
+
+def end_spans(provider: TracerProvider, count: int, name: str = "span") -> None:
+    tracer = provider.get_tracer("tests")
+    for _ in range(count):
+        tracer.start_span(name).end()
+
+
+@pytest.fixture
+def caplog_nb(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.DEBUG)
+    return caplog

@@ -1,0 +1,334 @@
+"""NonBlockingSpanProcessor: on_end never waits, every span is accounted for, budgets hold."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+
+from otel_nonblocking import ConfigurationError, NonBlockingSpanProcessor
+from tests.conftest import BlockingExporter, RaisingExporter, RecordingExporter, end_spans
+
+
+def _invariant_holds(processor: NonBlockingSpanProcessor) -> bool:
+    stats = processor.stats()
+    return stats.enqueued == stats.exported + stats.dropped_total + stats.pending
+
+
+def test_on_end_never_waits_on_a_blocked_exporter(make_spans) -> None:
+    exporter = BlockingExporter()
+    processor = NonBlockingSpanProcessor(
+        exporter, max_queue_size=100_000, max_export_batch_size=10, export_timeout_millis=20_000
+    )
+    provider = make_spans(processor)
+    end_spans(provider, 10)
+    assert exporter.entered.wait(5), "the worker never started exporting"
+    started = time.perf_counter()
+    end_spans(provider, 5000)
+    elapsed = time.perf_counter() - started
+    exporter.release.set()
+    # 5000 spans while the exporter is blocked: if on_end waited even once on the
+    # export side it would take seconds; a generous bound still catches that.
+    assert elapsed < 2.0
+    assert processor.stats().enqueued == 5010
+
+
+def test_every_span_is_exported_with_a_healthy_exporter(make_spans) -> None:
+    exporter = RecordingExporter()
+    processor = NonBlockingSpanProcessor(exporter, max_queue_size=10_000, schedule_delay_millis=50)
+    provider = make_spans(processor)
+    end_spans(provider, 1234)
+    assert processor.force_flush(5000)
+    stats = processor.stats()
+    assert stats.exported == 1234 == len(exporter.spans)
+    assert stats.pending == 0 and stats.dropped_total == 0
+    assert stats.export_count >= 3  # batches of at most 512
+
+
+def test_batches_never_exceed_max_export_batch_size(make_spans) -> None:
+    sizes: list[int] = []
+
+    class SizeExporter(RecordingExporter):
+        def export(self, spans):  # type: ignore[no-untyped-def]
+            sizes.append(len(spans))
+            return super().export(spans)
+
+    processor = NonBlockingSpanProcessor(SizeExporter(), max_export_batch_size=7)
+    provider = make_spans(processor)
+    end_spans(provider, 100)
+    assert processor.force_flush(5000)
+    assert sum(sizes) == 100 and max(sizes) <= 7
+
+
+def test_worker_exports_on_schedule_without_a_full_batch(make_spans) -> None:
+    exporter = RecordingExporter()
+    processor = NonBlockingSpanProcessor(exporter, schedule_delay_millis=50)
+    end_spans(make_spans(processor), 3)
+    deadline = time.monotonic() + 5
+    while len(exporter.spans) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(exporter.spans) == 3
+
+
+def test_full_queue_drops_the_newest_and_counts_queue_full(make_spans) -> None:
+    exporter = BlockingExporter()
+    processor = NonBlockingSpanProcessor(
+        exporter, max_queue_size=50, max_export_batch_size=10, export_timeout_millis=20_000
+    )
+    provider = make_spans(processor)
+    end_spans(provider, 10, name="first")
+    assert exporter.entered.wait(5)
+    end_spans(provider, 200, name="later")
+    stats = processor.stats()
+    assert stats.dropped["queue_full"] == 150
+    assert stats.queue_depth == 50
+    assert _invariant_holds(processor)
+    exporter.release.set()
+    assert processor.force_flush(5000)
+    assert [s.name for s in exporter.spans[:10]] == ["first"] * 10
+
+
+def test_accounting_is_exact_after_concurrent_on_end_from_8_threads(make_spans) -> None:
+    exporter = RecordingExporter()
+    processor = NonBlockingSpanProcessor(
+        exporter, max_queue_size=500, max_export_batch_size=100, schedule_delay_millis=10
+    )
+    provider = make_spans(processor)
+    barrier = threading.Barrier(8)
+
+    def produce() -> None:
+        barrier.wait()
+        end_spans(provider, 5000)
+
+    threads = [threading.Thread(target=produce) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    processor.force_flush(10_000)
+    stats = processor.stats()
+    assert stats.enqueued == 40_000
+    assert stats.exported + stats.dropped_total + stats.pending == 40_000
+    assert stats.exported == len(exporter.spans)
+    assert set(stats.dropped) <= {"queue_full"}
+
+
+@pytest.mark.parametrize(
+    ("exporter", "reason"),
+    [
+        (RaisingExporter(), "export_failed"),
+        (RecordingExporter(result=None), "export_failed"),
+        (RecordingExporter(result="garbage"), "export_failed"),
+    ],
+    ids=["raises", "returns-none", "returns-garbage"],
+)
+def test_worker_survives_a_bad_exporter_and_counts_the_drops(make_spans, exporter, reason) -> None:
+    processor = NonBlockingSpanProcessor(exporter, max_export_batch_size=5)
+    provider = make_spans(processor)
+    end_spans(provider, 20)
+    assert processor.force_flush(5000) is False
+    end_spans(provider, 5)
+    processor.force_flush(5000)
+    stats = processor.stats()
+    assert stats.dropped[reason] == 25
+    # The worker kept exporting after the first failure, until the breaker opened.
+    assert exporter.calls == 3
+    assert processor.exporter.stats().breaker_state == "open"
+
+
+def test_a_hung_exporter_costs_export_timeout_not_the_worker(make_spans) -> None:
+    exporter = BlockingExporter()
+    processor = NonBlockingSpanProcessor(
+        exporter, export_timeout_millis=200, max_export_batch_size=5, schedule_delay_millis=20
+    )
+    provider = make_spans(processor)
+    end_spans(provider, 5)
+    started = time.monotonic()
+    assert processor.force_flush(3000) is False
+    assert time.monotonic() - started < 0.2 + 0.5
+    assert processor.stats().dropped["export_timeout"] == 5
+    # The worker is alive: once the exporter recovers, new spans get through.
+    exporter.release.set()
+    end_spans(provider, 5)
+    assert processor.force_flush(3000)
+    assert processor.stats().exported == 5
+    exporter.release.set()
+
+
+def test_force_flush_keeps_its_budget_with_a_blocked_exporter(make_spans) -> None:
+    exporter = BlockingExporter()
+    processor = NonBlockingSpanProcessor(exporter, export_timeout_millis=30_000)
+    provider = make_spans(processor)
+    end_spans(provider, 10)
+    started = time.monotonic()
+    assert processor.force_flush(300) is False
+    assert time.monotonic() - started < 0.3 + 0.5
+    exporter.release.set()
+
+
+def test_force_flush_never_exports_on_the_calling_thread(make_spans) -> None:
+    threads: set[str] = set()
+
+    class ThreadExporter(RecordingExporter):
+        def export(self, spans):  # type: ignore[no-untyped-def]
+            threads.add(threading.current_thread().name)
+            return super().export(spans)
+
+    processor = NonBlockingSpanProcessor(ThreadExporter())
+    end_spans(make_spans(processor), 10)
+    assert processor.force_flush(5000)
+    assert threading.current_thread().name not in threads
+    assert threads
+
+
+def test_force_flush_with_nothing_pending_returns_true_at_once(make_spans) -> None:
+    processor = NonBlockingSpanProcessor(BlockingExporter())
+    make_spans(processor)
+    started = time.monotonic()
+    assert processor.force_flush(5000)
+    assert time.monotonic() - started < 0.5
+
+
+def test_shutdown_keeps_its_budget_and_counts_what_it_dropped(make_spans) -> None:
+    exporter = BlockingExporter(block_shutdown=True)
+    processor = NonBlockingSpanProcessor(
+        exporter, max_export_batch_size=10, export_timeout_millis=30_000
+    )
+    provider = make_spans(processor)
+    end_spans(provider, 10)
+    assert exporter.entered.wait(5)
+    end_spans(provider, 90)
+    started = time.monotonic()
+    processor.shutdown(timeout_millis=400)
+    assert time.monotonic() - started < 0.4 + 0.5
+    stats = processor.stats()
+    assert stats.dropped["shutdown"] == 90
+    assert stats.pending == 10  # the batch still stuck in the exporter
+    assert _invariant_holds(processor)
+    exporter.release.set()
+
+
+def test_shutdown_is_idempotent_and_later_spans_count_as_shutdown_drops(make_spans) -> None:
+    exporter = RecordingExporter()
+    processor = NonBlockingSpanProcessor(exporter)
+    provider = make_spans(processor)
+    end_spans(provider, 3)
+    processor.shutdown(timeout_millis=2000)
+    processor.shutdown(timeout_millis=2000)
+    assert exporter.shutdown_called
+    assert processor.stats().exported == 3
+    end_spans(provider, 4)
+    stats = processor.stats()
+    assert stats.dropped["shutdown"] == 4
+    assert stats.enqueued == 7
+
+
+def test_unsampled_spans_are_ignored(make_spans) -> None:
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    exporter = RecordingExporter()
+    processor = NonBlockingSpanProcessor(exporter)
+    provider = TracerProvider(sampler=ALWAYS_OFF, shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    end_spans(provider, 5)
+    processor.force_flush(1000)
+    assert processor.stats().enqueued == 0
+    provider.shutdown()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
+@pytest.mark.filterwarnings("ignore:.*multi-threaded.*:DeprecationWarning")
+def test_forked_child_gets_a_fresh_queue_and_worker_and_no_deadlock(make_spans) -> None:
+    exporter = BlockingExporter()
+    processor = NonBlockingSpanProcessor(
+        exporter, max_export_batch_size=5, export_timeout_millis=30_000
+    )
+    provider = make_spans(processor)
+    end_spans(provider, 5)
+    assert exporter.entered.wait(5)  # the parent's worker is inside an export
+    end_spans(provider, 20)  # ... and the parent has spans queued
+    processor._lock.acquire()  # and the export side's lock is held at fork time
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: must not hang, must not see the parent's spans
+            code = 1
+            try:
+                exporter.release.set()
+                before = processor.stats()
+                end_spans(provider, 7)
+                flushed = processor.force_flush(5000)
+                after = processor.stats()
+                child_spans = len(exporter.spans)
+                if (before.enqueued, before.pending) == (0, 0) and flushed and (
+                    after.exported == 7 == child_spans
+                ):
+                    code = 0
+            finally:
+                os._exit(code)
+    finally:
+        processor._lock.release()
+    deadline = time.monotonic() + 20
+    status = None
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung")
+    exporter.release.set()
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"max_queue_size": 0}, "max_queue_size"),
+        ({"max_queue_size": -5}, "max_queue_size"),
+        ({"max_export_batch_size": 0}, "max_export_batch_size"),
+        ({"schedule_delay_millis": "10"}, "schedule_delay_millis"),
+        ({"export_timeout_millis": 0}, "export_timeout_millis"),
+        ({"max_queue_size": 10, "max_export_batch_size": 20}, "max_export_batch_size"),
+        ({"shutdown_timeout_millis": -1}, "shutdown_timeout_millis"),
+        ({"max_queue_size": True}, "max_queue_size"),
+    ],
+)
+def test_bad_explicit_argument_raises_a_valueerror_naming_it(kwargs, named) -> None:
+    with pytest.raises(ConfigurationError, match=named) as caught:
+        NonBlockingSpanProcessor(RecordingExporter(), **kwargs)
+    assert isinstance(caught.value, ValueError)
+
+
+def test_env_variables_set_the_defaults_and_arguments_win(monkeypatch) -> None:
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "77")
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "7")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "123")
+    monkeypatch.setenv("OTEL_BSP_EXPORT_TIMEOUT", "4567")
+    processor = NonBlockingSpanProcessor(RecordingExporter())
+    assert processor._max_queue_size == 77
+    assert processor._batch_size == 7
+    assert processor._schedule_delay == pytest.approx(0.123)
+    assert processor.exporter.timeout_seconds == pytest.approx(4.567)
+    explicit = NonBlockingSpanProcessor(RecordingExporter(), max_queue_size=99)
+    assert explicit._max_queue_size == 99
+    processor.shutdown(0)
+    explicit.shutdown(0)
+
+
+def test_malformed_env_value_warns_once_and_falls_back(monkeypatch, caplog) -> None:
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "lots")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "-3")
+    first = NonBlockingSpanProcessor(RecordingExporter())
+    second = NonBlockingSpanProcessor(RecordingExporter())
+    assert first._max_queue_size == second._max_queue_size == 2048
+    assert first._schedule_delay == pytest.approx(1.0)
+    warnings = [r for r in caplog.records if "OTEL_BSP_MAX_QUEUE_SIZE" in r.getMessage()]
+    assert len(warnings) == 1
+    assert any("OTEL_BSP_SCHEDULE_DELAY" in r.getMessage() for r in caplog.records)
+    first.shutdown(0)
+    second.shutdown(0)
