@@ -1,0 +1,149 @@
+"""DeadlineSpanExporter: returns within its deadline, never piles up threads, breaks the circuit."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from opentelemetry.sdk.trace.export import SpanExportResult
+
+from otel_nonblocking import ConfigurationError, DeadlineSpanExporter, ExportOutcome
+from tests.conftest import BlockingExporter, RaisingExporter, RecordingExporter
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _threads_named(prefix: str) -> int:
+    return sum(1 for t in threading.enumerate() if t.name.startswith(prefix))
+
+
+def test_export_returns_within_deadline_when_the_inner_exporter_never_returns() -> None:
+    inner = BlockingExporter()
+    exporter = DeadlineSpanExporter(inner, timeout_millis=200)
+    started = time.monotonic()
+    assert exporter.export([]) is SpanExportResult.FAILURE
+    assert time.monotonic() - started < 0.2 + 0.3
+    assert exporter.stats().outcomes == {"export_timeout": 1}
+    inner.release.set()
+
+
+def test_at_most_one_abandoned_attempt_and_later_exports_fail_fast() -> None:
+    inner = BlockingExporter()
+    exporter = DeadlineSpanExporter(inner, timeout_millis=100, failure_threshold=100)
+    before = _threads_named("otel-nonblocking-export")
+    assert exporter.export_outcome([]) is ExportOutcome.TIMEOUT
+    for _ in range(20):
+        started = time.monotonic()
+        assert exporter.export_outcome([]) is ExportOutcome.BUSY
+        assert time.monotonic() - started < 0.1 + 0.3
+    assert _threads_named("otel-nonblocking-export") - before <= 1
+    assert exporter.stats().attempt_outstanding
+    inner.release.set()
+    deadline = time.monotonic() + 5
+    while exporter.stats().attempt_outstanding and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert exporter.export_outcome([]) is ExportOutcome.SUCCESS
+
+
+@pytest.mark.parametrize(
+    ("inner", "detail"),
+    [(RaisingExporter(), "RuntimeError"), (RecordingExporter(result=42), "returned int")],
+)
+def test_raising_or_garbage_inner_exporter_is_a_counted_failure(inner, detail, caplog) -> None:
+    exporter = DeadlineSpanExporter(inner, timeout_millis=1000)
+    assert exporter.export([]) is SpanExportResult.FAILURE
+    assert exporter.stats().outcomes == {"export_failed": 1}
+    assert any(detail in r.getMessage() for r in caplog.records)
+
+
+def test_breaker_opens_after_repeated_failures_and_fails_fast() -> None:
+    clock = FakeClock()
+    inner = RecordingExporter(result=SpanExportResult.FAILURE)
+    exporter = DeadlineSpanExporter(
+        inner, timeout_millis=1000, failure_threshold=3, breaker_backoff_millis=5000, clock=clock
+    )
+    for _ in range(3):
+        assert exporter.export_outcome([]) is ExportOutcome.FAILED
+    assert exporter.stats().breaker_state == "open"
+    for _ in range(10):
+        assert exporter.export_outcome([]) is ExportOutcome.CIRCUIT_OPEN
+    assert inner.calls == 3
+
+
+def test_breaker_half_open_probe_closes_it_when_the_backend_recovers() -> None:
+    clock = FakeClock()
+    inner = RecordingExporter(result=SpanExportResult.FAILURE)
+    exporter = DeadlineSpanExporter(
+        inner, timeout_millis=1000, failure_threshold=2, breaker_backoff_millis=5000, clock=clock
+    )
+    exporter.export([])
+    exporter.export([])
+    assert exporter.export_outcome([]) is ExportOutcome.CIRCUIT_OPEN
+    clock.now += 5.0
+    # A failed probe re-opens with a doubled back-off.
+    assert exporter.export_outcome([]) is ExportOutcome.FAILED
+    clock.now += 5.0
+    assert exporter.export_outcome([]) is ExportOutcome.CIRCUIT_OPEN
+    clock.now += 5.0
+    inner.result = SpanExportResult.SUCCESS
+    assert exporter.export_outcome([]) is ExportOutcome.SUCCESS
+    assert exporter.stats().breaker_state == "closed"
+    assert exporter.export_outcome([]) is ExportOutcome.SUCCESS
+
+
+def test_timeout_argument_caps_the_deadline_per_call() -> None:
+    inner = BlockingExporter()
+    exporter = DeadlineSpanExporter(inner, timeout_millis=10_000)
+    started = time.monotonic()
+    assert exporter.export_outcome([], timeout=0.1) is ExportOutcome.TIMEOUT
+    assert time.monotonic() - started < 0.1 + 0.3
+    inner.release.set()
+
+
+def test_shutdown_is_bounded_even_if_inner_shutdown_hangs() -> None:
+    inner = BlockingExporter(block_shutdown=True)
+    exporter = DeadlineSpanExporter(inner, timeout_millis=5000)
+    started = time.monotonic()
+    exporter.shutdown(timeout_millis=200)
+    assert time.monotonic() - started < 0.2 + 0.3
+    assert exporter.export_outcome([]) is ExportOutcome.SHUTDOWN
+    exporter.shutdown(timeout_millis=200)  # idempotent
+    inner.release.set()
+
+
+def test_force_flush_is_bounded() -> None:
+    class SlowFlush(RecordingExporter):
+        def force_flush(self, timeout_millis: int = 30000) -> bool:
+            time.sleep(2)
+            return True
+
+    exporter = DeadlineSpanExporter(SlowFlush(), timeout_millis=5000)
+    started = time.monotonic()
+    assert exporter.force_flush(timeout_millis=100) is False
+    assert time.monotonic() - started < 0.1 + 0.3
+
+
+def test_repr_names_no_inner_details() -> None:
+    class Secretive(RecordingExporter):
+        def __repr__(self) -> str:
+            return "Secretive(headers={'authorization': 'Bearer s3cr3t'})"
+
+    exporter = DeadlineSpanExporter(Secretive(), timeout_millis=1500)
+    assert "s3cr3t" not in repr(exporter)
+    assert repr(exporter) == "DeadlineSpanExporter(Secretive, timeout_millis=1500)"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"timeout_millis": 0}, {"timeout_millis": float("nan")}, {"failure_threshold": 0}],
+)
+def test_bad_explicit_arguments_raise(kwargs) -> None:
+    with pytest.raises(ConfigurationError):
+        DeadlineSpanExporter(RecordingExporter(), **kwargs)
