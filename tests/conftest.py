@@ -93,3 +93,21 @@ def end_spans(provider: TracerProvider, count: int, name: str = "span") -> None:
 def caplog_nb(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.DEBUG)
     return caplog
+
+
+@pytest.fixture
+def clean_globals() -> Iterator[None]:
+    """No global tracer provider and nothing installed, before and after the test."""
+    from opentelemetry import trace
+    from opentelemetry.util._once import Once
+
+    import otel_nonblocking._setup as setup
+
+    def reset() -> None:
+        setup.reset_for_tests()
+        trace._TRACER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
+        trace._TRACER_PROVIDER = None  # type: ignore[attr-defined]
+
+    reset()
+    yield
+    reset()

@@ -15,7 +15,17 @@ from ._errors import AttemptAbandoned, ConfigurationError
 from ._exporter import DeadlineSpanExporter, ExporterStats, ExportOutcome
 from ._otlp import otlp_span_exporter
 from ._processor import NonBlockingSpanProcessor, ProcessorStats
+from ._serverless import FlushAfter, InvocationContext, flush_after
 from ._session import InterruptibleSession
+from ._setup import (
+    FlushResult,
+    TracingHandle,
+    aflush,
+    configure_tracing,
+    flush,
+    installed,
+    shutdown,
+)
 
 try:
     __version__ = version("otel-nonblocking")
@@ -31,10 +41,20 @@ __all__ = [
     "DeadlineSpanExporter",
     "ExportOutcome",
     "ExporterStats",
+    "FlushAfter",
+    "FlushResult",
     "InterruptibleSession",
+    "InvocationContext",
     "NonBlockingSpanProcessor",
     "ProcessorStats",
     "Setting",
+    "TracingHandle",
     "__version__",
+    "aflush",
+    "configure_tracing",
+    "flush",
+    "flush_after",
+    "installed",
     "otlp_span_exporter",
+    "shutdown",
 ]

@@ -253,6 +253,42 @@ BREAKER_BACKOFF_MILLIS: Final = Setting(
     _positive,
 )
 
+DISABLED: Final = Setting(
+    "disabled",
+    ("OTEL_NONBLOCKING_DISABLED",),
+    bool,
+    False,
+    "bool",
+    "Kill switch: configure_tracing() and the configurator install nothing "
+    "(OTEL_SDK_DISABLED=true does the same).",
+)
+SDK_DISABLED: Final = Setting(
+    "sdk_disabled",
+    ("OTEL_SDK_DISABLED",),
+    bool,
+    False,
+    "bool",
+    "The specification's switch: no SDK, so nothing is installed.",
+)
+FLUSH_TIMEOUT: Final = Setting(
+    "timeout",
+    ("OTEL_NONBLOCKING_TIMEOUT",),
+    float,
+    2.0,
+    "s",
+    "configure_tracing(): export deadline, and default budget of flush() and shutdown().",
+    _positive,
+)
+EXIT_TIMEOUT_MILLIS: Final = Setting(
+    "exit_timeout_millis",
+    ("OTEL_NONBLOCKING_EXIT_TIMEOUT",),
+    int,
+    2000,
+    "ms",
+    "Budget of the exit hook that shuts down everything configure_tracing() installed.",
+    _non_negative,
+)
+
 SETTINGS: Final[tuple[Setting[Any], ...]] = (
     MAX_QUEUE_SIZE,
     MAX_EXPORT_BATCH_SIZE,
@@ -262,4 +298,13 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     EXPORTER_TIMEOUT_MILLIS,
     BREAKER_FAILURE_THRESHOLD,
     BREAKER_BACKOFF_MILLIS,
+    FLUSH_TIMEOUT,
+    EXIT_TIMEOUT_MILLIS,
+    DISABLED,
+    SDK_DISABLED,
 )
+
+
+def tracing_disabled(environ: Mapping[str, str] | None = None) -> bool:
+    """True when ``OTEL_SDK_DISABLED`` or ``OTEL_NONBLOCKING_DISABLED`` is true."""
+    return SDK_DISABLED.resolve(environ=environ) or DISABLED.resolve(environ=environ)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 import weakref
 from typing import Any
 
@@ -21,6 +22,12 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from ._errors import AttemptAbandoned
+from ._fork import after_fork_in_child
+
+#: A pooled connection idle this long is not trusted: a process frozen between
+#: invocations (AWS Lambda) or a NAT that forgot the flow leaves connections that look
+#: open but are dead, and a request on one would wait out the whole deadline.
+IDLE_RESET_SECONDS = 15.0
 
 
 class _Tracker:
@@ -145,15 +152,27 @@ class InterruptibleSession(requests.Session):
     0
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, idle_reset_seconds: float = IDLE_RESET_SECONDS) -> None:
         super().__init__()
+        self._idle_reset = idle_reset_seconds
+        self._fresh_pools()
+        after_fork_in_child(self._fresh_pools)
+
+    def _fresh_pools(self) -> None:
+        # New tracker and pools: in a forked child the parent's are not ours to use.
         self._tracker = _Tracker()
+        self._last_used = time.monotonic()
         for prefix in ("http://", "https://"):
             self.mount(prefix, _TrackingAdapter(self._tracker))
 
     def begin_attempt(self) -> None:
-        """Allow connections again: a new attempt starts."""
+        """Allow connections again: a new attempt starts. Drops long-idle connections."""
         self._tracker.reset()
+        now = time.monotonic()
+        if now - self._last_used > self._idle_reset:
+            for adapter in self.adapters.values():
+                adapter.close()
+        self._last_used = now
 
     def abort(self) -> int:
         """Cut every connection of this session; return how many sockets were shut down."""

@@ -1,0 +1,281 @@
+"""configure_tracing() and the bounded lifecycle of everything the package installs.
+
+``configure_tracing`` wires ``NonBlockingSpanProcessor`` over the deadline OTLP exporter
+into the SDK provider. Module-level :func:`flush` and :func:`shutdown` act on every
+processor the package installed with one shared deadline, and always return a
+:class:`FlushResult` instead of waiting without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter
+
+from . import _config
+from ._config import UNSET, _Unset
+from ._deadline import Deadline
+from ._errors import ConfigurationError
+from ._otlp import otlp_span_exporter
+from ._processor import NonBlockingSpanProcessor, ProcessorStats
+
+_logger = logging.getLogger("otel_nonblocking")
+
+
+@dataclass(frozen=True)
+class FlushResult:
+    """What a bounded flush or shutdown achieved.
+
+    ``exported`` and ``dropped`` count spans that reached that state during the call;
+    ``pending`` is what was still waiting when it returned; ``timed_out`` says the
+    budget ran out first.
+    """
+
+    exported: int = 0
+    dropped: int = 0
+    pending: int = 0
+    timed_out: bool = False
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """Everything was delivered: nothing pending, nothing dropped, in time."""
+        return not self.timed_out and self.pending == 0 and self.dropped == 0
+
+
+def _totals(stats: Iterable[ProcessorStats]) -> tuple[int, int, int]:
+    exported = dropped = pending = 0
+    for s in stats:
+        exported += s.exported
+        dropped += s.dropped_total
+        pending += s.pending
+    return exported, dropped, pending
+
+
+def _bounded(
+    processors: list[NonBlockingSpanProcessor], timeout: float, *, shutdown: bool
+) -> FlushResult:
+    """Flush (or shut down) ``processors`` one after another under one deadline."""
+    started = time.monotonic()
+    deadline = Deadline.after(max(timeout, 0.0))
+    exported0, dropped0, _ = _totals(p.stats() for p in processors)
+    complete = True
+    for processor in processors:
+        millis = deadline.remaining() * 1000
+        if shutdown:
+            processor.shutdown(timeout_millis=millis)
+        else:
+            complete = processor.force_flush(timeout_millis=int(millis)) and complete
+    exported1, dropped1, pending = _totals(p.stats() for p in processors)
+    return FlushResult(
+        exported=exported1 - exported0,
+        dropped=dropped1 - dropped0,
+        pending=pending,
+        timed_out=pending > 0 and (shutdown or not complete),
+        seconds=time.monotonic() - started,
+    )
+
+
+class TracingHandle:
+    """What :func:`configure_tracing` installed, with bounded ``flush`` and ``shutdown``."""
+
+    def __init__(
+        self,
+        processor: NonBlockingSpanProcessor | None,
+        provider: TracerProvider | None,
+        timeout: float,
+    ) -> None:
+        self._processor = processor
+        self._provider = provider
+        self._timeout = timeout
+
+    @property
+    def enabled(self) -> bool:
+        """False when tracing was switched off (``OTEL_SDK_DISABLED`` or the kill switch)."""
+        return self._processor is not None
+
+    @property
+    def processor(self) -> NonBlockingSpanProcessor | None:
+        return self._processor
+
+    @property
+    def provider(self) -> TracerProvider | None:
+        return self._provider
+
+    def _processors(self) -> list[NonBlockingSpanProcessor]:
+        return [] if self._processor is None else [self._processor]
+
+    def flush(self, timeout: float | None = None) -> FlushResult:
+        """Wait up to ``timeout`` seconds (default: the configured timeout) for export."""
+        return _bounded(self._processors(), _or(timeout, self._timeout), shutdown=False)
+
+    def shutdown(self, timeout: float | None = None) -> FlushResult:
+        """Export what fits in ``timeout`` seconds, then stop; idempotent."""
+        result = _bounded(self._processors(), _or(timeout, self._timeout), shutdown=True)
+        _forget(self)
+        return result
+
+    def stats(self) -> ProcessorStats:
+        if self._processor is None:
+            return ProcessorStats(enqueued=0, exported=0)
+        return self._processor.stats()
+
+
+def _or(timeout: float | None, default: float) -> float:
+    if timeout is None:
+        return default
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+        raise ConfigurationError(f"timeout must be a number of seconds >= 0, got {timeout!r}")
+    return float(timeout)
+
+
+_lock = threading.Lock()
+_installed: list[TracingHandle] = []
+_exit_hook_registered = False
+
+
+def _forget(handle: TracingHandle) -> None:
+    with _lock:
+        if handle in _installed:
+            _installed.remove(handle)
+
+
+def _register(handle: TracingHandle, exit_timeout_millis: int) -> None:
+    global _exit_hook_registered  # one process-wide exit hook
+    with _lock:
+        _installed.append(handle)
+        if not _exit_hook_registered:
+            atexit.register(_exit_hook, exit_timeout_millis / 1000)
+            _exit_hook_registered = True
+
+
+def _exit_hook(budget: float) -> None:
+    try:
+        shutdown(budget)
+    except Exception:
+        _logger.debug("otel_nonblocking exit hook failed", exc_info=True)
+
+
+def installed() -> list[TracingHandle]:
+    """The handles of everything configure_tracing() installed and that is still running."""
+    with _lock:
+        return list(_installed)
+
+
+def configure_tracing(
+    timeout: float | _Unset = UNSET,
+    *,
+    endpoint: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    service_name: str | None = None,
+    exporter: SpanExporter | None = None,
+    compression: str | None = None,
+    tracer_provider: TracerProvider | None = None,
+    max_queue_size: int | _Unset = UNSET,
+    max_export_batch_size: int | _Unset = UNSET,
+    schedule_delay_millis: int | _Unset = UNSET,
+    exit_timeout_millis: int | _Unset = UNSET,
+) -> TracingHandle:
+    """Send traces through ``NonBlockingSpanProcessor`` and the deadline OTLP exporter.
+
+    ``timeout`` (seconds, default 2) is the real deadline of each export and the
+    default budget of ``flush()`` and ``shutdown()``. With an SDK ``TracerProvider``
+    already installed (or ``tracer_provider`` given) the processor is added to it;
+    otherwise a provider is created and set globally. Calling it again returns the
+    same handle: spans are never exported twice. With ``OTEL_SDK_DISABLED=true`` or
+    ``OTEL_NONBLOCKING_DISABLED=true`` nothing is installed.
+
+    >>> handle = configure_tracing(timeout=2, service_name="checkout")  # doctest: +SKIP
+    >>> handle.flush()  # doctest: +SKIP
+    FlushResult(exported=12, dropped=0, pending=0, timed_out=False, seconds=0.01)
+    """
+    flush_timeout = _config.FLUSH_TIMEOUT.resolve(
+        UNSET if isinstance(timeout, _Unset) else _number("timeout", timeout)
+    )
+    exit_millis = _config.EXIT_TIMEOUT_MILLIS.resolve(exit_timeout_millis)
+    if _config.tracing_disabled():
+        return TracingHandle(None, None, flush_timeout)
+    with _lock:
+        for handle in _installed:
+            _logger.debug("configure_tracing() called again: keeping the first configuration")
+            return handle
+    if exporter is None:
+        exporter = otlp_span_exporter(
+            endpoint=endpoint, headers=headers, timeout=timeout, compression=compression
+        )
+    processor = NonBlockingSpanProcessor(
+        exporter,
+        max_queue_size=max_queue_size,
+        max_export_batch_size=max_export_batch_size,
+        schedule_delay_millis=schedule_delay_millis,
+        export_timeout_millis=(
+            UNSET if isinstance(timeout, _Unset) else max(int(flush_timeout * 1000), 1)
+        ),
+    )
+    provider = _provider(tracer_provider, service_name)
+    provider.add_span_processor(processor)
+    handle = TracingHandle(processor, provider, flush_timeout)
+    _register(handle, exit_millis)
+    return handle
+
+
+def _number(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(f"{name} must be a number of seconds, got {value!r}")
+    return float(value)
+
+
+def _provider(given: TracerProvider | None, service_name: str | None) -> TracerProvider:
+    if given is not None:
+        return given
+    current = trace.get_tracer_provider()
+    if isinstance(current, TracerProvider):
+        return current
+    attributes = {SERVICE_NAME: service_name} if service_name else {}
+    # The exit hook shuts this provider's processors down within its own budget.
+    provider = TracerProvider(resource=Resource.create(attributes), shutdown_on_exit=False)
+    trace.set_tracer_provider(provider)
+    if trace.get_tracer_provider() is not provider:  # someone else won the race
+        winner = trace.get_tracer_provider()
+        if isinstance(winner, TracerProvider):
+            return winner
+    return provider
+
+
+def _all_processors() -> list[NonBlockingSpanProcessor]:
+    return [p for h in installed() for p in h._processors()]
+
+
+def flush(timeout: float = 2.0) -> FlushResult:
+    """Flush everything the package installed, within ``timeout`` seconds in total."""
+    return _bounded(_all_processors(), _or(timeout, 2.0), shutdown=False)
+
+
+def shutdown(timeout: float = 2.0) -> FlushResult:
+    """Shut down everything the package installed, within ``timeout`` seconds in total."""
+    handles = installed()
+    result = _bounded(
+        [p for h in handles for p in h._processors()], _or(timeout, 2.0), shutdown=True
+    )
+    for handle in handles:
+        _forget(handle)
+    return result
+
+
+async def aflush(timeout: float = 2.0) -> FlushResult:
+    """:func:`flush` for asyncio: waits in a worker thread, never blocking the event loop."""
+    return await asyncio.to_thread(flush, timeout)
+
+
+def reset_for_tests() -> None:
+    """Shut down and forget everything installed (tests call it between cases)."""
+    shutdown(0.5)

@@ -1,0 +1,205 @@
+"""configure_tracing(), module flush/shutdown/aflush and flush_after keep their budgets."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+
+import otel_nonblocking as nb
+from tests.conftest import BlockingExporter, RecordingExporter
+
+pytestmark = pytest.mark.usefixtures("clean_globals")
+
+
+def _end(count: int, name: str = "work") -> None:
+    tracer = trace.get_tracer("tests")
+    for _ in range(count):
+        with tracer.start_as_current_span(name):
+            pass
+
+
+def test_configure_tracing_installs_a_global_provider_that_exports() -> None:
+    exporter = RecordingExporter()
+    handle = nb.configure_tracing(timeout=2, exporter=exporter, service_name="svc")
+    assert handle.enabled
+    assert trace.get_tracer_provider() is handle.provider
+    _end(5)
+    result = handle.flush()
+    assert result.ok and result.exported == 5
+    assert {s.resource.attributes["service.name"] for s in exporter.spans} == {"svc"}
+
+
+def test_calling_configure_tracing_twice_does_not_double_export() -> None:
+    exporter = RecordingExporter()
+    first = nb.configure_tracing(exporter=exporter)
+    second = nb.configure_tracing(exporter=RecordingExporter())
+    assert first is second
+    _end(3)
+    nb.flush(2)
+    assert len(exporter.spans) == 3
+
+
+def test_configure_tracing_adds_to_an_existing_sdk_provider() -> None:
+    provider = TracerProvider(shutdown_on_exit=False)
+    trace.set_tracer_provider(provider)
+    exporter = RecordingExporter()
+    handle = nb.configure_tracing(exporter=exporter)
+    assert handle.provider is provider
+    _end(2)
+    assert nb.flush(2).exported == 2
+
+
+@pytest.mark.parametrize("var", ["OTEL_SDK_DISABLED", "OTEL_NONBLOCKING_DISABLED"])
+def test_disabled_by_env_installs_nothing(monkeypatch, var) -> None:
+    monkeypatch.setenv(var, "true")
+    exporter = RecordingExporter()
+    handle = nb.configure_tracing(exporter=exporter)
+    assert not handle.enabled
+    assert not isinstance(trace.get_tracer_provider(), TracerProvider)
+    _end(3)
+    assert handle.flush(1).exported == 0
+    assert nb.installed() == []
+
+
+def test_module_flush_keeps_one_shared_budget_with_a_blocked_exporter() -> None:
+    exporter = BlockingExporter()
+    nb.configure_tracing(timeout=30, exporter=exporter)
+    _end(10)
+    started = time.monotonic()
+    result = nb.flush(0.3)
+    elapsed = time.monotonic() - started
+    assert elapsed < 0.3 + 0.5
+    assert result.timed_out and result.pending == 10
+    exporter.release.set()
+
+
+def test_module_shutdown_is_bounded_and_reports_drops() -> None:
+    exporter = BlockingExporter(block_shutdown=True)
+    nb.configure_tracing(timeout=30, exporter=exporter, max_export_batch_size=5)
+    _end(5)
+    assert exporter.entered.wait(5)
+    _end(20)
+    started = time.monotonic()
+    result = nb.shutdown(0.3)
+    assert time.monotonic() - started < 0.3 + 0.5
+    assert result.dropped == 20
+    assert result.pending == 5
+    assert nb.installed() == []
+    exporter.release.set()
+
+
+def test_aflush_never_blocks_the_event_loop() -> None:
+    exporter = BlockingExporter()
+    nb.configure_tracing(timeout=30, exporter=exporter)
+    _end(3)
+
+    async def main() -> tuple[int, float]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        task = asyncio.create_task(ticker())
+        started = time.monotonic()
+        await nb.aflush(0.5)
+        elapsed = time.monotonic() - started
+        task.cancel()
+        return ticks, elapsed
+
+    ticks, elapsed = asyncio.run(main())
+    assert elapsed < 0.5 + 0.5
+    assert ticks >= 10  # the loop kept running while the flush waited
+    exporter.release.set()
+
+
+class FakeLambdaContext:
+    def __init__(self, remaining_millis: int) -> None:
+        self.remaining = remaining_millis
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining
+
+
+def test_flush_after_decorator_is_bounded_by_the_lambda_time_left() -> None:
+    exporter = BlockingExporter()
+    nb.configure_tracing(timeout=30, exporter=exporter)
+    wrapper = nb.flush_after(timeout=10, margin=0.2)
+
+    @wrapper
+    def handler(event: dict[str, int], context: FakeLambdaContext) -> int:
+        _end(3)
+        return event["n"] * 2
+
+    started = time.monotonic()
+    assert handler({"n": 21}, FakeLambdaContext(remaining_millis=500)) == 42
+    elapsed = time.monotonic() - started
+    assert elapsed < 0.3 + 0.5  # 500 ms left minus the 200 ms margin
+    assert wrapper.result is not None and wrapper.result.timed_out
+    exporter.release.set()
+
+
+def test_flush_after_flushes_when_the_handler_raises() -> None:
+    exporter = RecordingExporter()
+    nb.configure_tracing(exporter=exporter)
+
+    @nb.flush_after(timeout=2)
+    def handler() -> None:
+        _end(2)
+        raise KeyError("boom")
+
+    with pytest.raises(KeyError):
+        handler()
+    assert len(exporter.spans) == 2
+
+
+def test_flush_after_context_managers_sync_and_async() -> None:
+    exporter = RecordingExporter()
+    nb.configure_tracing(exporter=exporter)
+    with nb.flush_after(timeout=2) as block:
+        _end(1)
+    assert block.result is not None and block.result.exported == 1
+
+    async def main() -> None:
+        async with nb.flush_after(timeout=2) as ablock:
+            _end(1)
+        assert ablock.result is not None and ablock.result.exported == 1
+
+    asyncio.run(main())
+    assert len(exporter.spans) == 2
+
+
+def test_flush_after_async_handler() -> None:
+    exporter = RecordingExporter()
+    nb.configure_tracing(exporter=exporter)
+
+    @nb.flush_after(timeout=2)
+    async def handler(context: FakeLambdaContext) -> str:
+        _end(4)
+        return "done"
+
+    assert asyncio.run(handler(FakeLambdaContext(10_000))) == "done"
+    assert len(exporter.spans) == 4
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: nb.configure_tracing(timeout="2"),  # type: ignore[arg-type]
+        lambda: nb.configure_tracing(timeout=0),
+        lambda: nb.flush_after(timeout=-1),
+        lambda: nb.flush_after(margin=-0.1),
+        lambda: nb.flush_after(context=object()),  # type: ignore[arg-type]
+        lambda: nb.flush(-1),
+    ],
+    ids=["timeout-str", "timeout-zero", "flush-after-neg", "margin-neg", "bad-context", "flush-neg"],
+)
+def test_bad_explicit_arguments_raise_configuration_error(call) -> None:
+    with pytest.raises(nb.ConfigurationError):
+        call()
