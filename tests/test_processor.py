@@ -44,7 +44,8 @@ def test_every_span_is_exported_with_a_healthy_exporter(make_spans) -> None:
     assert processor.force_flush(5000)
     stats = processor.stats()
     assert stats.exported == 1234 == len(exporter.spans)
-    assert stats.pending == 0 and stats.dropped_total == 0
+    assert stats.pending == 0
+    assert stats.dropped_total == 0
     assert stats.export_count >= 3  # batches of at most 512
 
 
@@ -60,7 +61,8 @@ def test_batches_never_exceed_max_export_batch_size(make_spans) -> None:
     provider = make_spans(processor)
     end_spans(provider, 100)
     assert processor.force_flush(5000)
-    assert sum(sizes) == 100 and max(sizes) <= 7
+    assert sum(sizes) == 100
+    assert max(sizes) <= 7
 
 
 def test_worker_exports_on_schedule_without_a_full_batch(make_spans) -> None:
@@ -262,8 +264,10 @@ def test_forked_child_gets_a_fresh_queue_and_worker_and_no_deadlock(make_spans) 
                 flushed = processor.force_flush(5000)
                 after = processor.stats()
                 child_spans = len(exporter.spans)
-                if (before.enqueued, before.pending) == (0, 0) and flushed and (
-                    after.exported == 7 == child_spans
+                if (
+                    (before.enqueued, before.pending) == (0, 0)
+                    and flushed
+                    and (after.exported == 7 == child_spans)
                 ):
                     code = 0
             finally:

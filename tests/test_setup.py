@@ -29,7 +29,8 @@ def test_configure_tracing_installs_a_global_provider_that_exports() -> None:
     assert trace.get_tracer_provider() is handle.provider
     _end(5)
     result = handle.flush()
-    assert result.ok and result.exported == 5
+    assert result.ok
+    assert result.exported == 5
     assert {s.resource.attributes["service.name"] for s in exporter.spans} == {"svc"}
 
 
@@ -73,7 +74,8 @@ def test_module_flush_keeps_one_shared_budget_with_a_blocked_exporter() -> None:
     result = nb.flush(0.3)
     elapsed = time.monotonic() - started
     assert elapsed < 0.3 + 0.5
-    assert result.timed_out and result.pending == 10
+    assert result.timed_out
+    assert result.pending == 10
     exporter.release.set()
 
 
@@ -141,7 +143,8 @@ def test_flush_after_decorator_is_bounded_by_the_lambda_time_left() -> None:
     assert handler({"n": 21}, FakeLambdaContext(remaining_millis=500)) == 42
     elapsed = time.monotonic() - started
     assert elapsed < 0.3 + 0.5  # 500 ms left minus the 200 ms margin
-    assert wrapper.result is not None and wrapper.result.timed_out
+    assert wrapper.result is not None
+    assert wrapper.result.timed_out
     exporter.release.set()
 
 
@@ -164,12 +167,14 @@ def test_flush_after_context_managers_sync_and_async() -> None:
     nb.configure_tracing(exporter=exporter)
     with nb.flush_after(timeout=2) as block:
         _end(1)
-    assert block.result is not None and block.result.exported == 1
+    assert block.result is not None
+    assert block.result.exported == 1
 
     async def main() -> None:
         async with nb.flush_after(timeout=2) as ablock:
             _end(1)
-        assert ablock.result is not None and ablock.result.exported == 1
+        assert ablock.result is not None
+        assert ablock.result.exported == 1
 
     asyncio.run(main())
     assert len(exporter.spans) == 2
@@ -198,7 +203,14 @@ def test_flush_after_async_handler() -> None:
         lambda: nb.flush_after(context=object()),  # type: ignore[arg-type]
         lambda: nb.flush(-1),
     ],
-    ids=["timeout-str", "timeout-zero", "flush-after-neg", "margin-neg", "bad-context", "flush-neg"],
+    ids=[
+        "timeout-str",
+        "timeout-zero",
+        "flush-after-neg",
+        "margin-neg",
+        "bad-context",
+        "flush-neg",
+    ],
 )
 def test_bad_explicit_arguments_raise_configuration_error(call) -> None:
     with pytest.raises(nb.ConfigurationError):

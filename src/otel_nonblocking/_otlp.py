@@ -18,6 +18,8 @@ from ._errors import ConfigurationError
 from ._exporter import DeadlineSpanExporter
 from ._session import InterruptibleSession
 
+_INNER_TIMEOUT_MARGIN_SECONDS = 0.1
+
 
 def _compression(value: str | Compression | None) -> Compression | None:
     if value is None or isinstance(value, Compression):
@@ -56,9 +58,10 @@ def otlp_span_exporter(
     inner = OTLPSpanExporter(
         endpoint=endpoint,
         headers=dict(headers) if headers is not None else None,
-        # The SDK's own timeout bounds each socket operation and its retry loop; the
-        # wrapper bounds the whole. Giving both the same budget ends retries in time.
-        timeout=timeout_millis / 1000,
+        # The SDK's own timeout bounds each socket operation (and, in newer releases,
+        # its retry loop); the wrapper bounds the whole. A little more than the deadline
+        # ends the SDK's retries in time, while the wrapper is always the one to fire.
+        timeout=timeout_millis / 1000 + _INNER_TIMEOUT_MARGIN_SECONDS,
         compression=_compression(compression),
         session=InterruptibleSession(),
     )

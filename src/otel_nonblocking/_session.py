@@ -165,6 +165,12 @@ class InterruptibleSession(requests.Session):
         for prefix in ("http://", "https://"):
             self.mount(prefix, _TrackingAdapter(self._tracker))
 
+    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
+        # An abandoned attempt that comes back from a back-off sleep stops here, even
+        # when it would reuse a pooled connection and never open a new one.
+        self._tracker.check()
+        return super().request(*args, **kwargs)
+
     def begin_attempt(self) -> None:
         """Allow connections again: a new attempt starts. Drops long-idle connections."""
         self._tracker.reset()

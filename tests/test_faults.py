@@ -1,0 +1,220 @@
+"""Every export, flush and shutdown keeps its budget against every fault, over real sockets.
+
+The exporter under test is the real ``OTLPSpanExporter`` (whichever SDK release is
+installed; CI runs this file on the newest and on 1.33.1) behind our deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+
+from otel_nonblocking import ExportOutcome, NonBlockingSpanProcessor, otlp_span_exporter
+from otel_nonblocking.testing import FakeOTLPBackend, FakeTLSStallListener, Mode, refused_endpoint
+from tests.conftest import end_spans
+
+BUDGET = 1.0  # seconds: every export, flush and shutdown here must end within it
+SLACK = 0.5  # the generous margin the timing bounds allow on a shared machine
+
+FAULTS = ["ok", "hang", "drip", "unavailable", "reset", "refused", "slow"]
+
+
+@pytest.fixture
+def endpoint_for() -> Iterator[Callable[[str], str]]:
+    backends: list[FakeOTLPBackend] = []
+
+    def make(fault: str) -> str:
+        if fault == "refused":
+            return refused_endpoint()
+        backend = FakeOTLPBackend(
+            Mode(fault), delay=5.0, drip_interval=0.2, retry_after=30, hang_limit=30
+        )
+        backend.start()
+        backends.append(backend)
+        return backend.endpoint
+
+    yield make
+    for backend in backends:
+        backend.stop()
+
+
+def _export_threads() -> int:
+    return sum(1 for t in threading.enumerate() if t.name == "otel-nonblocking-export")
+
+
+def _spans(count: int = 3) -> list[ReadableSpan]:
+    provider = TracerProvider(shutdown_on_exit=False)
+    tracer = provider.get_tracer("faults")
+    spans = []
+    for _ in range(count):
+        span = tracer.start_span("fault-span")
+        span.end()
+        spans.append(span)
+    return spans
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_export_returns_within_its_deadline(fault, endpoint_for) -> None:
+    exporter = otlp_span_exporter(endpoint_for(fault), timeout=BUDGET)
+    started = time.monotonic()
+    outcome = exporter.export_outcome(_spans())
+    elapsed = time.monotonic() - started
+    assert elapsed < BUDGET + SLACK, f"{fault}: export took {elapsed:.2f}s"
+    expected = ExportOutcome.SUCCESS if fault == "ok" else None
+    if expected:
+        assert outcome is expected
+    else:
+        assert outcome in (ExportOutcome.TIMEOUT, ExportOutcome.FAILED)
+    exporter.shutdown(timeout_millis=500)
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_repeated_exports_never_pile_up_threads(fault, endpoint_for) -> None:
+    before = _export_threads()
+    exporter = otlp_span_exporter(endpoint_for(fault), timeout=0.3)
+    for _ in range(8):
+        started = time.monotonic()
+        exporter.export_outcome(_spans(1))
+        assert time.monotonic() - started < 0.3 + SLACK
+        assert _export_threads() - before <= 1
+    exporter.shutdown(timeout_millis=500)
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_force_flush_and_shutdown_keep_their_budget(fault, endpoint_for) -> None:
+    exporter = otlp_span_exporter(endpoint_for(fault), timeout=BUDGET)
+    processor = NonBlockingSpanProcessor(exporter, max_export_batch_size=50)
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    end_spans(provider, 200)
+    started = time.monotonic()
+    flushed = processor.force_flush(int(BUDGET * 1000))
+    assert time.monotonic() - started < BUDGET + SLACK
+    assert flushed is (fault in ("ok",)) or (fault == "slow" and not flushed)
+    end_spans(provider, 100)
+    started = time.monotonic()
+    processor.shutdown(timeout_millis=BUDGET * 1000)
+    assert time.monotonic() - started < BUDGET + SLACK
+    stats = processor.stats()
+    assert stats.enqueued == stats.exported + stats.dropped_total + stats.pending
+    if fault == "ok":
+        assert stats.exported == 300
+
+
+def test_ok_backend_receives_the_spans(endpoint_for) -> None:
+    backend = FakeOTLPBackend(Mode.OK).start()
+    try:
+        exporter = otlp_span_exporter(backend.endpoint, timeout=BUDGET)
+        assert exporter.export_outcome(_spans(4)) is ExportOutcome.SUCCESS
+        assert backend.span_names() == ["fault-span"] * 4
+    finally:
+        backend.stop()
+
+
+def test_breaker_opens_on_a_dead_backend_and_closes_after_recovery() -> None:
+    backend = FakeOTLPBackend(Mode.HANG, hang_limit=30).start()
+    try:
+        exporter = otlp_span_exporter(backend.endpoint, timeout=0.3)
+        exporter._breaker._base_backoff = exporter._breaker._backoff = 0.3
+        outcomes = [exporter.export_outcome(_spans(1)) for _ in range(3)]
+        assert outcomes.count(ExportOutcome.TIMEOUT) == 3
+        assert exporter.stats().breaker_state == "open"
+        started = time.monotonic()
+        assert exporter.export_outcome(_spans(1)) is ExportOutcome.CIRCUIT_OPEN
+        assert time.monotonic() - started < 0.05  # a dead backend costs milliseconds
+        backend.mode = Mode.OK
+        time.sleep(0.35)
+        assert exporter.export_outcome(_spans(2)) is ExportOutcome.SUCCESS
+        assert exporter.stats().breaker_state == "closed"
+        assert exporter.export_outcome(_spans(2)) is ExportOutcome.SUCCESS
+        assert backend.wait_for_spans(4, timeout=2, accepted=True)
+    finally:
+        backend.stop()
+
+
+def test_stuck_read_is_cut_so_the_abandoned_attempt_ends_early() -> None:
+    backend = FakeOTLPBackend(Mode.HANG, hang_limit=30).start()
+    try:
+        exporter = otlp_span_exporter(backend.endpoint, timeout=0.3)
+        assert exporter.export_outcome(_spans(1)) is ExportOutcome.TIMEOUT
+        deadline = time.monotonic() + 2
+        while exporter.stats().attempt_outstanding and time.monotonic() < deadline:
+            time.sleep(0.01)
+        stats = exporter.stats()
+        assert not stats.attempt_outstanding  # well before the 30 s hang would end
+        assert stats.interrupted_connections >= 1
+    finally:
+        backend.stop()
+
+
+def test_dns_stall_costs_no_more_than_the_deadline(monkeypatch) -> None:
+    backend = FakeOTLPBackend(Mode.OK).start()
+    real_getaddrinfo = socket.getaddrinfo
+    release = threading.Event()
+
+    def stalling_getaddrinfo(host, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if host == "collector.stall.test":
+            release.wait(3)  # a resolver that hangs (bounded so the test ends)
+            host = "127.0.0.1"
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", stalling_getaddrinfo)
+    try:
+        url = f"http://collector.stall.test:{backend.port}/v1/traces"
+        exporter = otlp_span_exporter(url, timeout=0.5)
+        started = time.monotonic()
+        assert exporter.export_outcome(_spans(1)) is ExportOutcome.TIMEOUT
+        assert time.monotonic() - started < 0.5 + SLACK
+        # The resolver cannot be interrupted; when it returns, the abandoned attempt
+        # must not go on to send the batch late.
+        release.set()
+        deadline = time.monotonic() + 3
+        while exporter.stats().attempt_outstanding and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert backend.request_count == 0
+    finally:
+        release.set()
+        backend.stop()
+
+
+def test_tls_handshake_stall_costs_no_more_than_the_deadline() -> None:
+    listener = FakeTLSStallListener().start()
+    try:
+        exporter = otlp_span_exporter(listener.endpoint, timeout=0.5)
+        started = time.monotonic()
+        assert exporter.export_outcome(_spans(1)) is ExportOutcome.TIMEOUT
+        assert time.monotonic() - started < 0.5 + SLACK
+        deadline = time.monotonic() + 2
+        while exporter.stats().attempt_outstanding and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not exporter.stats().attempt_outstanding  # the handshake was cut
+    finally:
+        listener.stop()
+
+
+@pytest.mark.parametrize("fault", ["hang", "unavailable", "refused", "reset"])
+def test_no_secret_appears_in_logs_or_reprs(fault, endpoint_for, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    secret = "Basic c3VwZXItc2VjcmV0LXZhbHVl"  # noqa: S105 - the value the test hunts for
+    exporter = otlp_span_exporter(
+        endpoint_for(fault), headers={"Authorization": secret, "x-api-key": "k-123456"}, timeout=0.3
+    )
+    processor = NonBlockingSpanProcessor(exporter, max_export_batch_size=1)
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    end_spans(provider, 5)
+    processor.force_flush(1000)
+    processor.shutdown(timeout_millis=500)
+    texts = [r.getMessage() for r in caplog.records]
+    texts += [repr(exporter), repr(exporter.stats()), repr(processor.stats())]
+    texts += [str(r.exc_info[1]) for r in caplog.records if r.exc_info]
+    assert caplog.records, "the failing backend should have produced some log lines"
+    for text in texts:
+        assert "c3VwZXItc2VjcmV0LXZhbHVl" not in text
+        assert "k-123456" not in text
