@@ -139,6 +139,15 @@ _warned: set[tuple[str, str]] = set()
 _warned_lock = threading.Lock()
 
 
+def _fresh_warned_lock() -> None:
+    global _warned_lock  # a lock held by another thread at fork time stays held in the child
+    _warned_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_warned_lock)
+
+
 def _warn_once(var: str, raw: str, why: str) -> None:
     key = (var, raw)
     with _warned_lock:

@@ -24,6 +24,7 @@ from . import _config
 from ._breaker import BreakerState, CircuitBreaker
 from ._config import UNSET, _Unset
 from ._deadline import Clock, Deadline, millis_to_seconds
+from ._fork import after_fork_in_child
 from ._log import AggregatedWarning
 from ._runner import AttemptRunner
 from ._session import InterruptibleSession
@@ -31,6 +32,9 @@ from ._session import InterruptibleSession
 # An abandoned attempt whose connection was cut usually ends within milliseconds; the
 # next export waits this long for it before failing fast as ``attempt_outstanding``.
 _ABANDONED_GRACE_SECONDS = 0.1
+# After cutting an attempt at its deadline, how long to look whether it had in fact
+# just succeeded; this is the "few milliseconds" an export may run past its deadline.
+_LATE_RESULT_GRACE_SECONDS = 0.005
 
 
 class ExportOutcome(str, enum.Enum):
@@ -94,21 +98,29 @@ class DeadlineSpanExporter(SpanExporter):
             raise _config.ConfigurationError("exporter must be a SpanExporter")
         self._inner = exporter
         self._timeout = millis_to_seconds(_config.EXPORTER_TIMEOUT_MILLIS.resolve(timeout_millis))
-        self._breaker = CircuitBreaker(
-            failure_threshold=_config.BREAKER_FAILURE_THRESHOLD.resolve(failure_threshold),
-            backoff_seconds=_config.BREAKER_BACKOFF_MILLIS.resolve(breaker_backoff_millis) / 1000,
-            clock=clock,
+        self._breaker_settings = (
+            _config.BREAKER_FAILURE_THRESHOLD.resolve(failure_threshold),
+            _config.BREAKER_BACKOFF_MILLIS.resolve(breaker_backoff_millis) / 1000,
         )
         self._session = find_session(exporter)
         self._on_abandon = on_abandon
         self._clock = clock
         self._runner = AttemptRunner("export")
+        self._shutdown = False
+        self._init_state()
+        after_fork_in_child(self._init_state)
+
+    def _init_state(self) -> None:
+        """Fresh locks, counters and breaker (at start, and in a forked child)."""
+        threshold, backoff = self._breaker_settings
+        self._breaker = CircuitBreaker(
+            failure_threshold=threshold, backoff_seconds=backoff, clock=self._clock
+        )
         self._lock = threading.Lock()
         self._outcomes: Counter[str] = Counter()
         self._last_seconds: float | None = None
         self._interrupted = 0
-        self._shutdown = False
-        self._warn = AggregatedWarning("span exports failed", clock=clock)
+        self._warn = AggregatedWarning("span exports failed", clock=self._clock)
 
     @property
     def timeout_seconds(self) -> float:
@@ -165,8 +177,12 @@ class DeadlineSpanExporter(SpanExporter):
             self._last_seconds = self._clock() - started
         if not finished:
             self._abandon()
-            self._breaker.record_failure()
-            return self._count(ExportOutcome.TIMEOUT)
+            # A response that was already on its way when the connection was cut still
+            # counts: the backend has the batch, so it must not be reported as dropped.
+            finished = attempt.done.wait(_LATE_RESULT_GRACE_SECONDS)
+            if not finished or attempt.result is not SpanExportResult.SUCCESS:
+                self._breaker.record_failure()
+                return self._count(ExportOutcome.TIMEOUT)
         if attempt.error is None and attempt.result is SpanExportResult.SUCCESS:
             self._breaker.record_success()
             return self._count(ExportOutcome.SUCCESS)
