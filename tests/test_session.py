@@ -1,0 +1,159 @@
+"""InterruptibleSession: cut connections on abort, refuse abandoned attempts, drop idle pools."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from otel_nonblocking import AttemptAbandoned, InterruptibleSession
+from otel_nonblocking.testing import FakeOTLPBackend, Mode
+
+
+class FreezableServer:
+    """Answers 200 on keep-alive connections; after ``freeze()`` the connections that
+    were open go silent (a flow a NAT forgot while the process was frozen), while new
+    connections are answered as before."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)
+        self.port = self._listener.getsockname()[1]
+        self._frozen_before = -1
+        self._count = 0
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._conns: list[socket.socket] = []
+        accept = threading.Thread(target=self._accept, daemon=True)
+        accept.start()
+        self._threads.append(accept)
+
+    def freeze(self) -> None:
+        self._frozen_before = self._count
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self._count += 1
+            self._conns.append(conn)
+            worker = threading.Thread(target=self._serve, args=(conn, self._count), daemon=True)
+            worker.start()
+            self._threads.append(worker)
+
+    def _serve(self, conn: socket.socket, number: int) -> None:
+        conn.settimeout(0.1)
+        buffer = b""
+        while not self._stop.is_set():
+            try:
+                chunk = conn.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not chunk:
+                return
+            buffer += chunk
+            while b"\r\n\r\n" in buffer:
+                head, _, rest = buffer.partition(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                if len(rest) < length:
+                    break
+                buffer = rest[length:]
+                if number <= self._frozen_before:
+                    continue  # silent: the request is never answered
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+    @property
+    def connections(self) -> int:
+        return self._count
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._listener.close()
+        for conn in self._conns:
+            conn.close()
+        for thread in self._threads:
+            thread.join(2)
+
+
+@pytest.fixture
+def freezable() -> Iterator[FreezableServer]:
+    server = FreezableServer()
+    yield server
+    server.stop()
+
+
+def test_connection_gone_stale_while_idle_does_not_cost_the_next_request(freezable) -> None:
+    session = InterruptibleSession(idle_reset_seconds=0.2)
+    url = f"http://127.0.0.1:{freezable.port}/v1/traces"
+    try:
+        session.begin_attempt()
+        assert session.post(url, data=b"x", timeout=1).status_code == 200
+        freezable.freeze()  # the pooled connection is now dead without a FIN
+        time.sleep(0.3)  # idle longer than the reset threshold, like a frozen Lambda
+        session.begin_attempt()
+        started = time.monotonic()
+        assert session.post(url, data=b"x", timeout=2).status_code == 200
+        assert time.monotonic() - started < 0.5  # a fresh connection, no read timeout
+        assert freezable.connections == 2
+    finally:
+        session.close()
+
+
+def test_without_the_idle_reset_a_stale_connection_would_cost_the_timeout(freezable) -> None:
+    # The control for the test above: the same staleness, a session that keeps its pool.
+    session = InterruptibleSession(idle_reset_seconds=3600)
+    url = f"http://127.0.0.1:{freezable.port}/v1/traces"
+    try:
+        session.begin_attempt()
+        assert session.post(url, data=b"x", timeout=1).status_code == 200
+        freezable.freeze()
+        session.begin_attempt()
+        with pytest.raises(requests.exceptions.ReadTimeout):
+            session.post(url, data=b"x", timeout=0.3)
+    finally:
+        session.close()
+
+
+def test_abort_cuts_a_blocked_read_and_refuses_the_abandoned_attempt() -> None:
+    backend = FakeOTLPBackend(Mode.HANG, hang_limit=30).start()
+    session = InterruptibleSession()
+    errors: list[BaseException] = []
+
+    def blocked_post() -> None:
+        try:
+            session.post(backend.endpoint, data=b"x", timeout=20)
+        except BaseException as error:  # noqa: BLE001 - collected for the assertion
+            errors.append(error)
+
+    try:
+        session.begin_attempt()
+        thread = threading.Thread(target=blocked_post)
+        started = time.monotonic()
+        thread.start()
+        assert backend.wait_for_requests(1, timeout=5)
+        assert session.abort() >= 1
+        thread.join(5)
+        assert not thread.is_alive()
+        assert time.monotonic() - started < 2  # far from the 20 s read timeout
+        assert errors
+        with pytest.raises(AttemptAbandoned):
+            session.post(backend.endpoint, data=b"x", timeout=1)
+        session.begin_attempt()  # the next attempt may connect again
+        backend.mode = Mode.OK
+        assert session.post(backend.endpoint, data=b"x", timeout=2).status_code == 200
+    finally:
+        session.close()
+        backend.stop()
