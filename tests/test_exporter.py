@@ -147,3 +147,22 @@ def test_repr_names_no_inner_details() -> None:
 def test_bad_explicit_arguments_raise(kwargs) -> None:
     with pytest.raises(ConfigurationError):
         DeadlineSpanExporter(RecordingExporter(), **kwargs)
+
+
+def test_listeners_see_every_export_on_the_exporting_thread() -> None:
+    seen: list[tuple[ExportOutcome, int, str]] = []
+    exporter = DeadlineSpanExporter(RecordingExporter(), timeout_millis=1000)
+
+    def listener(outcome: ExportOutcome, count: int, seconds: float) -> None:
+        assert seconds >= 0
+        seen.append((outcome, count, threading.current_thread().name))
+
+    def broken(outcome: ExportOutcome, count: int, seconds: float) -> None:
+        raise RuntimeError("listener bug")
+
+    exporter.add_listener(broken)
+    exporter.add_listener(listener)
+    assert exporter.export_outcome([1, 2, 3]) is ExportOutcome.SUCCESS  # type: ignore[list-item]
+    exporter.remove_listener(listener)
+    exporter.export_outcome([])
+    assert seen == [(ExportOutcome.SUCCESS, 3, threading.current_thread().name)]

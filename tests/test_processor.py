@@ -336,3 +336,15 @@ def test_malformed_env_value_warns_once_and_falls_back(monkeypatch, caplog) -> N
     assert any("OTEL_BSP_SCHEDULE_DELAY" in r.getMessage() for r in caplog.records)
     first.shutdown(0)
     second.shutdown(0)
+
+
+def test_flush_listeners_and_live_registry(make_spans) -> None:
+    from otel_nonblocking._processor import live_processors
+
+    processor = NonBlockingSpanProcessor(RecordingExporter())
+    calls: list[bool] = []
+    processor.add_flush_listener(lambda ok, seconds: calls.append(ok))
+    end_spans(make_spans(processor), 2)
+    assert processor.force_flush(2000)
+    assert calls == [True]
+    assert processor in live_processors()

@@ -48,6 +48,10 @@ class ExportOutcome(str, enum.Enum):
     SHUTDOWN = "shutdown"  # the exporter was shut down
 
 
+#: ``listener(outcome, span_count, seconds)``, called after each export.
+ExportListener = Callable[[ExportOutcome, int, float], object]
+
+
 @dataclass(frozen=True)
 class ExporterStats:
     """A snapshot of a :class:`DeadlineSpanExporter`'s counters."""
@@ -106,6 +110,7 @@ class DeadlineSpanExporter(SpanExporter):
         self._on_abandon = on_abandon
         self._clock = clock
         self._runner = AttemptRunner("export")
+        self._listeners: tuple[ExportListener, ...] = ()
         self._shutdown = False
         self._init_state()
         after_fork_in_child(self._init_state)
@@ -145,10 +150,36 @@ class DeadlineSpanExporter(SpanExporter):
             return SpanExportResult.SUCCESS
         return SpanExportResult.FAILURE
 
+    def add_listener(self, listener: ExportListener) -> None:
+        """Call ``listener(outcome, span_count, seconds)`` after every export.
+
+        Listeners run on the exporting (worker) thread, never on the application's;
+        an exception in one is counted and ignored.
+        """
+        self._listeners = (*self._listeners, listener)
+
+    def remove_listener(self, listener: ExportListener) -> None:
+        self._listeners = tuple(x for x in self._listeners if x is not listener)
+
     def export_outcome(
         self, spans: Sequence[ReadableSpan], timeout: float | None = None
     ) -> ExportOutcome:
         """Export within ``min(timeout, timeout_millis)`` seconds and say what happened."""
+        started = self._clock()
+        outcome = self._export_outcome(spans, timeout)
+        listeners = self._listeners
+        if listeners:
+            seconds = self._clock() - started
+            for listener in listeners:
+                try:
+                    listener(outcome, len(spans), seconds)
+                except Exception as error:  # noqa: BLE001 - a listener must not break export
+                    self._warn.add(f"listener raised {type(error).__name__}")
+        return outcome
+
+    def _export_outcome(
+        self, spans: Sequence[ReadableSpan], timeout: float | None
+    ) -> ExportOutcome:
         if self._shutdown:
             return self._count(ExportOutcome.SHUTDOWN)
         deadline = Deadline.after(self.timeout_seconds, self._clock).earliest(timeout)

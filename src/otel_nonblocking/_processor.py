@@ -14,7 +14,7 @@ import threading
 import time
 import weakref
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -121,9 +121,11 @@ class NonBlockingSpanProcessor(SpanProcessor):
                 exporter, timeout_millis=self._export_timeout * 1000, clock=clock
             )
         self._clock = clock
+        self._flush_listeners: tuple[FlushListener, ...] = ()
         self._init_state()
         after_fork_in_child(self._init_state)
         atexit.register(_shutdown_at_exit, weakref.ref(self))
+        _LIVE.add(self)
 
     def _init_state(self) -> None:
         """Fresh queue, counters, locks and worker (at start, and in a forked child)."""
@@ -242,12 +244,26 @@ class NonBlockingSpanProcessor(SpanProcessor):
 
     # -- flush, shutdown, stats --
 
+    def add_flush_listener(self, listener: FlushListener) -> None:
+        """Call ``listener(flushed_ok, seconds)`` after every ``force_flush`` (caller's thread)."""
+        self._flush_listeners = (*self._flush_listeners, listener)
+
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Wait up to ``timeout_millis`` for every span ended before this call to be exported.
 
         Returns True only if all of them were exported successfully. The export runs
         on the worker, never on the calling thread.
         """
+        started = self._clock()
+        ok = self._force_flush(timeout_millis)
+        for listener in self._flush_listeners:
+            try:
+                listener(ok, self._clock() - started)
+            except Exception as error:  # noqa: BLE001 - a listener must not break flush
+                self._warn.add(f"flush listener raised {type(error).__name__}")
+        return ok
+
+    def _force_flush(self, timeout_millis: int) -> bool:
         deadline = Deadline.after(millis_to_seconds(timeout_millis), self._clock)
         with self._lock:
             target = self._taken + len(self._queue)
@@ -315,6 +331,17 @@ class NonBlockingSpanProcessor(SpanProcessor):
             export_count=export_count,
             last_export_seconds=last,
         )
+
+
+#: ``listener(flushed_ok, seconds)``, called after each ``force_flush``.
+FlushListener = Callable[[bool, float], object]
+
+_LIVE: weakref.WeakSet[NonBlockingSpanProcessor] = weakref.WeakSet()
+
+
+def live_processors() -> list[NonBlockingSpanProcessor]:
+    """Every NonBlockingSpanProcessor in this process that is still referenced."""
+    return list(_LIVE)
 
 
 def _shutdown_at_exit(ref: weakref.ref[NonBlockingSpanProcessor]) -> None:
