@@ -65,6 +65,13 @@ def _parse_str(raw: str) -> str:
     return raw.strip()
 
 
+_KINDS: Final[Mapping[type, str]] = {
+    int: "an integer",
+    float: "a finite number",
+    bool: "a boolean (true or false)",
+    str: "a string",
+}
+
 _PARSERS: Final[Mapping[type, Callable[[str], Any]]] = {
     int: _parse_int,
     float: _parse_float,
@@ -113,17 +120,30 @@ class Setting(Generic[T]):
         An empty string counts as unset; a malformed value warns once and is ignored.
         """
         env = os.environ if environ is None else environ
-        for var in self.env_vars:
+        for index, var in enumerate(self.env_vars):
             raw = env.get(var)
             if raw is None or not raw.strip():
                 continue
+            # The message never quotes the value (nor a parser error, which would):
+            # a variable might hold something private.
             try:
-                value = (self.parse or _PARSERS[self.type])(raw)
-                return self.validate(value)
-            except (ValueError, ConfigurationError) as error:
-                _warn_once(var, raw, f"{error}; using {self.default!r}")
-                return UNSET
+                value = self.validate((self.parse or _PARSERS[self.type])(raw))
+            except ValueError:  # includes ConfigurationError
+                later = " or ".join(self.env_vars[index + 1 :])
+                fallback = f"{later}, else {self.default!r}" if later else f"{self.default!r}"
+                _warn_once(var, raw, f"{self._env_problem(raw)}; using {fallback}")
+                continue  # as if unset: a later variable, else the default, applies
+            return value
         return UNSET
+
+    def _env_problem(self, raw: str) -> str:
+        """Why ``raw`` was rejected, in words that do not contain it."""
+        try:
+            value = (self.parse or _PARSERS[self.type])(raw)
+        except ValueError:
+            return f"not {_KINDS.get(self.type, 'valid')}"
+        problem = None if self.check is None else self.check(value)
+        return problem or f"not {_KINDS.get(self.type, 'valid')}"
 
     def resolve(self, explicit: T | _Unset = UNSET, environ: Mapping[str, str] | None = None) -> T:
         """Argument > environment variable > default."""
@@ -176,9 +196,41 @@ MAX_QUEUE_SIZE: Final = Setting(
     "max_queue_size",
     ("OTEL_BSP_MAX_QUEUE_SIZE",),
     int,
-    2048,
+    16384,
     "spans",
-    "Spans held in memory waiting for export; beyond it new spans are dropped (queue_full).",
+    "Spans held in memory waiting for export; beyond it (or beyond max_queue_bytes) "
+    "the newest span is dropped (queue_full). The specification's default is 2048; "
+    "a burst of 10,000 spans must fit.",
+    _positive,
+)
+MAX_QUEUE_BYTES: Final = Setting(
+    "max_queue_bytes",
+    ("OTEL_NONBLOCKING_MAX_QUEUE_BYTES",),
+    int,
+    64 * 1024 * 1024,
+    "bytes",
+    "Approximate memory budget of the queue: about 3 KiB per span plus its encoded "
+    "size, learnt from the exports; the queue holds the smaller of this and max_queue_size.",
+    _positive,
+)
+RETRY_BUFFER_SIZE: Final = Setting(
+    "retry_buffer_size",
+    ("OTEL_NONBLOCKING_RETRY_BUFFER_SIZE",),
+    int,
+    8192,
+    "spans",
+    "Spans of batches that failed for a transient reason, kept to be sent again; when "
+    "full, the oldest batch is dropped (retry_buffer_full). 0 turns retries off.",
+    _non_negative,
+)
+MAX_EXPORT_ATTEMPTS: Final = Setting(
+    "max_export_attempts",
+    ("OTEL_NONBLOCKING_MAX_ATTEMPTS",),
+    int,
+    6,
+    "attempts",
+    "Times one batch is sent before a transient failure drops it; attempts the "
+    "breaker or a Retry-After held back do not count.",
     _positive,
 )
 MAX_EXPORT_BATCH_SIZE: Final = Setting(
@@ -214,7 +266,8 @@ SHUTDOWN_TIMEOUT_MILLIS: Final = Setting(
     int,
     2000,
     "ms",
-    "Budget of shutdown() called without a timeout, which is what the exit hook does.",
+    "Budget of NonBlockingSpanProcessor.shutdown() called without a timeout, as the "
+    "processor's own exit hook and TracerProvider.shutdown() do.",
     _non_negative,
 )
 
@@ -241,6 +294,30 @@ EXPORTER_TIMEOUT_MILLIS: Final = Setting(
     "does), larger ones as milliseconds (as the specification says).",
     _positive,
     _parse_otlp_timeout_millis,
+)
+
+
+def _one_of(*choices: str) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        return None if value.lower() in choices else f"must be one of {', '.join(choices)}"
+
+    return check
+
+
+def _parse_lower(raw: str) -> str:
+    return raw.strip().lower()
+
+
+COMPRESSION: Final = Setting(
+    "compression",
+    ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"),
+    str,
+    "none",
+    "",
+    "OTLP request body compression: gzip, deflate or none. A bad value in the environment "
+    "warns and means none (SDK 1.33 would raise while building the exporter).",
+    _one_of("gzip", "deflate", "none"),
+    _parse_lower,
 )
 BREAKER_FAILURE_THRESHOLD: Final = Setting(
     "failure_threshold",
@@ -285,7 +362,8 @@ FLUSH_TIMEOUT: Final = Setting(
     float,
     2.0,
     "s",
-    "configure_tracing(): export deadline, and default budget of flush() and shutdown().",
+    "Default budget of flush() and shutdown() on the handle configure_tracing() returns. "
+    "The timeout argument of configure_tracing() also sets the export deadline.",
     _positive,
 )
 EXIT_TIMEOUT_MILLIS: Final = Setting(
@@ -298,17 +376,32 @@ EXIT_TIMEOUT_MILLIS: Final = Setting(
     _non_negative,
 )
 
+SELF_METRICS: Final = Setting(
+    "self_metrics",
+    ("OTEL_NONBLOCKING_SELF_METRICS", "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED"),
+    bool,
+    True,
+    "bool",
+    "Publish the processor's and exporter's counters through the OpenTelemetry metrics "
+    "API (configure_tracing() and the configurator); see docs/observability.md.",
+)
+
 SETTINGS: Final[tuple[Setting[Any], ...]] = (
     MAX_QUEUE_SIZE,
+    MAX_QUEUE_BYTES,
+    RETRY_BUFFER_SIZE,
+    MAX_EXPORT_ATTEMPTS,
     MAX_EXPORT_BATCH_SIZE,
     SCHEDULE_DELAY_MILLIS,
     EXPORT_TIMEOUT_MILLIS,
     SHUTDOWN_TIMEOUT_MILLIS,
     EXPORTER_TIMEOUT_MILLIS,
+    COMPRESSION,
     BREAKER_FAILURE_THRESHOLD,
     BREAKER_BACKOFF_MILLIS,
     FLUSH_TIMEOUT,
     EXIT_TIMEOUT_MILLIS,
+    SELF_METRICS,
     DISABLED,
     SDK_DISABLED,
 )

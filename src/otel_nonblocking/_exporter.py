@@ -26,7 +26,7 @@ from ._config import UNSET, _Unset
 from ._deadline import Clock, Deadline, millis_to_seconds
 from ._fork import after_fork_in_child
 from ._log import AggregatedWarning
-from ._runner import AttemptRunner
+from ._runner import Attempt, AttemptRunner
 from ._session import InterruptibleSession
 
 # An abandoned attempt whose connection was cut usually ends within milliseconds; the
@@ -46,6 +46,42 @@ class ExportOutcome(str, enum.Enum):
     BUSY = "attempt_outstanding"  # an abandoned attempt still runs: failed fast
     CIRCUIT_OPEN = "circuit_open"  # the breaker is open: failed fast
     SHUTDOWN = "shutdown"  # the exporter was shut down
+
+
+#: HTTP statuses after which the OTLP specification says the batch may be sent again.
+RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+# Statuses that reject one batch's content, not the backend's availability.
+_DATA_STATUSES = frozenset({400, 413})
+
+
+def _is_connection_error(error: BaseException) -> bool:
+    if isinstance(error, OSError):
+        return True
+    try:
+        import requests
+    except ImportError:  # pragma: no cover - requests comes with the OTLP exporter
+        return False
+    return isinstance(error, requests.exceptions.RequestException)
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """One export's outcome, with what the backend said when it is known.
+
+    ``transient`` tells whether sending the same batch again later may succeed: a
+    timeout, a refused or reset connection, a retryable status (429/502/503/504), an
+    open breaker or an outstanding attempt. A permanent failure (another HTTP status,
+    an exporter that raised something other than a connection error) is not.
+    """
+
+    outcome: ExportOutcome
+    status: int | None = None
+    retry_after: float | None = None
+    request_bytes: int | None = None
+    transient: bool = False
+    #: On TIMEOUT: the abandoned attempt, which may still turn out to have delivered
+    #: the batch (see :meth:`DeadlineSpanExporter.resolve`).
+    attempt: Attempt[object] | None = field(default=None, compare=False, repr=False)
 
 
 #: ``listener(outcome, span_count, seconds)``, called after each export.
@@ -125,6 +161,7 @@ class DeadlineSpanExporter(SpanExporter):
         self._outcomes: Counter[str] = Counter()
         self._last_seconds: float | None = None
         self._interrupted = 0
+        self._abandoned_at = float("-inf")
         self._warn = AggregatedWarning("span exports failed", clock=self._clock)
 
     @property
@@ -165,30 +202,61 @@ class DeadlineSpanExporter(SpanExporter):
         self, spans: Sequence[ReadableSpan], timeout: float | None = None
     ) -> ExportOutcome:
         """Export within ``min(timeout, timeout_millis)`` seconds and say what happened."""
+        return self.export_report(spans, timeout).outcome
+
+    def export_report(
+        self, spans: Sequence[ReadableSpan], timeout: float | None = None
+    ) -> ExportReport:
+        """Like :meth:`export_outcome`, with the status, Retry-After and transience."""
         started = self._clock()
-        outcome = self._export_outcome(spans, timeout)
+        outcome, error, attempt = self._export(spans, timeout)
+        report = self._report(outcome, error, attempt)
         listeners = self._listeners
         if listeners:
             seconds = self._clock() - started
             for listener in listeners:
                 try:
                     listener(outcome, len(spans), seconds)
-                except Exception as error:  # noqa: BLE001 - a listener must not break export
-                    self._warn.add(f"listener raised {type(error).__name__}")
-        return outcome
+                except Exception as failure:  # noqa: BLE001 - a listener must not break export
+                    self._warn.add(f"listener raised {type(failure).__name__}")
+        return report
 
-    def _export_outcome(
+    def _report(
+        self,
+        outcome: ExportOutcome,
+        error: BaseException | None,
+        attempt: Attempt[object] | None,
+    ) -> ExportReport:
+        session = self._session
+        status = retry_after = size = None
+        connection_error = False
+        if session is not None and outcome is not ExportOutcome.CIRCUIT_OPEN:
+            status, retry_after = session.last_status, session.last_retry_after
+            size, connection_error = session.last_request_bytes, session.last_connection_error
+        if outcome is ExportOutcome.SUCCESS or outcome is ExportOutcome.SHUTDOWN:
+            transient = False
+        elif outcome is not ExportOutcome.FAILED:
+            transient = True  # timeout, open breaker, outstanding attempt
+        elif status is not None and not 200 <= status < 300:
+            transient = status in RETRYABLE_STATUSES
+        elif error is not None:
+            transient = _is_connection_error(error)
+        else:
+            # FAILURE without an HTTP answer: a refused or reset connection where the
+            # session saw one; from an exporter we cannot see into, assume transient.
+            transient = connection_error or session is None
+        return ExportReport(outcome, status, retry_after, size, transient, attempt)
+
+    def _export(
         self, spans: Sequence[ReadableSpan], timeout: float | None
-    ) -> ExportOutcome:
+    ) -> tuple[ExportOutcome, BaseException | None, Attempt[object] | None]:
         if self._shutdown:
-            return self._count(ExportOutcome.SHUTDOWN)
+            return self._count(ExportOutcome.SHUTDOWN), None, None
         deadline = Deadline.after(self.timeout_seconds, self._clock).earliest(timeout)
-        if self._runner.busy and not self._runner.wait_idle(
-            min(_ABANDONED_GRACE_SECONDS, deadline.remaining())
-        ):
-            return self._count(ExportOutcome.BUSY)
+        if self._runner.busy and not self._wait_for_abandoned(deadline):
+            return self._count(ExportOutcome.BUSY), None, None
         if not self._breaker.allow():
-            return self._count(ExportOutcome.CIRCUIT_OPEN)
+            return self._count(ExportOutcome.CIRCUIT_OPEN), None, None
         batch = list(spans)
         session = self._session
         inner = self._inner
@@ -202,36 +270,78 @@ class DeadlineSpanExporter(SpanExporter):
         attempt = self._runner.try_submit(call)
         if attempt is None:  # the runner turned busy between the check and now
             self._breaker_release()
-            return self._count(ExportOutcome.BUSY)
+            return self._count(ExportOutcome.BUSY), None, None
         finished = attempt.done.wait(deadline.remaining())
         with self._lock:
             self._last_seconds = self._clock() - started
         if not finished:
-            self._abandon()
-            # A response that was already on its way when the connection was cut still
-            # counts: the backend has the batch, so it must not be reported as dropped.
+            # Cut the connection, unless its response is already waiting to be read
+            # (the backend has the batch; the attempt is only short of the GIL).
+            self._abandon(spare_answering=True)
             finished = attempt.done.wait(_LATE_RESULT_GRACE_SECONDS)
             if not finished or attempt.result is not SpanExportResult.SUCCESS:
+                with self._lock:
+                    self._abandoned_at = self._clock()
                 self._breaker.record_failure()
-                return self._count(ExportOutcome.TIMEOUT)
+                return self._count(ExportOutcome.TIMEOUT), None, attempt
         if attempt.error is None and attempt.result is SpanExportResult.SUCCESS:
             self._breaker.record_success()
-            return self._count(ExportOutcome.SUCCESS)
-        self._breaker.record_failure()
+            return self._count(ExportOutcome.SUCCESS), None, None
+        if session is not None and session.last_status in _DATA_STATUSES:
+            self._breaker.record_success()  # the backend is up; it refused this batch only
+        else:
+            self._breaker.record_failure()
         detail = type(attempt.error).__name__ if attempt.error is not None else "failure"
-        if attempt.error is None and not isinstance(attempt.result, SpanExportResult):
+        error = attempt.error
+        if error is None and not isinstance(attempt.result, SpanExportResult):
             detail = f"returned {type(attempt.result).__name__}"
-        return self._count(ExportOutcome.FAILED, detail)
+            error = TypeError(f"exporter {detail}")  # a bug, not a passing fault
+        if session is not None and session.last_status is not None:
+            detail = f"HTTP {session.last_status}"
+        return self._count(ExportOutcome.FAILED, detail), error, None
+
+    def _wait_for_abandoned(self, deadline: Deadline) -> bool:
+        """Give an abandoned attempt a moment to end; cut it if it is long overdue."""
+        grace = min(_ABANDONED_GRACE_SECONDS, deadline.remaining())
+        if self._runner.wait_idle(grace):
+            return True
+        with self._lock:
+            overdue = self._clock() - self._abandoned_at >= self.timeout_seconds
+        if overdue:
+            self._abandon()  # spared once for a waiting response; now it is cut for good
+            return self._runner.wait_idle(min(_ABANDONED_GRACE_SECONDS, deadline.remaining()))
+        return False
+
+    def resolve(self, attempt: Attempt[object], wait: float) -> bool | None:
+        """What became of an abandoned ``attempt``: True if it delivered the batch after
+        all, False if it failed, None if it is still running after ``wait`` seconds."""
+        if not attempt.done.wait(max(wait, 0.0)):
+            with self._lock:
+                overdue = self._clock() - self._abandoned_at >= self.timeout_seconds
+            if not overdue:
+                return None
+            self._abandon()
+            if not attempt.done.wait(_ABANDONED_GRACE_SECONDS):
+                return None
+        delivered = attempt.error is None and attempt.result is SpanExportResult.SUCCESS
+        if delivered:
+            with self._lock:
+                self._outcomes["late_success"] += 1
+        return delivered
+
+    def available_in(self) -> float:
+        """Seconds until the breaker lets an export out again (0 when it does now)."""
+        return self._breaker.retry_in()
 
     def _breaker_release(self) -> None:
         # A probe that never went out must not leave the breaker waiting for it.
         if self._breaker.state is BreakerState.HALF_OPEN:
             self._breaker.record_failure()
 
-    def _abandon(self) -> None:
+    def _abandon(self, *, spare_answering: bool = False) -> None:
         cut = 0
         if self._session is not None:
-            cut = self._session.abort()
+            cut = self._session.abort(spare_answering=spare_answering)
         if self._on_abandon is not None:
             try:
                 self._on_abandon()

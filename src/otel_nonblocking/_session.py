@@ -10,6 +10,10 @@ they end by themselves at the socket timeout, and their connection is then refus
 from __future__ import annotations
 
 import contextlib
+import datetime
+import email.utils
+import math
+import select
 import socket
 import threading
 import time
@@ -28,6 +32,26 @@ from ._fork import after_fork_in_child
 #: invocations (AWS Lambda) or a NAT that forgot the flow leaves connections that look
 #: open but are dead, and a request on one would wait out the whole deadline.
 IDLE_RESET_SECONDS = 15.0
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delay-seconds or HTTP-date), or None."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=datetime.timezone.utc)
+        seconds = when.timestamp() - time.time()
+    if not math.isfinite(seconds):
+        return None
+    return max(seconds, 0.0)
 
 
 class _Tracker:
@@ -50,14 +74,19 @@ class _Tracker:
             self._handles[self._next] = handle
         return handle
 
-    def abort(self) -> int:
-        """Refuse new connections and shut down every tracked socket; return how many."""
+    def abort(self, *, spare_answering: bool = False) -> int:
+        """Refuse new connections and shut down tracked sockets; return how many.
+
+        With ``spare_answering``, a socket with bytes waiting to be read is left alone:
+        its response has arrived and is only waiting for the GIL to be parsed, so
+        cutting it would throw away a delivery the backend already accepted.
+        """
         self.aborted = True
         with self._lock:
             handles = list(self._handles.values())
         cut = 0
         for handle in handles:
-            cut += handle.cut()
+            cut += handle.cut(spare_answering=spare_answering)
         return cut
 
     def reset(self) -> None:
@@ -81,11 +110,13 @@ class _Handle:
         with contextlib.suppress(OSError):
             dup.close()
 
-    def cut(self) -> int:
+    def cut(self, *, spare_answering: bool = False) -> int:
         dup = self._dup
         if dup is None:
             return 0
         try:
+            if spare_answering and select.select([dup], [], [], 0)[0]:
+                return 0
             dup.shutdown(socket.SHUT_RDWR)
         except OSError:
             return 0
@@ -158,6 +189,13 @@ class InterruptibleSession(requests.Session):
         self._fresh_pools()
         after_fork_in_child(self._fresh_pools)
 
+    #: What the last attempt saw: the final HTTP status, its Retry-After in seconds,
+    #: whether a request failed without any response, and the last body's size.
+    last_status: int | None = None
+    last_retry_after: float | None = None
+    last_connection_error = False
+    last_request_bytes: int | None = None
+
     def _fresh_pools(self) -> None:
         # New tracker and pools: in a forked child the parent's are not ours to use.
         self._tracker = _Tracker()
@@ -169,20 +207,37 @@ class InterruptibleSession(requests.Session):
         # An abandoned attempt that comes back from a back-off sleep stops here, even
         # when it would reuse a pooled connection and never open a new one.
         self._tracker.check()
-        return super().request(*args, **kwargs)
+        data = kwargs.get("data")
+        if isinstance(data, (bytes, bytearray)):
+            self.last_request_bytes = len(data)
+        try:
+            response = super().request(*args, **kwargs)
+        except requests.RequestException:
+            self.last_connection_error = True
+            raise
+        self.last_status = response.status_code
+        self.last_retry_after = parse_retry_after(response.headers.get("retry-after"))
+        return response
 
     def begin_attempt(self) -> None:
         """Allow connections again: a new attempt starts. Drops long-idle connections."""
         self._tracker.reset()
+        self.last_status = None
+        self.last_retry_after = None
+        self.last_connection_error = False
         now = time.monotonic()
         if now - self._last_used > self._idle_reset:
             for adapter in self.adapters.values():
                 adapter.close()
         self._last_used = now
 
-    def abort(self) -> int:
-        """Cut every connection of this session; return how many sockets were shut down."""
-        return self._tracker.abort()
+    def abort(self, *, spare_answering: bool = False) -> int:
+        """Cut the connections of this session; return how many sockets were shut down.
+
+        ``spare_answering`` leaves alone a connection whose response is already waiting
+        to be read (see :meth:`_Tracker.abort`); the attempt still may not send again.
+        """
+        return self._tracker.abort(spare_answering=spare_answering)
 
     @property
     def aborted(self) -> bool:
