@@ -48,7 +48,8 @@ class OtelNonblockingDistro(BaseDistro):  # type: ignore[misc,unused-ignore]
 
 def _exporter_from_env() -> SpanExporter | bool:
     """The exporter named by OTEL_TRACES_EXPORTER: True is our OTLP default, False none."""
-    names = [n.strip().lower() for n in os.environ.get("OTEL_TRACES_EXPORTER", "otlp").split(",")]
+    raw = os.environ.get("OTEL_TRACES_EXPORTER", "").strip() or "otlp"  # empty means unset
+    names = [n.strip().lower() for n in raw.split(",")]
     names = [n for n in names if n]
     if not names or names == ["none"]:
         return False
@@ -70,15 +71,15 @@ class OtelNonblockingConfigurator(_BaseConfigurator):
         if tracing_disabled():
             return
         try:
-            protocol = os.environ.get(
-                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-                os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
-            )
-            if protocol.strip().lower() not in ("", "http/protobuf"):
-                _logger.warning(
-                    "otel_nonblocking exports OTLP over http/protobuf only; ignoring protocol %s",
-                    protocol.strip()[:20],
-                )
+            for var in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+                protocol = os.environ.get(var, "").strip().lower()
+                if protocol:
+                    if protocol != "http/protobuf":  # named, never quoted (see _config)
+                        _logger.warning(
+                            "otel_nonblocking exports OTLP over http/protobuf only; ignoring %s",
+                            var,
+                        )
+                    break
             exporter = _exporter_from_env()
             if exporter is False:
                 return

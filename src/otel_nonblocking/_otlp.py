@@ -21,14 +21,11 @@ from ._session import InterruptibleSession
 _INNER_TIMEOUT_MARGIN_SECONDS = 0.1
 
 
-def _compression(value: str | Compression | None) -> Compression | None:
-    if value is None or isinstance(value, Compression):
+def _compression(value: str | Compression | None) -> Compression:
+    if isinstance(value, Compression):
         return value
-    for member in Compression:
-        if member.value == value.strip().lower():
-            return member
-    choices = ", ".join(repr(member.value) for member in Compression)
-    raise ConfigurationError(f"compression must be one of {choices}, got {value!r}")
+    name = _config.COMPRESSION.resolve(UNSET if value is None else value).lower()
+    return next(member for member in Compression if member.value == name)
 
 
 def otlp_span_exporter(

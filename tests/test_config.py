@@ -1,0 +1,453 @@
+"""The settings registry: precedence, bad values, the OTLP timeout unit, and the generated docs."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import otel_nonblocking as nb
+from otel_nonblocking import _config, _docs
+from otel_nonblocking._config import SETTINGS, UNSET, Setting
+from otel_nonblocking.testing import refused_endpoint
+from tests.conftest import RecordingExporter
+
+DOCS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
+PRIVATE = "s3cret-Bearer-abc123"  # stands for a private value that must never be logged
+
+# A valid environment string, what it parses to, and a different valid argument, per type.
+_VALID: dict[type, tuple[str, Any, Any]] = {
+    int: ("7", 7, 9),
+    float: ("3.5", 3.5, 4.25),
+    bool: ("true", True, False),
+    str: ("gzip", "gzip", "deflate"),
+}
+# Environment strings no setting of that type accepts, whatever its checks.
+_MALFORMED: dict[type, tuple[str, ...]] = {
+    int: (PRIVATE, "12abc", "1.5", "0x10", "9" * 5000),
+    float: (PRIVATE, "fast", "nan", "inf", "-inf", "1e999"),
+    bool: (PRIVATE, "maybe", "2", "truthy"),
+    str: (PRIVATE, "zstd", "brotli"),
+}
+
+
+def _ids(setting: Setting[Any]) -> str:
+    return setting.env_vars[0]
+
+
+def _each_env_var() -> list[Any]:
+    return [pytest.param(setting, var, id=var) for setting in SETTINGS for var in setting.env_vars]
+
+
+def _expected_from_env(setting: Setting[Any], raw: str) -> Any:
+    if setting.type is bool:
+        return raw == "true"
+    return setting.parse(raw) if setting.parse is not None else _VALID[setting.type][1]
+
+
+def _malformed_cases() -> list[Any]:
+    cases = []
+    for setting in SETTINGS:
+        for var in setting.env_vars:
+            for raw in _MALFORMED[setting.type]:
+                cases.append(pytest.param(setting, var, raw, id=f"{var}={raw[:12]}"))
+            if setting.check is not None:  # parses, but out of range
+                for raw in ("0", "-31337"):
+                    if setting.check(setting.parse(raw) if setting.parse else int(raw)):
+                        cases.append(pytest.param(setting, var, raw, id=f"{var}={raw}"))
+    return cases
+
+
+def _our_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [
+        r for r in caplog.records if r.name == "otel_nonblocking" and r.levelno >= logging.WARNING
+    ]
+
+
+# -- the registry and the generated page ------------------------------------------------
+
+
+def test_every_setting_has_a_type_the_tests_know_how_to_break() -> None:
+    assert {s.type for s in SETTINGS} <= set(_VALID) & set(_MALFORMED)
+
+
+def test_every_environment_variable_belongs_to_one_setting() -> None:
+    variables = [var for s in SETTINGS for var in s.env_vars]
+    assert len(variables) == len(set(variables))
+
+
+def test_committed_configuration_page_is_generated_from_the_registry() -> None:
+    committed = DOCS_PAGE.read_text(encoding="utf-8")
+    assert committed == _docs.configuration_page(), (
+        "docs/configuration.md is stale; run: "
+        "python -m otel_nonblocking._docs --write docs/configuration.md"
+    )
+
+
+def test_configuration_table_lists_every_setting_with_its_variables_and_default() -> None:
+    rows = _docs.configuration_table().splitlines()[2:]
+    assert len(rows) == len(SETTINGS)
+    for setting, row in zip(SETTINGS, rows, strict=True):
+        assert row.startswith(f"| `{setting.name}` |")
+        for var in setting.env_vars:
+            assert f"`{var}`" in row
+        assert setting.doc in row
+
+
+def test_docs_check_flag_fails_on_a_stale_page_and_write_fixes_it(tmp_path: Path) -> None:
+    page = tmp_path / "configuration.md"
+    stale = _docs.configuration_page().replace(SETTINGS[0].doc, "An older description.")
+    page.write_text(stale, encoding="utf-8")
+    assert _docs.main(["--check", str(page)]) == 1
+    assert _docs.main(["--write", str(page)]) == 0
+    assert _docs.main(["--check", str(page)]) == 0
+    assert page.read_text(encoding="utf-8") == _docs.configuration_page()
+
+
+def test_docs_module_prints_the_page(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _docs.main([]) == 0
+    assert capsys.readouterr().out == _docs.configuration_page()
+
+
+# -- precedence --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("setting", "var"), _each_env_var())
+def test_argument_beats_environment_beats_default(setting: Setting[Any], var: str) -> None:
+    raw, _, explicit = _VALID[setting.type]
+    if setting.type is bool and setting.default is True:
+        raw, explicit = "false", True  # a value that differs from this default
+    env = {var: raw}
+    assert setting.resolve(UNSET, environ={}) == setting.default
+    assert setting.resolve(UNSET, environ=env) == _expected_from_env(setting, raw)
+    assert setting.resolve(UNSET, environ=env) != setting.default
+    assert setting.resolve(explicit, environ=env) == explicit
+
+
+@pytest.mark.parametrize("setting", [s for s in SETTINGS if len(s.env_vars) > 1], ids=_ids)
+def test_first_listed_variable_wins(setting: Setting[Any]) -> None:
+    first, second = setting.env_vars[:2]
+    assert setting.resolve(environ={first: "3", second: "7"}) == setting.resolve(
+        environ={first: "3"}
+    )
+    assert setting.resolve(environ={second: "7"}) == setting.resolve(environ={first: "7"})
+
+
+@pytest.mark.parametrize("blank", ["", "   ", "\t"])
+@pytest.mark.parametrize(("setting", "var"), _each_env_var())
+def test_empty_environment_value_counts_as_unset(
+    setting: Setting[Any], var: str, blank: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert setting.resolve(environ={var: blank}) == setting.default
+    assert _our_warnings(caplog) == []
+
+
+def test_empty_first_variable_falls_through_to_the_second() -> None:
+    timeout = _config.EXPORTER_TIMEOUT_MILLIS
+    environ = {"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "", "OTEL_EXPORTER_OTLP_TIMEOUT": "7"}
+    assert timeout.resolve(environ=environ) == 7000.0
+
+
+def test_resolve_reads_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "77")
+    assert _config.MAX_QUEUE_SIZE.resolve() == 77
+    assert _config.MAX_QUEUE_SIZE.resolve(5) == 5
+
+
+# -- bad environment values ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("setting", "var", "raw"), _malformed_cases())
+def test_malformed_environment_value_warns_once_and_falls_back(
+    setting: Setting[Any], var: str, raw: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="otel_nonblocking")
+    environ = {var: raw}
+    for _ in range(3):
+        assert setting.resolve(environ=environ) == setting.default
+    warnings = _our_warnings(caplog)
+    assert len(warnings) == 1
+    message = warnings[0].getMessage()
+    assert var in message
+    if raw != "0":  # "0" is part of "must be greater than 0"
+        assert raw not in message  # the value might be private: never echoed
+
+
+def test_malformed_first_variable_falls_back_to_the_second(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    environ = {"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": PRIVATE, "OTEL_EXPORTER_OTLP_TIMEOUT": "7"}
+    assert _config.EXPORTER_TIMEOUT_MILLIS.resolve(environ=environ) == 7000.0
+    [warning] = _our_warnings(caplog)
+    assert "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT" in warning.getMessage()
+
+
+def test_a_different_bad_value_of_the_same_variable_warns_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _config.MAX_QUEUE_SIZE.resolve(environ={"OTEL_BSP_MAX_QUEUE_SIZE": "x"})
+    _config.MAX_QUEUE_SIZE.resolve(environ={"OTEL_BSP_MAX_QUEUE_SIZE": "x"})
+    _config.MAX_QUEUE_SIZE.resolve(environ={"OTEL_BSP_MAX_QUEUE_SIZE": "y"})
+    assert len(_our_warnings(caplog)) == 2
+
+
+def test_bad_environment_values_reach_no_log_line_through_the_public_api(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    for setting in SETTINGS:
+        for var in setting.env_vars:
+            monkeypatch.setenv(var, PRIVATE)
+    processor = nb.NonBlockingSpanProcessor(RecordingExporter())
+    exporter = nb.otlp_span_exporter("http://127.0.0.1:9/v1/traces")
+    try:
+        assert processor._max_queue_size == _config.MAX_QUEUE_SIZE.default
+        assert exporter.timeout_seconds == _config.EXPORTER_TIMEOUT_MILLIS.default / 1000
+    finally:
+        processor.shutdown(timeout_millis=500)
+        exporter.shutdown(timeout_millis=500)
+    assert _our_warnings(caplog)
+    assert all(PRIVATE not in r.getMessage() for r in caplog.records)
+    assert PRIVATE not in caplog.text
+
+
+# -- bad explicit arguments ------------------------------------------------------------------
+
+
+def _bad_arguments(setting: Setting[Any]) -> list[Any]:
+    wrong_type: list[Any] = ["7", None, [1]]
+    if setting.type is not bool:
+        wrong_type.append(True)
+    if setting.type is int:
+        wrong_type.append(7.0)
+    if setting.type is float:
+        wrong_type += [math.nan, math.inf]
+    if setting.type is str:
+        return [None, [1], True, 7, "not-a-choice"]
+    out_of_range = [v for v in (0, -1) if setting.check is not None and setting.check(v)]
+    return wrong_type + out_of_range
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        pytest.param(s, v, id=f"{s.env_vars[0]}-{v!r}"[:40])
+        for s in SETTINGS
+        for v in _bad_arguments(s)
+    ],
+)
+def test_bad_explicit_argument_raises_configuration_error_naming_it(
+    setting: Setting[Any], value: Any
+) -> None:
+    with pytest.raises(nb.ConfigurationError, match=rf"^{setting.name}\b"):
+        setting.resolve(value, environ={})
+
+
+def test_configuration_error_is_a_value_error() -> None:
+    assert issubclass(nb.ConfigurationError, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("build", "name"),
+    [
+        (
+            lambda: nb.NonBlockingSpanProcessor(RecordingExporter(), max_queue_size=0),
+            "max_queue_size",
+        ),
+        (
+            lambda: nb.NonBlockingSpanProcessor(RecordingExporter(), max_export_batch_size="5"),
+            "max_export_batch_size",
+        ),
+        (
+            lambda: nb.NonBlockingSpanProcessor(
+                RecordingExporter(), max_queue_size=10, max_export_batch_size=20
+            ),
+            "max_export_batch_size",
+        ),
+        (
+            lambda: nb.NonBlockingSpanProcessor(RecordingExporter(), schedule_delay_millis=-1),
+            "schedule_delay_millis",
+        ),
+        (
+            lambda: nb.NonBlockingSpanProcessor(RecordingExporter(), shutdown_timeout_millis=-1),
+            "shutdown_timeout_millis",
+        ),
+        (
+            lambda: nb.DeadlineSpanExporter(RecordingExporter(), failure_threshold=0),
+            "failure_threshold",
+        ),
+        (
+            lambda: nb.DeadlineSpanExporter(RecordingExporter(), breaker_backoff_millis=True),
+            "breaker_backoff_millis",
+        ),
+        (lambda: nb.otlp_span_exporter("http://127.0.0.1:9/v1/traces", timeout="2"), "timeout"),
+        (lambda: nb.otlp_span_exporter("127.0.0.1:4318"), "endpoint"),
+        (lambda: nb.otlp_span_exporter("http://127.0.0.1:9", compression="zip"), "compression"),
+        (lambda: nb.configure_tracing(timeout="2", exporter=RecordingExporter()), "timeout"),
+        (
+            lambda: nb.configure_tracing(exporter=RecordingExporter(), exit_timeout_millis=-5),
+            "exit_timeout_millis",
+        ),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+@pytest.mark.usefixtures("clean_globals")
+def test_public_api_rejects_bad_arguments_by_name(build: Any, name: str) -> None:
+    with pytest.raises(nb.ConfigurationError, match=rf"\b{name}\b"):
+        build()
+    assert nb.installed() == []
+
+
+# -- the OTLP timeout unit ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "millis"),
+    [
+        ("10", 10_000.0),  # seconds, as the Python SDK reads it
+        ("2.5", 2_500.0),
+        ("0.5", 500.0),
+        (" 3 ", 3_000.0),
+        ("120", 120_000.0),  # the largest value still read as seconds
+        ("121", 121.0),  # above the cutoff: milliseconds, as the specification says
+        ("10000", 10_000.0),
+        ("1500.5", 1_500.5),
+    ],
+)
+@pytest.mark.parametrize("var", ["OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"])
+def test_otlp_timeout_is_seconds_up_to_the_cutoff_and_milliseconds_above(
+    var: str, raw: str, millis: float
+) -> None:
+    assert _config.EXPORTER_TIMEOUT_MILLIS.resolve(environ={var: raw}) == millis
+
+
+@pytest.mark.parametrize(
+    ("traces", "generic", "millis"),
+    [("1.5", "9", 1_500.0), ("1500", "9", 1_500.0), ("3", "9000", 3_000.0), (None, "9", 9_000.0)],
+)
+def test_traces_specific_timeout_beats_the_generic_one(
+    monkeypatch: pytest.MonkeyPatch, traces: str | None, generic: str, millis: float
+) -> None:
+    if traces is not None:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", traces)
+    else:
+        monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", raising=False)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", generic)
+    exporter = nb.otlp_span_exporter("http://127.0.0.1:9/v1/traces")
+    try:
+        assert exporter.timeout_seconds == millis / 1000
+    finally:
+        exporter.shutdown(timeout_millis=500)
+
+
+def test_timeout_argument_is_seconds_and_beats_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "9")
+    exporter = nb.otlp_span_exporter("http://127.0.0.1:9/v1/traces", timeout=0.75)
+    try:
+        assert exporter.timeout_seconds == 0.75
+    finally:
+        exporter.shutdown(timeout_millis=500)
+
+
+# -- nothing at import or configure time can crash or hang the host ----------------------------
+
+_STANDARD_VARS = (
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    "OTEL_EXPORTER_OTLP_CERTIFICATE",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_SERVICE_NAME",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+)
+
+_HOST_SCRIPT = """
+import logging, sys, time
+logging.basicConfig(format="%(name)s|%(message)s")
+started = time.monotonic()
+import otel_nonblocking
+from opentelemetry import trace
+from otel_nonblocking._distro import OtelNonblockingConfigurator, OtelNonblockingDistro
+
+OtelNonblockingDistro().configure()
+OtelNonblockingConfigurator().configure(auto_instrumentation_version="test")
+handle = otel_nonblocking.configure_tracing(endpoint="http://127.0.0.1:9/v1/traces")
+with trace.get_tracer("host").start_as_current_span("work"):
+    pass
+otel_nonblocking.flush(1)
+otel_nonblocking.shutdown(1)
+print("HOST-OK", round(time.monotonic() - started, 3))
+"""
+
+
+def _run_host(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.Popen(
+        [sys.executable, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = refused_endpoint()
+    return env
+
+
+@pytest.mark.parametrize("garbage", [PRIVATE, "-1", "nan", "9" * 5000, "1e999", "true, false"])
+def test_import_with_garbage_in_every_variable_neither_raises_nor_hangs(garbage: str) -> None:
+    env = _clean_env()
+    for var in [v for s in SETTINGS for v in s.env_vars]:
+        env[var] = garbage
+    result = _run_host(env, "-c", "import otel_nonblocking; print('IMPORTED')")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "IMPORTED" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("garbage", [PRIVATE, "-1", "9" * 5000])
+def test_configure_with_garbage_in_every_variable_neither_raises_nor_hangs(garbage: str) -> None:
+    env = _clean_env()
+    for var in (*[v for s in SETTINGS for v in s.env_vars], *_STANDARD_VARS):
+        env[var] = garbage
+    result = _run_host(env, "-c", _HOST_SCRIPT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "HOST-OK" in result.stdout
+    assert "Traceback" not in result.stderr
+    # Our own warnings name variables, never values (the SDK's log lines are its own
+    # business, so only lines from our logger are checked).
+    ours = [line for line in result.stderr.splitlines() if line.startswith("otel_nonblocking|")]
+    assert any("Ignoring invalid OTEL_BSP_MAX_QUEUE_SIZE" in line for line in ours)
+    assert any("ignoring OTEL_EXPORTER_OTLP_TRACES_PROTOCOL" in line for line in ours)
+    assert not [line for line in ours if garbage in line]
+
+
+@pytest.mark.parametrize(
+    "var", ["OTEL_EXPORTER_OTLP_COMPRESSION", "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION"]
+)
+def test_configure_tracing_survives_a_malformed_compression_variable(var: str) -> None:
+    env = _clean_env()
+    env[var] = "bogus"
+    result = _run_host(env, "-c", _HOST_SCRIPT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "HOST-OK" in result.stdout
