@@ -10,6 +10,8 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 import otel_nonblocking as nb
+import otel_nonblocking._setup
+import otel_nonblocking.metrics
 from tests.conftest import BlockingExporter, RecordingExporter
 
 pytestmark = pytest.mark.usefixtures("clean_globals")
@@ -215,3 +217,35 @@ def test_flush_after_async_handler() -> None:
 def test_bad_explicit_arguments_raise_configuration_error(call) -> None:
     with pytest.raises(nb.ConfigurationError):
         call()
+
+
+def test_configure_tracing_publishes_self_metrics_unless_switched_off(monkeypatch) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    def names(reader: InMemoryMetricReader) -> set[str]:
+        data = reader.get_metrics_data()
+        if data is None:
+            return set()
+        return {
+            metric.name
+            for resource in data.resource_metrics
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+        }
+
+    reader = InMemoryMetricReader()
+    handle = nb.configure_tracing(exporter=RecordingExporter())
+    nb.metrics.enable_self_metrics(MeterProvider(metric_readers=[reader]))
+    _end(3)
+    handle.flush()
+    assert "otel.sdk.processor.span.processed" in names(reader)
+    handle.shutdown(1)
+
+    called: list[bool] = []
+    monkeypatch.setattr(nb._setup, "_enable_self_metrics", lambda: called.append(True))
+    nb.configure_tracing(exporter=RecordingExporter()).shutdown(1)
+    assert called == [True]  # on by default
+    monkeypatch.setenv("OTEL_NONBLOCKING_SELF_METRICS", "false")
+    nb.configure_tracing(exporter=RecordingExporter())
+    assert called == [True]  # switched off: not called again

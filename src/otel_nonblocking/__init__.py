@@ -12,7 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from ._breaker import BreakerState
 from ._config import SETTINGS, UNSET, Setting
 from ._errors import AttemptAbandoned, ConfigurationError
-from ._exporter import DeadlineSpanExporter, ExporterStats, ExportOutcome
+from ._exporter import DeadlineSpanExporter, ExporterStats, ExportOutcome, ExportReport
 from ._otlp import otlp_span_exporter
 from ._processor import NonBlockingSpanProcessor, ProcessorStats
 from ._serverless import FlushAfter, InvocationContext, flush_after
@@ -40,6 +40,7 @@ __all__ = [
     "ConfigurationError",
     "DeadlineSpanExporter",
     "ExportOutcome",
+    "ExportReport",
     "ExporterStats",
     "FlushAfter",
     "FlushResult",

@@ -223,9 +223,20 @@ def configure_tracing(
     )
     provider = _provider(tracer_provider, service_name)
     provider.add_span_processor(processor)
+    if _config.SELF_METRICS.resolve():
+        _enable_self_metrics()
     handle = TracingHandle(processor, provider, flush_timeout)
     _register(handle, exit_millis)
     return handle
+
+
+def _enable_self_metrics() -> None:
+    from .metrics import enable_self_metrics
+
+    try:
+        enable_self_metrics()
+    except Exception:  # self-metrics must never stop tracing
+        _logger.debug("otel_nonblocking: self-metrics not enabled", exc_info=True)
 
 
 def _number(name: str, value: object) -> float:
