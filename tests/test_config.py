@@ -45,7 +45,12 @@ def _each_env_var() -> list[Any]:
     return [pytest.param(setting, var, id=var) for setting in SETTINGS for var in setting.env_vars]
 
 
+_STR_CHOICES = ("gzip", "deflate", "none", "fast", "stock")
+
+
 def _expected_from_env(setting: Setting[Any], raw: str) -> Any:
+    if setting.type is str:
+        return raw
     if setting.type is bool:
         return raw == "true"
     return setting.parse(raw) if setting.parse is not None else _VALID[setting.type][1]
@@ -123,6 +128,9 @@ def test_argument_beats_environment_beats_default(setting: Setting[Any], var: st
     raw, _, explicit = _VALID[setting.type]
     if setting.type is bool and setting.default is True:
         raw, explicit = "false", True  # a value that differs from this default
+    if setting.type is str:  # two valid choices other than the default
+        valid = [c for c in _STR_CHOICES if setting.default != c and not setting.check(c)]
+        raw, explicit = valid[0], valid[-1]
     env = {var: raw}
     assert setting.resolve(UNSET, environ={}) == setting.default
     assert setting.resolve(UNSET, environ=env) == _expected_from_env(setting, raw)

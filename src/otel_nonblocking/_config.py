@@ -319,6 +319,17 @@ COMPRESSION: Final = Setting(
     _one_of("gzip", "deflate", "none"),
     _parse_lower,
 )
+ENCODER: Final = Setting(
+    "encoder",
+    ("OTEL_NONBLOCKING_ENCODER",),
+    str,
+    "fast",
+    "",
+    "How otlp_span_exporter() encodes spans: fast (the package's own encoder, 5-10x "
+    "faster, same bytes on the wire once decoded) or stock (the SDK's).",
+    _one_of("fast", "stock"),
+    _parse_lower,
+)
 BREAKER_FAILURE_THRESHOLD: Final = Setting(
     "failure_threshold",
     ("OTEL_NONBLOCKING_BREAKER_FAILURES",),
@@ -397,6 +408,7 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     SHUTDOWN_TIMEOUT_MILLIS,
     EXPORTER_TIMEOUT_MILLIS,
     COMPRESSION,
+    ENCODER,
     BREAKER_FAILURE_THRESHOLD,
     BREAKER_BACKOFF_MILLIS,
     FLUSH_TIMEOUT,

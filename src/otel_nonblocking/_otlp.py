@@ -7,10 +7,14 @@ variables for endpoint, headers, certificates and compression) with an
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExportResult
 
 from . import _config
 from ._config import UNSET, _Unset
@@ -19,6 +23,7 @@ from ._exporter import DeadlineSpanExporter
 from ._session import InterruptibleSession
 
 _INNER_TIMEOUT_MARGIN_SECONDS = 0.1
+_logger = logging.getLogger("otel_nonblocking")
 
 
 def _compression(value: str | Compression | None) -> Compression:
@@ -28,18 +33,63 @@ def _compression(value: str | Compression | None) -> Compression:
     return next(member for member in Compression if member.value == name)
 
 
+class _FastOTLPSpanExporter(OTLPSpanExporter):
+    """The SDK's OTLP/HTTP exporter, encoding with :class:`SpanEncoder`.
+
+    SDK releases differ in where the encoding happens: older ones call
+    ``self._serialize_spans(spans)``; newer ones encode inline in ``export`` and hand
+    the bytes to ``self._client.export``. Both shapes are detected, never assumed from
+    a version number; anything else keeps the stock encoder.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from ._encoder import SpanEncoder
+
+        super().__init__(*args, **kwargs)
+        self._nb_encoder = SpanEncoder()
+        client = getattr(self, "_client", None)
+        self._nb_inline = (
+            not hasattr(OTLPSpanExporter, "_serialize_spans")
+            and callable(getattr(client, "export", None))
+            and hasattr(self, "_shutdown")
+        )
+
+    def _serialize_spans(self, spans: Sequence[ReadableSpan]) -> bytes:
+        return self._nb_encoder.encode(spans)
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if not self._nb_inline:
+            return super().export(spans)
+        if self._shutdown:
+            return SpanExportResult.FAILURE
+        try:
+            data = self._nb_encoder.encode(spans)
+        except Exception as error:  # noqa: BLE001 - reported like the SDK does, as FAILURE
+            _logger.error("Failed to encode span batch: %s", type(error).__name__)
+            return SpanExportResult.FAILURE
+        limit = getattr(self, "_max_request_size", 0) or 0
+        if limit > 0 and len(data) > limit:
+            _logger.warning("Dropping span batch: %d bytes exceeds max_request_size", len(data))
+            return SpanExportResult.FAILURE
+        result = self._client.export(data)
+        return SpanExportResult.SUCCESS if result.success else SpanExportResult.FAILURE
+
+
 def otlp_span_exporter(
     endpoint: str | None = None,
     headers: Mapping[str, str] | None = None,
     timeout: float | _Unset = UNSET,
     compression: str | Compression | None = None,
+    *,
+    encoder: str | None = None,
 ) -> DeadlineSpanExporter:
     """An OTLP/HTTP span exporter whose ``timeout`` (seconds, default 2) is a real deadline.
 
     ``timeout`` falls back to ``OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`` /
     ``OTEL_EXPORTER_OTLP_TIMEOUT`` (see docs/configuration.md for their unit), then 2 s.
     Each export, from DNS lookup to the last byte of the response including the SDK's
-    retries, returns within it.
+    retries, returns within it. ``encoder`` is ``"fast"`` (the package's encoder, the
+    default) or ``"stock"`` (the SDK's); ``OTEL_NONBLOCKING_ENCODER`` sets it too.
 
     >>> exporter = otlp_span_exporter("http://127.0.0.1:4318/v1/traces", timeout=2)
     """
@@ -52,7 +102,9 @@ def otlp_span_exporter(
     )
     if endpoint is not None and not endpoint.startswith(("http://", "https://")):
         raise ConfigurationError(f"endpoint must be an http:// or https:// URL, got {endpoint!r}")
-    inner = OTLPSpanExporter(
+    use_fast = _config.ENCODER.resolve(UNSET if encoder is None else encoder).lower() == "fast"
+    exporter_class = _FastOTLPSpanExporter if use_fast else OTLPSpanExporter
+    inner = exporter_class(
         endpoint=endpoint,
         headers=dict(headers) if headers is not None else None,
         # The SDK's own timeout bounds each socket operation (and, in newer releases,
