@@ -111,3 +111,47 @@ def clean_globals() -> Iterator[None]:
     reset()
     yield
     reset()
+
+
+def run_bounded(
+    command: list[str], env: dict[str, str], *, cwd: object = None, timeout: float = 30
+) -> tuple[str, str, float]:
+    """Run ``command`` to the end within ``timeout``; return stdout, stderr and the
+    wall-clock time it exited. It fails the test on a non-zero exit, and never leaves
+    the process behind."""
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(
+        command,
+        cwd=cwd,  # type: ignore[arg-type]
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+        exited_at = time.time()
+    finally:
+        if proc.poll() is None:  # overran: never leave it behind
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stderr[-3000:]
+    return stdout, stderr, exited_at
+
+
+def wait_for_child(pid: int, timeout: float = 20) -> int:
+    """Wait for a forked child; its exit code. Kills it and fails the test if it hangs."""
+    import os
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child hung")

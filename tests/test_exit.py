@@ -8,14 +8,13 @@ interpreter then took to exit.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from otel_nonblocking.testing import FakeOTLPBackend, Mode, refused_endpoint
+from tests.conftest import run_bounded
 
 EXIT_MARGIN = 1.0  # seconds allowed on top of a budget (interpreter teardown, CI noise)
 SPANS = 25
@@ -74,21 +73,7 @@ def _exit_seconds(
     """Run the program; return the seconds between main() returning and the process exit."""
     script = tmp_path / "program.py"
     script.write_text(PROGRAM, encoding="utf-8")
-    proc = subprocess.Popen(
-        [sys.executable, str(script), setup, endpoint, *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        stdout, stderr = proc.communicate(timeout=30)
-        exited_at = time.time()
-    finally:
-        if proc.poll() is None:  # overran: never leave it behind
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, stderr[-3000:]
+    stdout, _, exited_at = run_bounded([sys.executable, str(script), setup, endpoint, *args], env)
     [line] = [line for line in stdout.splitlines() if line.startswith("RETURNED-AT ")]
     seconds = exited_at - float(line.split()[1])
     print(f"{setup}: exited {seconds:.2f} s after main returned")  # shown by pytest -rP

@@ -30,7 +30,13 @@ from otel_nonblocking.metrics import (
     enable_self_metrics,
 )
 from otel_nonblocking.testing import FakeOTLPBackend, Mode
-from tests.conftest import BlockingExporter, RaisingExporter, RecordingExporter, end_spans
+from tests.conftest import (
+    BlockingExporter,
+    RaisingExporter,
+    RecordingExporter,
+    end_spans,
+    wait_for_child,
+)
 
 PROCESSED = "otel.sdk.processor.span.processed"
 EXPORTED = "otel.sdk.exporter.span.exported"
@@ -506,15 +512,5 @@ def test_a_forked_child_collects_without_deadlock(metered, pipeline) -> None:
                 os._exit(code)
     finally:
         handle._lock.release()
-    deadline = time.monotonic() + 20
-    status = None
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        time.sleep(0.05)
-    else:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-        pytest.fail("the forked child hung")
-    assert os.waitstatus_to_exitcode(status) == 0
+    code = wait_for_child(pid)
+    assert code == 0

@@ -10,7 +10,13 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from otel_nonblocking import ConfigurationError, DeadlineSpanExporter, NonBlockingSpanProcessor
-from tests.conftest import BlockingExporter, RaisingExporter, RecordingExporter, end_spans
+from tests.conftest import (
+    BlockingExporter,
+    RaisingExporter,
+    RecordingExporter,
+    end_spans,
+    wait_for_child,
+)
 
 
 def _invariant_holds(processor: NonBlockingSpanProcessor) -> bool:
@@ -286,19 +292,9 @@ def test_forked_child_gets_a_fresh_queue_and_worker_and_no_deadlock(make_spans) 
                 os._exit(code)
     finally:
         processor._lock.release()
-    deadline = time.monotonic() + 20
-    status = None
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        time.sleep(0.05)
-    else:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-        pytest.fail("the forked child hung")
+    code = wait_for_child(pid)
     exporter.release.set()
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert code == 0
 
 
 @pytest.mark.parametrize(
