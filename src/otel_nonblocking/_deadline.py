@@ -6,6 +6,8 @@ step in turn, so the steps together can never take longer than the budget.
 
 from __future__ import annotations
 
+import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,11 +30,15 @@ class Deadline:
     @classmethod
     def after(cls, seconds: float | None, clock: Clock = time.monotonic) -> Deadline:
         """A deadline ``seconds`` from now; ``None`` means no limit."""
-        return cls(clock() + (float("inf") if seconds is None else max(seconds, 0.0)), clock)
+        if seconds is None:
+            seconds = float("inf")
+        elif math.isnan(seconds):
+            seconds = 0.0
+        return cls(clock() + max(seconds, 0.0), clock)
 
     def remaining(self) -> float:
-        """Seconds left, never negative (``inf`` for no limit)."""
-        return max(self.at - self.clock(), 0.0)
+        """Seconds left: never negative, and never more than a thread wait accepts."""
+        return min(max(self.at - self.clock(), 0.0), threading.TIMEOUT_MAX)
 
     def expired(self) -> bool:
         return self.clock() >= self.at
@@ -46,4 +52,8 @@ class Deadline:
 
 def millis_to_seconds(timeout_millis: float | None) -> float | None:
     """OTel passes durations in milliseconds; ``None`` stays "no limit"."""
-    return None if timeout_millis is None else max(timeout_millis, 0) / 1000.0
+    if timeout_millis is None:
+        return None
+    if math.isnan(timeout_millis):
+        return 0.0
+    return max(timeout_millis, 0) / 1000.0
