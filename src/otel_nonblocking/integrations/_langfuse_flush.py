@@ -1,0 +1,800 @@
+"""bound_langfuse_flush(): Langfuse's flush, shutdown and exit hook, bounded by one deadline.
+
+It patches ``Langfuse`` and ``LangfuseResourceManager`` with ``wrapt``, puts a deadline
+exporter inside Langfuse's span processors (or routes them through
+``NonBlockingSpanProcessor``), and swaps the exit hook; ``unbind()`` undoes all of it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+import types
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from queue import Queue
+from typing import Any, Literal
+
+import wrapt
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from .._deadline import Deadline
+from .._errors import ConfigurationError
+from .._exporter import DeadlineSpanExporter
+from .._log import AggregatedWarning
+from .._processor import NonBlockingSpanProcessor
+from . import _langfuse_sdk as sdk
+from ._langfuse_exporter import CountingDeadlineExporter, langfuse_span_exporter
+
+_logger = logging.getLogger("otel_nonblocking")
+
+ProcessorMode = Literal["langfuse", "nonblocking"]
+_POLL_SECONDS = 0.1  # how often a queue wait re-checks that its consumers are still alive
+
+
+@dataclass(frozen=True)
+class LangfuseFlushResult:
+    """What a bounded Langfuse flush or shutdown left behind.
+
+    ``spans_pending`` counts spans still queued in Langfuse's span processor or in an
+    export that had not returned; ``scores_pending`` and ``media_pending`` count score
+    and media-upload tasks not yet finished. ``timed_out`` says the budget ran out
+    while something was still on its way; pending items with ``timed_out`` False are
+    ones no thread will send any more (their threads were stopped by ``shutdown()``).
+    """
+
+    spans_pending: int = 0
+    scores_pending: int = 0
+    media_pending: int = 0
+    timed_out: bool = False
+    seconds: float = 0.0
+
+    @property
+    def pending(self) -> int:
+        """Everything still pending, spans, scores and media together."""
+        return self.spans_pending + self.scores_pending + self.media_pending
+
+    @property
+    def ok(self) -> bool:
+        """Everything was delivered within the budget."""
+        return not self.timed_out and self.pending == 0
+
+
+@dataclass(frozen=True)
+class LangfuseClientStatus:
+    """How one Langfuse project (resource manager) is handled by the binding.
+
+    ``exporter``: ``"rebuilt"`` (Langfuse's default exporter replaced by
+    :func:`langfuse_span_exporter`), ``"wrapped"`` (a custom exporter put behind a
+    deadline), ``"kept"`` (already a deadline exporter) or ``"none"`` (tracing off).
+    ``processor``: ``"langfuse"`` (Langfuse's batch processor) or ``"nonblocking"``.
+    """
+
+    public_key: str
+    exporter: str
+    processor: str
+    shut_down: bool
+
+
+@dataclass
+class _Pending:
+    spans: int = 0
+    scores: int = 0
+    media: int = 0
+    complete: bool = True
+
+    def add(self, other: _Pending) -> None:
+        self.spans += other.spans
+        self.scores += other.scores
+        self.media += other.media
+        self.complete = self.complete and other.complete
+
+
+class _Borrowed(SpanExporter):
+    """Lends an exporter to a processor that must not shut it down (it stays Langfuse's)."""
+
+    def __init__(self, exporter: Any) -> None:
+        self._exporter = exporter
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        result = self._exporter.export(spans)
+        return result if isinstance(result, SpanExportResult) else SpanExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+class _NonBlockingBatch:
+    """Stands in for the ``BatchProcessor`` inside Langfuse's processor.
+
+    Langfuse's ``on_start``/``on_end`` (propagated attributes, project scoping, the
+    export filter) still run; the spans they let through go to a
+    :class:`NonBlockingSpanProcessor` instead of the batch queue.
+    """
+
+    def __init__(self, processor: NonBlockingSpanProcessor, replaced: Any, timeout: float):
+        self.processor = processor
+        self.replaced = replaced
+        self._timeout_millis = int(timeout * 1000)
+
+    @property
+    def _exporter(self) -> Any:  # read by BatchSpanProcessor.span_exporter
+        return self.replaced._exporter
+
+    def emit(self, data: ReadableSpan) -> None:
+        self.processor.on_end(data)
+
+    def force_flush(self, timeout_millis: int | None = None) -> bool:
+        millis = self._timeout_millis if timeout_millis is None else timeout_millis
+        return self.processor.force_flush(millis)
+
+    def shutdown(self, timeout_millis: float | None = None) -> None:
+        self.processor.shutdown(timeout_millis)
+
+
+class _SpanFlusher:
+    """Runs a ``BatchSpanProcessor.force_flush`` (which ignores timeouts) on a helper thread.
+
+    The caller waits only until its deadline. A flush still running is joined rather
+    than doubled, so repeated flushes against a dead backend never pile up threads.
+    """
+
+    def __init__(self, processor: Any) -> None:
+        self._processor = processor
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def flush(self, deadline: Deadline) -> bool:
+        """True if a complete flush ended before ``deadline``.
+
+        Joining a flush that started earlier is enough: it exports until the queue is
+        empty, so it also takes every span ended before this call.
+        """
+        with self._lock:
+            thread = self._thread
+            if thread is None or not thread.is_alive():
+                thread = threading.Thread(
+                    target=self._run, name="otel-nonblocking-langfuse-flush", daemon=True
+                )
+                thread.start()
+                self._thread = thread
+        thread.join(deadline.remaining())
+        return not thread.is_alive()
+
+    def _run(self) -> None:
+        try:
+            self._processor.force_flush()
+        except Exception:
+            _logger.debug("otel_nonblocking: Langfuse span processor flush raised", exc_info=True)
+
+
+@dataclass
+class _ProcessorRecord:
+    processor: Any
+    slot: sdk.ExporterSlot | None = None
+    original: Any = None
+    installed: Any = None
+    exporter_kind: str = "none"
+    replaced_batch: Any = None
+    nonblocking: NonBlockingSpanProcessor | None = None
+    flusher: _SpanFlusher | None = None
+
+    def exporter(self) -> Any:
+        if self.installed is not None:
+            return self.installed
+        return self.slot.get() if self.slot is not None else None
+
+
+@dataclass
+class _ManagerRecord:
+    processors: list[_ProcessorRecord] = field(default_factory=list)
+    exit_hook: Callable[[], None] | None = None
+    prompt_tasks: Any = None  # the prompt cache task manager whose exit hook we took over
+
+
+class _ExitHook:
+    """The atexit callback that replaces ``LangfuseResourceManager.shutdown`` for one manager."""
+
+    def __init__(self, binding: LangfuseBinding, rm: Any) -> None:
+        self._binding = weakref.ref(binding)
+        self._rm = weakref.ref(rm)
+
+    def __call__(self) -> None:
+        binding, rm = self._binding(), self._rm()
+        if binding is None or rm is None:
+            return
+        try:
+            binding._exit(rm)
+        except Exception:
+            _logger.debug("otel_nonblocking: Langfuse exit hook failed", exc_info=True)
+
+
+def _undeliverable(queue: Queue[Any]) -> int:
+    """Items in a queue no consumer will take, not counting wake/shutdown sentinels.
+
+    The sentinels are bare ``object()`` items; some releases count them as unfinished
+    tasks (4.18), others mark them done as they put them (5.x), so they are skipped.
+    """
+    with queue.mutex:
+        return sum(1 for item in queue.queue if type(item) is not object)
+
+
+def _timed_join(
+    queue: Queue[Any] | None, consumers: list[Any], deadline: Deadline
+) -> tuple[int, bool]:
+    """``queue.join()`` until ``deadline``: (tasks still unfinished, whether time ran out).
+
+    Returns at once when no consumer thread is alive, with the items nobody will ever
+    take: after ``shutdown()`` Langfuse 4.x still enqueues scores, and a second
+    ``shutdown()`` on 4.18 leaves sentinels behind, which would make a plain ``join()``
+    wait forever.
+    """
+    if queue is None:
+        return 0, False
+    while True:
+        if not sdk.alive(consumers):
+            return _undeliverable(queue), False
+        with queue.all_tasks_done:
+            left = queue.unfinished_tasks
+            if left == 0:
+                return 0, False
+            remaining = deadline.remaining()
+            if remaining <= 0:
+                return left, True
+            queue.all_tasks_done.wait(min(remaining, _POLL_SECONDS))
+
+
+_lock = threading.RLock()
+_binding: LangfuseBinding | None = None
+
+
+def _active() -> LangfuseBinding | None:
+    binding = _binding
+    return binding if binding is not None and binding.active else None
+
+
+def _bind_instance(instance: Any, args: tuple[Any, ...]) -> Any:
+    # Called through the class (``Langfuse.flush(client)``) the instance is the first arg.
+    if instance is None and args:
+        return args[0]
+    return instance
+
+
+def _client_flush(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    binding = _active()
+    if binding is None:
+        return wrapped(*args, **kwargs)
+    client = _bind_instance(instance, args)
+    return binding._flush_managers([getattr(client, "_resources", None)], None)
+
+
+def _client_shutdown(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    binding = _active()
+    if binding is None:
+        return wrapped(*args, **kwargs)
+    client = _bind_instance(instance, args)
+    return binding._shutdown_managers([getattr(client, "_resources", None)], None)
+
+
+def _rm_flush(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    binding = _active()
+    if binding is None:
+        return wrapped(*args, **kwargs)
+    return binding._flush_managers([_bind_instance(instance, args)], None)
+
+
+def _rm_shutdown(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    binding = _active()
+    if binding is None:
+        return wrapped(*args, **kwargs)
+    return binding._shutdown_managers([_bind_instance(instance, args)], None)
+
+
+def _rm_initialize(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    result = wrapped(*args, **kwargs)
+    binding = _active()
+    if binding is not None:
+        binding._adopt_safely(_bind_instance(instance, args))
+    return result
+
+
+_WRAPPERS: tuple[tuple[Any, str, Callable[..., Any]], ...] = (
+    (sdk.LANGFUSE_CLIENT, "flush", _client_flush),
+    (sdk.LANGFUSE_CLIENT, "shutdown", _client_shutdown),
+    (sdk.RESOURCE_MANAGER, "flush", _rm_flush),
+    (sdk.RESOURCE_MANAGER, "shutdown", _rm_shutdown),
+    (sdk.RESOURCE_MANAGER, "_initialize_instance", _rm_initialize),
+)
+
+
+def _seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok:
+        number = float(value)  # type: ignore[arg-type]
+        ok = (number >= 0 if allow_zero else number > 0) and number != float("inf")
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigurationError(
+            f"{name} must be a finite number of seconds {bound}, got {value!r}"
+        )
+    return float(value)  # type: ignore[arg-type]
+
+
+class LangfuseBinding:
+    """The active patch of Langfuse made by :func:`bound_langfuse_flush`.
+
+    While it is active, ``Langfuse.flush()``/``shutdown()`` and the exit hook share one
+    deadline across Langfuse's span processors, score queue and media queue and return
+    a :class:`LangfuseFlushResult`. :meth:`unbind` restores the stock SDK.
+    """
+
+    def __init__(self, timeout: float, processor: ProcessorMode, exit_timeout: float) -> None:
+        self._timeout = timeout
+        self._processor_mode: ProcessorMode = processor
+        self._exit_timeout = exit_timeout
+        self._lock = threading.RLock()
+        self._active = False
+        self._patches: list[tuple[Any, str, Any, Any]] = []
+        self._records: weakref.WeakKeyDictionary[Any, _ManagerRecord] = weakref.WeakKeyDictionary()
+        self._shut_down: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._exit_deadline: Deadline | None = None
+        self._warn = AggregatedWarning("Langfuse flush stopped at its deadline")
+
+    # -- public --------------------------------------------------------------------
+
+    @property
+    def timeout(self) -> float:
+        """Budget in seconds of each flush and shutdown, and the exporters' deadline."""
+        return self._timeout
+
+    @property
+    def exit_timeout(self) -> float:
+        """Budget in seconds of everything the exit hooks do, together."""
+        return self._exit_timeout
+
+    @property
+    def processor(self) -> ProcessorMode:
+        """``"langfuse"`` (Langfuse's batch processor) or ``"nonblocking"``."""
+        return self._processor_mode
+
+    @property
+    def active(self) -> bool:
+        """False once :meth:`unbind` ran."""
+        return self._active
+
+    def flush(self, client: Any = None, timeout: float | None = None) -> LangfuseFlushResult:
+        """Flush one client (or every Langfuse project when ``client`` is None), bounded."""
+        return self._flush_managers(self._managers_of(client), timeout)
+
+    def shutdown(self, client: Any = None, timeout: float | None = None) -> LangfuseFlushResult:
+        """Shut down one client (or every Langfuse project), bounded."""
+        return self._shutdown_managers(self._managers_of(client), timeout)
+
+    def clients(self) -> list[LangfuseClientStatus]:
+        """How each Langfuse project seen so far is handled."""
+        with self._lock:
+            items = list(self._records.items())
+        statuses = []
+        for rm, record in items:
+            kinds = {r.exporter_kind for r in record.processors} or {"none"}
+            modes = {"nonblocking" if r.nonblocking else "langfuse" for r in record.processors}
+            statuses.append(
+                LangfuseClientStatus(
+                    public_key=str(getattr(rm, "public_key", "")),
+                    exporter="/".join(sorted(kinds)),
+                    processor="/".join(sorted(modes)) if record.processors else "none",
+                    shut_down=rm in self._shut_down,
+                )
+            )
+        return statuses
+
+    def unbind(self, timeout: float | None = None) -> None:
+        """Restore the stock SDK: methods, exporters, processors and exit hooks. Idempotent.
+
+        Spans held by ``NonBlockingSpanProcessor`` are exported within ``timeout``
+        (default: the binding's timeout), the rest are dropped and counted.
+        """
+        global _binding  # the module holds at most one active binding
+        budget = self._timeout if timeout is None else _seconds("timeout", timeout, allow_zero=True)
+        deadline = Deadline.after(budget)
+        with _lock:
+            with self._lock:
+                if not self._active:
+                    return
+                self._active = False
+                items = list(self._records.items())
+                self._records = weakref.WeakKeyDictionary()
+                patches, self._patches = self._patches, []
+            for rm, record in items:
+                self._release(rm, record, deadline)
+            for cls, name, original, patched in reversed(patches):
+                if cls.__dict__.get(name) is patched:
+                    setattr(cls, name, original)
+                # else someone wrapped it after us: our wrapper now passes straight through
+            if _binding is self:
+                _binding = None
+
+    def __repr__(self) -> str:
+        state = "active" if self._active else "unbound"
+        return (
+            f"<LangfuseBinding {state} timeout={self._timeout:g}s processor={self._processor_mode}>"
+        )
+
+    # -- patching and adoption ---------------------------------------------------------
+
+    def _patch(self) -> None:
+        for cls, name, wrapper in _WRAPPERS:
+            original = cls.__dict__[name]
+            patched = wrapt.FunctionWrapper(original, wrapper)
+            setattr(cls, name, patched)
+            self._patches.append((cls, name, original, patched))
+        self._active = True
+
+    def _original(self, cls: Any, name: str) -> Any:
+        for patched_cls, patched_name, original, _ in self._patches:
+            if patched_cls is cls and patched_name == name:
+                return original
+        return cls.__dict__.get(name)
+
+    def _adopt_safely(self, rm: Any) -> None:
+        try:
+            self._adopt(rm)
+        except Exception:
+            _logger.warning(
+                "otel_nonblocking: could not bound Langfuse's exporter; flush stays bounded",
+                exc_info=True,
+            )
+
+    def _adopt(self, rm: Any) -> _ManagerRecord:
+        with self._lock:
+            record = self._records.get(rm)
+            fresh = record is None
+            if record is None:
+                record = _ManagerRecord()
+                self._records[rm] = record
+            known = {id(r.processor) for r in record.processors}
+            for processor in sdk.span_processors(rm):
+                if id(processor) not in known:
+                    record.processors.append(self._adopt_processor(rm, processor))
+            if fresh:
+                # Registered after the processors (and their own exit hooks): atexit runs
+                # in reverse, so this hook runs first and its deadline covers them all.
+                self._hook_exit(rm, record)
+            return record
+
+    def _adopt_processor(self, rm: Any, processor: Any) -> _ProcessorRecord:
+        record = _ProcessorRecord(processor=processor, flusher=_SpanFlusher(processor))
+        slot = sdk.exporter_slot(processor)
+        if slot is not None:
+            record.slot = slot
+            record.original = current = slot.get()
+            if isinstance(current, DeadlineSpanExporter):
+                record.exporter_kind = "kept"
+            else:
+                record.installed, record.exporter_kind = self._deadline_exporter_for(rm, current)
+                slot.set(record.installed)
+        if self._processor_mode == "nonblocking":
+            self._route_through_nonblocking(record)
+        return record
+
+    def _deadline_exporter_for(self, rm: Any, current: Any) -> tuple[Any, str]:
+        """Langfuse's default exporter is rebuilt (its connection can then be cut when an
+        export is abandoned); any other exporter is put behind a deadline as it is."""
+        millis = self._timeout * 1000
+        base_url = getattr(rm, "base_url", None)
+        is_default = (
+            type(current) is OTLPSpanExporter
+            and isinstance(base_url, str)
+            and getattr(current, "_endpoint", None) == sdk.default_endpoint(base_url)
+        )
+        if is_default:
+            try:
+                rebuilt = langfuse_span_exporter(
+                    self._timeout,
+                    public_key=rm.public_key,
+                    secret_key=rm.secret_key,
+                    base_url=base_url,
+                    additional_headers=getattr(rm, "additional_headers", None),
+                    compression=getattr(rm, "otel_compression", None),
+                )
+                return rebuilt, "rebuilt"
+            except (ConfigurationError, AttributeError) as error:
+                _logger.debug("otel_nonblocking: keeping Langfuse's exporter (%s)", error)
+        return CountingDeadlineExporter(current, timeout_millis=millis), "wrapped"
+
+    def _route_through_nonblocking(self, record: _ProcessorRecord) -> None:
+        batch = sdk.batch_processor(record.processor)
+        if isinstance(batch, _NonBlockingBatch):
+            return
+        if batch is None:
+            _logger.warning(
+                "otel_nonblocking: processor='nonblocking' needs an OpenTelemetry SDK whose "
+                "BatchSpanProcessor uses a BatchProcessor; Langfuse's processor is kept "
+                "(its exporter is still bounded)"
+            )
+            return
+        queue_size = int(getattr(batch, "_max_queue_size", 2048))
+        nonblocking = NonBlockingSpanProcessor(
+            _Borrowed(batch._exporter),
+            max_queue_size=queue_size,
+            max_export_batch_size=min(
+                int(getattr(batch, "_max_export_batch_size", 512)), queue_size
+            ),
+            schedule_delay_millis=max(int(getattr(batch, "_schedule_delay_millis", 1000)), 1),
+            export_timeout_millis=max(int(self._timeout * 1000), 1),
+            shutdown_timeout_millis=int(self._exit_timeout * 1000),
+        )
+        record.processor._batch_processor = _NonBlockingBatch(nonblocking, batch, self._timeout)
+        record.replaced_batch = batch
+        record.nonblocking = nonblocking
+        queue = getattr(batch, "_queue", None)
+        while queue:  # spans queued before the switch: oldest first, as the batch would
+            try:
+                nonblocking.on_end(queue.pop())
+            except IndexError:  # its worker took the last one meanwhile
+                break
+
+    def _hook_exit(self, rm: Any, record: _ManagerRecord) -> None:
+        original = self._original(sdk.RESOURCE_MANAGER, "shutdown")
+        if callable(original):
+            atexit.unregister(types.MethodType(original, rm))
+        current = getattr(rm, "shutdown", None)
+        if callable(current):
+            atexit.unregister(current)
+        prompt_tasks = sdk.prompt_cache_tasks(rm)
+        if prompt_tasks is not None:
+            atexit.unregister(prompt_tasks.shutdown)
+            record.prompt_tasks = prompt_tasks
+        hook = _ExitHook(self, rm)
+        atexit.register(hook)
+        record.exit_hook = hook
+
+    def _release(self, rm: Any, record: _ManagerRecord, deadline: Deadline) -> None:
+        for pr in record.processors:
+            if pr.nonblocking is not None and pr.replaced_batch is not None:
+                pr.processor._batch_processor = pr.replaced_batch
+                pr.nonblocking.shutdown(timeout_millis=deadline.remaining() * 1000)
+            if pr.slot is not None and pr.installed is not None:
+                pr.slot.set(pr.original)
+                if pr.exporter_kind == "rebuilt":
+                    pr.installed.shutdown(timeout_millis=min(deadline.remaining(), 0.1) * 1000)
+        if record.exit_hook is not None:
+            atexit.unregister(record.exit_hook)
+            already = rm in self._shut_down or getattr(rm, "_shutdown", False) is True
+            original = self._original(sdk.RESOURCE_MANAGER, "shutdown")
+            if not already and callable(original):
+                atexit.register(types.MethodType(original, rm))
+        if record.prompt_tasks is not None:
+            atexit.register(record.prompt_tasks.shutdown)
+
+    # -- bounded flush and shutdown ------------------------------------------------------
+
+    def _managers_of(self, client: Any) -> list[Any]:
+        if client is None:
+            return sdk.resource_managers()
+        if isinstance(client, sdk.RESOURCE_MANAGER):
+            return [client]
+        return [getattr(client, "_resources", None)]
+
+    def _budget(self, timeout: float | None) -> Deadline:
+        if timeout is None:
+            return Deadline.after(self._timeout)
+        return Deadline.after(_seconds("timeout", timeout, allow_zero=True))
+
+    def _flush_managers(self, managers: list[Any], timeout: float | None) -> LangfuseFlushResult:
+        started = time.monotonic()
+        deadline = self._budget(timeout)
+        pending = _Pending()
+        for rm in managers:
+            if rm is not None:
+                pending.add(self._flush_one(rm, deadline))
+        return self._result(pending, started, "flush")
+
+    def _shutdown_managers(self, managers: list[Any], timeout: float | None) -> LangfuseFlushResult:
+        started = time.monotonic()
+        deadline = self._budget(timeout)
+        pending = _Pending()
+        for rm in managers:
+            if rm is not None:
+                pending.add(self._shutdown_one(rm, deadline))
+        return self._result(pending, started, "shutdown")
+
+    def _result(self, pending: _Pending, started: float, what: str) -> LangfuseFlushResult:
+        result = LangfuseFlushResult(
+            spans_pending=pending.spans,
+            scores_pending=pending.scores,
+            media_pending=pending.media,
+            timed_out=not pending.complete,
+            seconds=time.monotonic() - started,
+        )
+        if not result.ok:
+            self._warn.add(f"{what}: spans_pending", result.spans_pending)
+            self._warn.add(f"{what}: scores_pending", result.scores_pending)
+            self._warn.add(f"{what}: media_pending", result.media_pending)
+            if result.pending == 0:
+                self._warn.add(f"{what}: timed_out")
+        return result
+
+    def _record_for(self, rm: Any) -> _ManagerRecord:
+        if self._active:
+            return self._adopt(rm)
+        # Unbound: still a bounded wait, but nothing is swapped or patched any more.
+        return _ManagerRecord(
+            processors=[
+                _ProcessorRecord(processor=p, flusher=_SpanFlusher(p))
+                for p in sdk.span_processors(rm)
+            ]
+        )
+
+    def _flush_one(self, rm: Any, deadline: Deadline) -> _Pending:
+        record = self._record_for(rm)
+        sdk.wake_score_consumers(rm)
+        pending = _Pending()
+        for pr in record.processors:
+            pending.complete = self._flush_processor(pr, deadline) and pending.complete
+        pending.scores, late = _timed_join(sdk.score_queue(rm), sdk.score_consumers(rm), deadline)
+        pending.complete = pending.complete and not late
+        # Media jobs are produced while spans are exported (4.18+), so media comes last.
+        pending.media, late = _timed_join(sdk.media_queue(rm), sdk.media_consumers(rm), deadline)
+        pending.complete = pending.complete and not late
+        pending.spans = sum(self._spans_pending(pr) for pr in record.processors)
+        return pending
+
+    def _flush_processor(self, pr: _ProcessorRecord, deadline: Deadline) -> bool:
+        if pr.nonblocking is not None:
+            return pr.nonblocking.force_flush(int(deadline.remaining() * 1000))
+        if pr.flusher is None:
+            return True
+        return pr.flusher.flush(deadline)
+
+    def _spans_pending(self, pr: _ProcessorRecord) -> int:
+        if pr.nonblocking is not None:
+            return pr.nonblocking.stats().pending
+        exporter = pr.exporter()
+        in_flight = exporter.in_flight if isinstance(exporter, CountingDeadlineExporter) else 0
+        return sdk.queued_spans(pr.processor) + in_flight
+
+    def _shutdown_one(self, rm: Any, deadline: Deadline) -> _Pending:
+        if hasattr(rm, "_shutdown"):  # 4.18+: new scores are dropped, a fork restarts nothing
+            rm._shutdown = True
+        record = self._record_for(rm)
+        if record.exit_hook is not None:
+            atexit.unregister(record.exit_hook)
+        stock_hook = getattr(rm, "shutdown", None)
+        if callable(stock_hook):  # as stock shutdown() does, for a handle used after unbind()
+            atexit.unregister(stock_hook)
+        pending = self._flush_one(rm, deadline)
+        media = sdk.alive(sdk.media_consumers(rm))
+        for consumer in media:
+            consumer.pause()
+        signal = getattr(getattr(rm, "_media_manager", None), "signal_shutdown", None)
+        if media and callable(signal):  # 4.18+: wakes them at once instead of within 1 s
+            signal(count=len(media))
+        scores = sdk.alive(sdk.score_consumers(rm))
+        for consumer in scores:
+            consumer.pause()
+        for thread in media + scores:
+            thread.join(deadline.remaining())
+        self._shut_down.add(rm)
+        return pending
+
+    def _exit(self, rm: Any) -> None:
+        """At interpreter exit: shut ``rm`` down, then its span processors and exporters.
+
+        Every exit hook of the binding shares one deadline of ``exit_timeout``; shutting
+        the processors down here means the provider's own exit hook later finds them
+        already stopped and returns at once.
+        """
+        with self._lock:
+            if self._exit_deadline is None:
+                self._exit_deadline = Deadline.after(self._exit_timeout)
+            deadline = self._exit_deadline
+        started = time.monotonic()
+        pending = self._shutdown_one(rm, deadline) if rm not in self._shut_down else _Pending()
+        self._result(pending, started, "exit")
+        record = self._records.get(rm)
+        closers: list[Callable[[], object]] = []
+        for pr in record.processors if record is not None else ():
+            if pr.nonblocking is not None:
+                pr.nonblocking.shutdown(timeout_millis=deadline.remaining() * 1000)
+            exporter = pr.exporter()
+            if isinstance(exporter, DeadlineSpanExporter):
+                exporter.shutdown(timeout_millis=deadline.remaining() * 1000)
+            closers.append(pr.processor.shutdown)
+        if record is not None and record.prompt_tasks is not None:
+            closers.append(record.prompt_tasks.shutdown)
+        for close in closers:  # they may wait without a limit: daemon threads, joined in time
+            closer = threading.Thread(
+                target=_quietly(close), name="otel-nonblocking-langfuse-exit", daemon=True
+            )
+            closer.start()
+            closer.join(deadline.remaining())
+        self._warn.maybe_emit(force=True)
+
+
+def _quietly(call: Callable[[], object]) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            call()
+        except Exception:
+            _logger.debug("otel_nonblocking: Langfuse processor shutdown raised", exc_info=True)
+
+    return run
+
+
+def bound_langfuse_flush(
+    timeout: float = 2.0,
+    *,
+    processor: ProcessorMode = "langfuse",
+    exit_timeout: float | None = None,
+) -> LangfuseBinding:
+    """Bound Langfuse's ``flush()``, ``shutdown()`` and exit hook by ``timeout`` seconds.
+
+    Patches (with ``wrapt``) ``Langfuse.flush``/``shutdown`` and
+    ``LangfuseResourceManager.flush``/``shutdown`` so that one deadline is shared by
+    Langfuse's span processors, its score queue and its media queue; what is still
+    pending is returned as a :class:`LangfuseFlushResult` (and logged). Langfuse's
+    default exporter is replaced by :func:`langfuse_span_exporter` (a custom one is put
+    behind a deadline), and each project's exit hook is swapped for a bounded one
+    sharing ``exit_timeout`` (default: ``timeout``). With ``processor="nonblocking"``
+    spans that pass Langfuse's own filters go through :class:`NonBlockingSpanProcessor`.
+
+    Safe to call before or after clients are created; calling it again returns the
+    active binding (unbind first to change its settings); ``unbind()`` restores
+    everything.
+
+    >>> binding = bound_langfuse_flush(timeout=2)  # doctest: +SKIP
+    >>> Langfuse().flush()  # doctest: +SKIP
+    LangfuseFlushResult(spans_pending=0, scores_pending=0, media_pending=0, ...)
+    """
+    global _binding  # one active binding per process
+    seconds = _seconds("timeout", timeout)
+    exit_seconds = (
+        seconds if exit_timeout is None else _seconds("exit_timeout", exit_timeout, allow_zero=True)
+    )
+    if processor not in ("langfuse", "nonblocking"):
+        raise ConfigurationError(
+            f"processor must be 'langfuse' or 'nonblocking', got {processor!r}"
+        )
+    with _lock:
+        current = _active()
+        if current is not None:
+            if (current.timeout, current.processor, current.exit_timeout) != (
+                seconds,
+                processor,
+                exit_seconds,
+            ):
+                _logger.warning(
+                    "otel_nonblocking: Langfuse is already bound (%r); unbind() first to "
+                    "change its settings",
+                    current,
+                )
+            return current
+        binding = LangfuseBinding(seconds, processor, exit_seconds)
+        binding._patch()
+        _binding = binding
+        for rm in sdk.resource_managers():
+            binding._adopt_safely(rm)
+        return binding
+
+
+def unbind_langfuse_flush(timeout: float | None = None) -> bool:
+    """Undo :func:`bound_langfuse_flush`; True if a binding was active."""
+    binding = _active()
+    if binding is None:
+        return False
+    binding.unbind(timeout)
+    return True
+
+
+def current_binding() -> LangfuseBinding | None:
+    """The active binding, if any."""
+    return _active()

@@ -1,0 +1,222 @@
+"""Where the installed Langfuse SDK keeps what the integration needs, found by feature detection.
+
+Every attribute name that differs between Langfuse 3.x, 4.x and 5.x (score queue,
+consumers, wake-up, the exporter inside the span processor) is looked up here, with
+``getattr`` fallbacks rather than version checks.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from queue import Queue
+from typing import Any
+
+try:
+    _client_module: Any = importlib.import_module("langfuse._client.client")
+    _rm_module: Any = importlib.import_module("langfuse._client.resource_manager")
+    _processor_module: Any = importlib.import_module("langfuse._client.span_processor")
+except ImportError as error:  # pragma: no cover - exercised by a subprocess test
+    raise ImportError(
+        "otel_nonblocking.integrations.langfuse needs the Langfuse Python SDK (3.x to 5.x): "
+        "pip install 'otel-nonblocking[langfuse]'"
+    ) from error
+
+try:  # 4.18 and later wrap the OTLP exporter to extract media and mask spans
+    _transforming_module: Any = importlib.import_module("langfuse._client.span_exporter")
+    _TRANSFORMING: Any = getattr(_transforming_module, "LangfuseTransformingSpanExporter", None)
+except ImportError:
+    _TRANSFORMING = None
+
+#: The classes patched, and the one whose instances are Langfuse's span processors.
+LANGFUSE_CLIENT: Any = _client_module.Langfuse
+RESOURCE_MANAGER: Any = _rm_module.LangfuseResourceManager
+SPAN_PROCESSOR: Any = _processor_module.LangfuseSpanProcessor
+
+DEFAULT_BASE_URL = "https://cloud.langfuse.com"
+OTLP_TRACES_PATH = "api/public/otel/v1/traces"
+INGESTION_VERSION_HEADER = "x-langfuse-ingestion-version"
+
+
+def sdk_version() -> str:
+    """The installed SDK's version, as its own exporter sends it in ``x-langfuse-sdk-version``."""
+    for module_name in ("langfuse._version", "langfuse.version"):  # 4.x/5.x, then 3.x
+        try:
+            module: Any = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        found = getattr(module, "__version__", None)
+        if isinstance(found, str):
+            return found
+    try:
+        return version("langfuse")
+    except PackageNotFoundError:  # pragma: no cover - imported, so it is installed
+        return "unknown"
+
+
+def _string_constants(code: Any) -> Iterator[str]:
+    for const in getattr(code, "co_consts", ()):
+        if isinstance(const, str):
+            yield const
+        elif isinstance(const, tuple):
+            yield from (item for item in const if isinstance(item, str))
+        elif hasattr(const, "co_consts"):
+            yield from _string_constants(const)
+
+
+def sdk_sends_ingestion_version() -> bool:
+    """True when the installed span processor adds ``x-langfuse-ingestion-version: 4``.
+
+    5.x does; 3.x and 4.x do not. Read from the constants of the processor's
+    constructor, so the answer follows the installed code rather than a version list.
+    """
+    init = getattr(SPAN_PROCESSOR, "__init__", None)
+    return INGESTION_VERSION_HEADER in set(_string_constants(getattr(init, "__code__", None)))
+
+
+#: 4.18+: ``_resolve_compression(arg)``, the SDK's own choice of compression; else None.
+COMPRESSION_RESOLVER: Any = getattr(_processor_module, "_resolve_compression", None)
+
+
+def max_request_size() -> int | None:
+    """``LANGFUSE_OTEL_MAX_BATCH_SIZE_BYTES`` as the installed SDK reads it (4.18+)."""
+    resolve = getattr(_processor_module, "_resolve_max_batch_size_bytes", None)
+    if resolve is None:
+        return None
+    value = resolve()
+    return value if isinstance(value, int) else None
+
+
+def resource_managers() -> list[Any]:
+    """Every live resource manager (one per public key), a snapshot."""
+    instances: Any = getattr(RESOURCE_MANAGER, "_instances", {})
+    return list(dict(instances).values())
+
+
+def span_processors(rm: Any) -> list[Any]:
+    """The Langfuse span processors of ``rm``'s project on its tracer provider."""
+    provider = getattr(rm, "tracer_provider", None)
+    multi = getattr(provider, "_active_span_processor", None)
+    processors = getattr(multi, "_span_processors", ())
+    key = getattr(rm, "public_key", None)
+    return [
+        p
+        for p in processors
+        if isinstance(p, SPAN_PROCESSOR) and getattr(p, "public_key", None) == key
+    ]
+
+
+def score_queue(rm: Any) -> Queue[Any] | None:
+    for name in ("_score_queue", "_score_ingestion_queue"):  # 5.x, then 3.x/4.x
+        found = getattr(rm, name, None)
+        if isinstance(found, Queue):
+            return found
+    return None
+
+
+def score_consumers(rm: Any) -> list[Any]:
+    for name in ("_score_consumers", "_ingestion_consumers"):  # 5.x, then 3.x/4.x
+        found = getattr(rm, name, None)
+        if isinstance(found, list):
+            return list(found)
+    return []
+
+
+def media_queue(rm: Any) -> Queue[Any] | None:
+    found = getattr(rm, "_media_upload_queue", None)
+    return found if isinstance(found, Queue) else None
+
+
+def media_consumers(rm: Any) -> list[Any]:
+    found = getattr(rm, "_media_upload_consumers", None)
+    return list(found) if isinstance(found, list) else []
+
+
+def alive(threads: list[Any]) -> list[Any]:
+    return [t for t in threads if callable(getattr(t, "is_alive", None)) and t.is_alive()]
+
+
+def prompt_cache_tasks(rm: Any) -> Any | None:
+    """The prompt cache's refresh task manager, which registers its own exit hook.
+
+    On 3.x/4.x its exit hook waits up to a second for an idle thread to notice it
+    should stop, and longer while a prompt refresh talks to an unanswering backend.
+    """
+    manager = getattr(getattr(rm, "prompt_cache", None), "_task_manager", None)
+    return manager if callable(getattr(manager, "shutdown", None)) else None
+
+
+def wake_score_consumers(rm: Any) -> None:
+    """Make 5.x score consumers send what they hold now (4.x has no wake: it sends within 1 s)."""
+    for consumer in alive(score_consumers(rm)):
+        wake = getattr(consumer, "wake", None)
+        if callable(wake):
+            wake()
+
+
+@dataclass(frozen=True)
+class ExporterSlot:
+    """The attribute that holds the exporter Langfuse's processor exports through.
+
+    On OTel 1.35+ it is ``processor._batch_processor._exporter``; on older SDKs
+    ``processor.span_exporter``; on Langfuse 4.18+ the exporter there is a transforming
+    wrapper and the slot is its inner ``_exporter`` (so media extraction and masking stay).
+    """
+
+    holder: Any
+    attr: str
+
+    def get(self) -> Any:
+        return getattr(self.holder, self.attr)
+
+    def set(self, exporter: Any) -> None:
+        setattr(self.holder, self.attr, exporter)
+
+
+def batch_processor(processor: Any) -> Any | None:
+    """OTel 1.35+: the shared ``BatchProcessor`` inside a ``BatchSpanProcessor``."""
+    batch = getattr(processor, "_batch_processor", None)
+    if batch is not None and hasattr(batch, "_exporter"):
+        return batch
+    return None
+
+
+def outer_exporter_slot(processor: Any) -> ExporterSlot | None:
+    batch = batch_processor(processor)
+    if batch is not None:
+        return ExporterSlot(batch, "_exporter")
+    if "span_exporter" in vars(processor):  # OTel 1.33/1.34 BatchSpanProcessor
+        return ExporterSlot(processor, "span_exporter")
+    return None
+
+
+def exporter_slot(processor: Any) -> ExporterSlot | None:
+    """Where to put a deadline exporter so that Langfuse's processor exports through it."""
+    slot = outer_exporter_slot(processor)
+    if slot is None:
+        return None
+    outer = slot.get()
+    if _TRANSFORMING is not None and isinstance(outer, _TRANSFORMING):
+        return ExporterSlot(outer, "_exporter")
+    return slot
+
+
+def queued_spans(processor: Any) -> int:
+    """Spans waiting in a ``BatchSpanProcessor``'s queue (0 if it cannot be read)."""
+    batch = batch_processor(processor)
+    queue = getattr(batch, "_queue", None) if batch is not None else None
+    if queue is None:
+        queue = getattr(processor, "queue", None)  # OTel 1.33/1.34
+    try:
+        return len(queue) if queue is not None else 0
+    except TypeError:
+        return 0
+
+
+def default_endpoint(base_url: str) -> str:
+    """The trace endpoint Langfuse's own exporter uses for ``base_url`` (no slash cleanup)."""
+    path = os.environ.get("LANGFUSE_OTEL_TRACES_EXPORT_PATH")
+    return f"{base_url}/{path}" if path else f"{base_url}/{OTLP_TRACES_PATH}"

@@ -1,0 +1,107 @@
+"""Fixtures for the Langfuse integration tests: a fake Langfuse API and a clean SDK per test.
+
+Langfuse is imported lazily: where it is not installed, the test modules skip themselves
+(``pytest.importorskip``) and nothing here runs.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.util._once import Once
+
+from tests.integrations._fake_langfuse import FakeLangfuse, Mode
+
+PUBLIC_KEY = "pk-lf-test"
+SECRET_KEY = "sk-lf-test"  # noqa: S105 - a made-up key for a loopback fake
+
+LANGFUSE_VARS = (
+    "LANGFUSE_PUBLIC_KEY",
+    "LANGFUSE_SECRET_KEY",
+    "LANGFUSE_BASE_URL",
+    "LANGFUSE_HOST",
+    "LANGFUSE_TIMEOUT",
+    "LANGFUSE_FLUSH_AT",
+    "LANGFUSE_FLUSH_INTERVAL",
+    "LANGFUSE_TRACING_ENABLED",
+    "LANGFUSE_OTEL_TRACES_EXPORT_PATH",
+    "LANGFUSE_OTEL_COMPRESSION",
+    "LANGFUSE_SAMPLE_RATE",
+    "LANGFUSE_DEBUG",
+)
+
+
+def _in_thread(call: Callable[[], object], limit: float) -> None:
+    worker = threading.Thread(target=call, daemon=True)
+    worker.start()
+    worker.join(limit)
+
+
+def teardown_langfuse() -> None:
+    """Shut down every Langfuse project within about a second and forget the SDK state."""
+    from otel_nonblocking.integrations import _langfuse_exporter
+    from otel_nonblocking.integrations import _langfuse_sdk as sdk
+    from otel_nonblocking.integrations.langfuse import bound_langfuse_flush, current_binding
+
+    binding = current_binding() or bound_langfuse_flush(timeout=0.2)
+    binding.shutdown(timeout=0.2)
+    managers = sdk.resource_managers()
+    binding.unbind(timeout=0.1)
+    providers = {id(rm.tracer_provider): rm.tracer_provider for rm in managers}
+    for provider in providers.values():
+        if provider is None:
+            continue
+        _in_thread(provider.shutdown, 1.0)
+        handler = getattr(provider, "_atexit_handler", None)
+        if handler is not None:
+            atexit.unregister(handler)
+    for rm in managers:
+        atexit.unregister(rm.shutdown)
+        client = getattr(rm, "httpx_client", None)
+        if client is not None:
+            client.close()
+    sdk.RESOURCE_MANAGER._instances.clear()
+    trace._TRACER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
+    trace._TRACER_PROVIDER = None  # type: ignore[attr-defined]
+    _langfuse_exporter.reset_warnings()
+
+
+@pytest.fixture(autouse=True)
+def clean_langfuse(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for var in LANGFUSE_VARS:
+        monkeypatch.delenv(var, raising=False)
+    teardown_langfuse()
+    yield
+    teardown_langfuse()
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeLangfuse]:
+    with FakeLangfuse(Mode.OK, drip_interval=0.2, hang_limit=30) as backend:
+        yield backend
+
+
+@pytest.fixture
+def make_client(fake: FakeLangfuse) -> Callable[..., Any]:
+    from langfuse import Langfuse
+
+    def make(public_key: str = PUBLIC_KEY, **kwargs: Any) -> Any:
+        kwargs.setdefault("base_url", fake.base_url)
+        return Langfuse(public_key=public_key, secret_key=SECRET_KEY, **kwargs)
+
+    return make
+
+
+def request_handler(client: Any, name: str = "request", observations: int = 3) -> None:
+    """What the incident's handler did: a few nested observations, then a score."""
+    with client.start_as_current_observation(name=name):
+        trace_id = client.get_current_trace_id()
+        for index in range(observations - 1):
+            with client.start_as_current_observation(name=f"{name}-step-{index}"):
+                pass
+    client.create_score(name="quality", value=1.0, trace_id=trace_id)

@@ -1,0 +1,206 @@
+"""langfuse_span_exporter(): Langfuse's endpoint, auth and headers, keys from env, real deadline."""
+
+from __future__ import annotations
+
+import base64
+import inspect
+import logging
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytest.importorskip("langfuse", reason="the Langfuse integration needs otel-nonblocking[langfuse]")
+
+from langfuse import Langfuse
+from opentelemetry.sdk.trace import TracerProvider
+
+from otel_nonblocking import ConfigurationError, DeadlineSpanExporter
+from otel_nonblocking.integrations.langfuse import (
+    DisabledSpanExporter,
+    bound_langfuse_flush,
+    langfuse_span_exporter,
+)
+from tests.integrations._fake_langfuse import OTLP_PATH, FakeLangfuse, Mode
+from tests.integrations.conftest import PUBLIC_KEY, SECRET_KEY
+
+BUDGET = 1.0
+SLACK = 0.5
+# What identifies a Langfuse export; transport headers (user-agent, length) may differ.
+LANGFUSE_HEADERS = ("authorization", "content-encoding", "content-type")
+TAKES_SPAN_EXPORTER = "span_exporter" in inspect.signature(Langfuse.__init__).parameters
+
+
+def _spans(count: int = 2, name: str = "span") -> list:
+    provider = TracerProvider(shutdown_on_exit=False)
+    tracer = provider.get_tracer("langfuse-sdk")
+    spans = []
+    for _ in range(count):
+        span = tracer.start_span(name)
+        span.end()
+        spans.append(span)
+    return spans
+
+
+def _identity(headers: dict[str, str]) -> dict[str, str]:
+    return {
+        k: v for k, v in headers.items() if k in LANGFUSE_HEADERS or k.startswith("x-langfuse-")
+    }
+
+
+def test_exporter_sends_what_the_stock_sdk_exporter_sends(fake, make_client) -> None:
+    stock = make_client()
+    with stock.start_as_current_observation(name="stock-span"):
+        pass
+    stock.flush()
+    assert fake.wait_until(lambda: "stock-span" in fake.span_names())
+    stock_request = fake.requests_to(OTLP_PATH)[-1]
+
+    exporter = langfuse_span_exporter(
+        timeout=BUDGET, public_key=PUBLIC_KEY, secret_key=SECRET_KEY, base_url=fake.base_url
+    )
+    assert isinstance(exporter, DeadlineSpanExporter)
+    assert exporter.export(_spans(name="ours")).name == "SUCCESS"
+    exporter.shutdown()
+    ours = fake.requests_to(OTLP_PATH)[-1]
+
+    assert ours.path == stock_request.path == OTLP_PATH
+    assert _identity(ours.headers) == _identity(stock_request.headers)
+    token = base64.b64encode(f"{PUBLIC_KEY}:{SECRET_KEY}".encode()).decode()
+    assert ours.headers["authorization"] == f"Basic {token}"
+    assert ours.headers["x-langfuse-public-key"] == PUBLIC_KEY
+    assert ours.span_names() == ["ours", "ours"]
+
+
+def test_exporter_reads_keys_and_host_from_the_langfuse_variables(fake, monkeypatch) -> None:
+    monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", "pk-from-env")
+    monkeypatch.setenv("LANGFUSE_SECRET_KEY", "sk-from-env")
+    monkeypatch.setenv("LANGFUSE_HOST", fake.base_url + "/")
+    exporter = langfuse_span_exporter(timeout=BUDGET)
+    assert exporter.export(_spans(1)).name == "SUCCESS"
+    exporter.shutdown()
+    request = fake.requests_to(OTLP_PATH)[-1]
+    token = base64.b64encode(b"pk-from-env:sk-from-env").decode()
+    assert request.headers["authorization"] == f"Basic {token}"
+    assert request.headers["x-langfuse-public-key"] == "pk-from-env"
+
+
+def test_base_url_variable_wins_over_host_and_a_bad_one_warns_and_falls_back(
+    fake, monkeypatch, caplog
+) -> None:
+    monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", PUBLIC_KEY)
+    monkeypatch.setenv("LANGFUSE_SECRET_KEY", SECRET_KEY)
+    monkeypatch.setenv("LANGFUSE_BASE_URL", "not a url")
+    monkeypatch.setenv("LANGFUSE_HOST", fake.base_url)
+    with caplog.at_level(logging.WARNING, logger="otel_nonblocking"):
+        exporter = langfuse_span_exporter(timeout=BUDGET)
+        langfuse_span_exporter(timeout=BUDGET).shutdown()
+    assert exporter.export(_spans(1)).name == "SUCCESS"
+    exporter.shutdown()
+    warnings = [r.getMessage() for r in caplog.records if "LANGFUSE_BASE_URL" in r.getMessage()]
+    assert len(warnings) == 1  # once, and without echoing the value
+    assert "not a url" not in warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("present", "named"),
+    [
+        ({}, ["LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY"]),
+        ({"LANGFUSE_PUBLIC_KEY": PUBLIC_KEY}, ["LANGFUSE_SECRET_KEY"]),
+        ({"LANGFUSE_SECRET_KEY": SECRET_KEY}, ["LANGFUSE_PUBLIC_KEY"]),
+    ],
+)
+def test_missing_keys_raise_an_error_naming_the_variable(monkeypatch, present, named) -> None:
+    for var, value in present.items():
+        monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigurationError) as caught:
+        langfuse_span_exporter(timeout=BUDGET)
+    message = str(caught.value)
+    for var in named:
+        assert var in message
+    assert SECRET_KEY not in message
+
+
+def test_missing_keys_disable_warns_once_and_turns_tracing_off(caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="otel_nonblocking"):
+        first = langfuse_span_exporter(timeout=BUDGET, missing_keys="disable")
+        second = langfuse_span_exporter(timeout=BUDGET, missing_keys="disable")
+    assert isinstance(first, DisabledSpanExporter)
+    assert isinstance(second, DisabledSpanExporter)
+    warnings = [r for r in caplog.records if "LANGFUSE_PUBLIC_KEY" in r.getMessage()]
+    assert len(warnings) == 1
+    assert first.export(_spans(3)).name == "SUCCESS"
+    assert first.dropped == 3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"timeout": 0}, "timeout"),
+        ({"timeout": "2"}, "timeout"),
+        ({"base_url": "ftp://example.invalid"}, "base_url"),
+        ({"compression": "deflate"}, "compression"),
+        ({"missing_keys": "ignore"}, "missing_keys"),
+    ],
+)
+def test_bad_arguments_raise_configuration_error_naming_them(kwargs, named) -> None:
+    kwargs = {"public_key": PUBLIC_KEY, "secret_key": SECRET_KEY, **kwargs}
+    with pytest.raises(ConfigurationError, match=named):
+        langfuse_span_exporter(**kwargs)
+
+
+def test_export_returns_within_its_deadline_against_a_hanging_backend() -> None:
+    with FakeLangfuse(Mode.HANG, hang_limit=30) as hanging:
+        exporter = langfuse_span_exporter(
+            timeout=BUDGET, public_key=PUBLIC_KEY, secret_key=SECRET_KEY, base_url=hanging.base_url
+        )
+        started = time.monotonic()
+        result = exporter.export(_spans())
+        elapsed = time.monotonic() - started
+        exporter.shutdown(timeout_millis=500)
+    assert result.name == "FAILURE"
+    assert elapsed < BUDGET + SLACK, f"export took {elapsed:.2f}s"
+
+
+def test_span_exporter_argument_is_the_first_way_where_the_sdk_takes_it(fake, make_client) -> None:
+    exporter = langfuse_span_exporter(
+        timeout=BUDGET, public_key=PUBLIC_KEY, secret_key=SECRET_KEY, base_url=fake.base_url
+    )
+    if not TAKES_SPAN_EXPORTER:  # 3.x, 4.0.x, 4.1.x: the swap is the way (see the flush tests)
+        with pytest.raises(TypeError, match="span_exporter"):
+            make_client(span_exporter=exporter)
+        exporter.shutdown()
+        return
+    client = make_client(span_exporter=exporter)
+    binding = bound_langfuse_flush(timeout=BUDGET)
+    assert [c.exporter for c in binding.clients()] == ["kept"]
+    with client.start_as_current_observation(name="via-span-exporter"):
+        pass
+    assert binding.flush(client).ok
+    assert "via-span-exporter" in fake.span_names()
+
+
+def test_importing_otel_nonblocking_never_imports_langfuse() -> None:
+    code = (
+        "import sys, otel_nonblocking, otel_nonblocking.integrations\n"
+        "print('langfuse' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == "False"
+
+
+def test_importing_the_integration_without_langfuse_names_the_extra() -> None:
+    code = (
+        "import sys; sys.modules['langfuse'] = None\n"
+        "try:\n"
+        "    import otel_nonblocking.integrations.langfuse\n"
+        "except ImportError as error:\n"
+        "    print(error)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "otel-nonblocking[langfuse]" in out.stdout

@@ -1,0 +1,130 @@
+"""The incident, as tests: request handlers and whole processes against a Langfuse that hangs.
+
+A Lambda handler created a few observations and a score, then called ``langfuse.flush()``;
+with Langfuse unreachable every request ran into the 60 s Lambda timeout. Bound, each
+request must end within the flush budget, and a process must exit within its exit budget.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+pytest.importorskip("langfuse", reason="the Langfuse integration needs otel-nonblocking[langfuse]")
+
+from otel_nonblocking.integrations.langfuse import bound_langfuse_flush
+from tests.integrations._fake_langfuse import FakeLangfuse, Mode
+from tests.integrations.conftest import PUBLIC_KEY, SECRET_KEY, request_handler
+
+FLUSH_BUDGET = 0.3  # seconds, the budget each request's flush gets
+SLACK = 0.5  # the generous margin timing bounds allow on a shared machine
+REQUESTS = 20
+EXIT_BUDGET = 0.5
+EXIT_SLACK = 1.0  # interpreter teardown after the exit hooks, on a loaded machine
+
+
+@pytest.mark.parametrize("processor", ["langfuse", "nonblocking"])
+def test_every_request_ends_within_the_flush_budget_against_a_hanging_backend(
+    processor, fake, make_client
+) -> None:
+    fake.mode = Mode.HANG
+    bound_langfuse_flush(timeout=FLUSH_BUDGET, processor=processor)
+    client = make_client()
+
+    def handle(index: int) -> float:
+        started = time.monotonic()
+        request_handler(client, f"request-{index}")
+        client.flush()
+        return time.monotonic() - started
+
+    durations = [handle(index) for index in range(REQUESTS)]
+    worst = max(durations)
+    assert worst < FLUSH_BUDGET + SLACK, (
+        f"slowest of {REQUESTS} requests took {worst:.2f}s: "
+        + ", ".join(f"{d:.2f}" for d in durations)
+    )
+
+
+_SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    from otel_nonblocking.integrations.langfuse import bound_langfuse_flush
+    from langfuse import Langfuse
+
+    bound_langfuse_flush(
+        timeout=float(os.environ["TEST_BUDGET"]), processor=os.environ["TEST_PROCESSOR"]
+    )
+    client = Langfuse(
+        public_key=os.environ["TEST_PK"], secret_key=os.environ["TEST_SK"],
+        base_url=os.environ["TEST_BASE_URL"],
+    )
+    for index in range(3):
+        with client.start_as_current_observation(name="work"):
+            trace_id = client.get_current_trace_id()
+            with client.start_as_current_observation(name="step"):
+                pass
+        client.create_score(name="quality", value=1.0, trace_id=trace_id)
+    if os.environ["TEST_END"] == "shutdown":
+        client.shutdown()
+    elif os.environ["TEST_END"] == "flush":
+        client.flush()
+    print("ready", flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("processor", "end"),
+    [
+        ("langfuse", "exit"),
+        ("nonblocking", "exit"),
+        ("langfuse", "flush"),
+        ("langfuse", "shutdown"),
+    ],
+)
+def test_a_process_using_langfuse_exits_within_its_budget(processor, end) -> None:
+    with FakeLangfuse(Mode.HANG, hang_limit=30) as hanging:
+        env = {
+            **os.environ,
+            "TEST_BUDGET": str(EXIT_BUDGET),
+            "TEST_PROCESSOR": processor,
+            "TEST_END": end,
+            "TEST_PK": PUBLIC_KEY,
+            "TEST_SK": SECRET_KEY,
+            "TEST_BASE_URL": hanging.base_url,
+        }
+        with subprocess.Popen(
+            [sys.executable, "-c", _SCRIPT],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as child:
+            try:
+                lines: list[str] = []
+                reader = threading.Thread(
+                    target=lambda: lines.append(child.stdout.readline()), daemon=True
+                )
+                reader.start()
+                reader.join(30)
+                assert lines, "the child never got ready"
+                assert lines[0].strip() == "ready"
+                ready = time.monotonic()
+                try:
+                    child.wait(timeout=EXIT_BUDGET + EXIT_SLACK + 5)
+                except subprocess.TimeoutExpired:
+                    pytest.fail(f"{processor}/{end}: the process did not exit")
+                exited = time.monotonic() - ready
+            finally:
+                if child.poll() is None:
+                    child.kill()
+                    child.wait()
+            stderr = child.stderr.read()
+    assert child.returncode == 0, stderr[-2000:]
+    assert exited < EXIT_BUDGET + EXIT_SLACK, f"{processor}/{end}: exit took {exited:.2f}s"
