@@ -46,6 +46,8 @@ def _each_env_var() -> list[Any]:
 
 
 _STR_CHOICES = ("gzip", "deflate", "none", "fast", "stock")
+# Free-form string settings (paths): any string is valid, so none is malformed.
+_FREE_FORM = frozenset({"spool_dir"})
 
 
 def _expected_from_env(setting: Setting[Any], raw: str) -> Any:
@@ -60,7 +62,8 @@ def _malformed_cases() -> list[Any]:
     cases = []
     for setting in SETTINGS:
         for var in setting.env_vars:
-            for raw in _MALFORMED[setting.type]:
+            malformed = () if setting.name in _FREE_FORM else _MALFORMED[setting.type]
+            for raw in malformed:
                 cases.append(pytest.param(setting, var, raw, id=f"{var}={raw[:12]}"))
             if setting.check is not None:  # parses, but out of range
                 for raw in ("0", "-31337"):
@@ -128,7 +131,9 @@ def test_argument_beats_environment_beats_default(setting: Setting[Any], var: st
     raw, _, explicit = _VALID[setting.type]
     if setting.type is bool and setting.default is True:
         raw, explicit = "false", True  # a value that differs from this default
-    if setting.type is str:  # two valid choices other than the default
+    if setting.name in _FREE_FORM:
+        raw, explicit = "spool-a", "spool-b"
+    elif setting.type is str:  # two valid choices other than the default
         valid = [c for c in _STR_CHOICES if setting.default != c and not setting.check(c)]
         raw, explicit = valid[0], valid[-1]
     env = {var: raw}
@@ -237,7 +242,7 @@ def _bad_arguments(setting: Setting[Any]) -> list[Any]:
     if setting.type is float:
         wrong_type += [math.nan, math.inf]
     if setting.type is str:
-        return [None, [1], True, 7, "not-a-choice"]
+        return [None, [1], True, 7] + ([] if setting.name in _FREE_FORM else ["not-a-choice"])
     out_of_range = [v for v in (0, -1) if setting.check is not None and setting.check(v)]
     return wrong_type + out_of_range
 
@@ -399,10 +404,13 @@ print("HOST-OK", round(time.monotonic() - started, 3))
 """
 
 
-def _run_host(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def _run_host(
+    env: dict[str, str], *args: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.Popen(
         [sys.executable, *args],
         env=env,
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -423,22 +431,26 @@ def _clean_env() -> dict[str, str]:
 
 
 @pytest.mark.parametrize("garbage", [PRIVATE, "-1", "nan", "9" * 5000, "1e999", "true, false"])
-def test_import_with_garbage_in_every_variable_neither_raises_nor_hangs(garbage: str) -> None:
+def test_import_with_garbage_in_every_variable_neither_raises_nor_hangs(
+    garbage: str, tmp_path: Path
+) -> None:
     env = _clean_env()
     for var in [v for s in SETTINGS for v in s.env_vars]:
         env[var] = garbage
-    result = _run_host(env, "-c", "import otel_nonblocking; print('IMPORTED')")
+    result = _run_host(env, "-c", "import otel_nonblocking; print('IMPORTED')", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "IMPORTED" in result.stdout
     assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize("garbage", [PRIVATE, "-1", "9" * 5000])
-def test_configure_with_garbage_in_every_variable_neither_raises_nor_hangs(garbage: str) -> None:
+def test_configure_with_garbage_in_every_variable_neither_raises_nor_hangs(
+    garbage: str, tmp_path: Path
+) -> None:
     env = _clean_env()
     for var in (*[v for s in SETTINGS for v in s.env_vars], *_STANDARD_VARS):
         env[var] = garbage
-    result = _run_host(env, "-c", _HOST_SCRIPT)
+    result = _run_host(env, "-c", _HOST_SCRIPT, cwd=tmp_path)  # a relative spool dir lands there
     assert result.returncode == 0, result.stderr[-2000:]
     assert "HOST-OK" in result.stdout
     assert "Traceback" not in result.stderr

@@ -188,6 +188,27 @@ def _positive(value: float) -> str | None:
     return None if value > 0 else "must be greater than 0"
 
 
+# The longest duration any setting accepts: a day. Longer ones are typos, and thread
+# waits and socket timeouts overflow on values like 1e23.
+_MAX_MILLIS: Final = 86_400_000
+
+
+def _positive_millis(value: float) -> str | None:
+    if value <= 0:
+        return "must be greater than 0"
+    return None if value <= _MAX_MILLIS else f"must be at most {_MAX_MILLIS} (a day)"
+
+
+def _non_negative_millis(value: float) -> str | None:
+    if value < 0:
+        return "must be 0 or greater"
+    return None if value <= _MAX_MILLIS else f"must be at most {_MAX_MILLIS} (a day)"
+
+
+def _positive_seconds(value: float) -> str | None:
+    return _positive_millis(value * 1000)
+
+
 def _non_negative(value: float) -> str | None:
     return None if value >= 0 else "must be 0 or greater"
 
@@ -233,6 +254,29 @@ MAX_EXPORT_ATTEMPTS: Final = Setting(
     "breaker or a Retry-After held back do not count.",
     _positive,
 )
+SPOOL_DIR: Final = Setting(
+    "spool_dir",
+    ("OTEL_NONBLOCKING_SPOOL_DIR",),
+    str,
+    "",
+    "path",
+    "Directory of the disk spool (created owner-only): batches that could not be delivered "
+    "before the retry buffer or the shutdown budget ran out are written there, encoded, and "
+    "sent by the next process that starts with the same directory. Empty: no spool. Needs "
+    "an OTLP/HTTP exporter.",
+)
+SPOOL_MAX_BYTES: Final = Setting(
+    "spool_max_bytes",
+    ("OTEL_NONBLOCKING_SPOOL_MAX_BYTES",),
+    int,
+    256 * 1024 * 1024,
+    "bytes",
+    "Size cap of the disk spool, which OTEL_NONBLOCKING_SPOOL_DIR (or the spool_dir "
+    "argument) turns on: batches that could not be delivered are written there and sent "
+    "by the next process. When a new batch does not fit, the oldest files are deleted and "
+    "their spans counted (spool_full).",
+    _positive,
+)
 MAX_EXPORT_BATCH_SIZE: Final = Setting(
     "max_export_batch_size",
     ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE",),
@@ -249,7 +293,7 @@ SCHEDULE_DELAY_MILLIS: Final = Setting(
     1000,
     "ms",
     "Longest wait between two exports while spans are pending.",
-    _positive,
+    _positive_millis,
 )
 EXPORT_TIMEOUT_MILLIS: Final = Setting(
     "export_timeout_millis",
@@ -258,7 +302,7 @@ EXPORT_TIMEOUT_MILLIS: Final = Setting(
     30000,
     "ms",
     "Wall-clock deadline around each export call, enforced whatever the exporter does.",
-    _positive,
+    _positive_millis,
 )
 SHUTDOWN_TIMEOUT_MILLIS: Final = Setting(
     "shutdown_timeout_millis",
@@ -268,7 +312,7 @@ SHUTDOWN_TIMEOUT_MILLIS: Final = Setting(
     "ms",
     "Budget of NonBlockingSpanProcessor.shutdown() called without a timeout, as the "
     "processor's own exit hook and TracerProvider.shutdown() do.",
-    _non_negative,
+    _non_negative_millis,
 )
 
 
@@ -292,7 +336,7 @@ EXPORTER_TIMEOUT_MILLIS: Final = Setting(
     "Real wall-clock deadline of one OTLP export, DNS to response body. The argument "
     "is in seconds; environment values up to 120 are read as seconds (as the Python SDK "
     "does), larger ones as milliseconds (as the specification says).",
-    _positive,
+    _positive_millis,
     _parse_otlp_timeout_millis,
 )
 
@@ -347,7 +391,7 @@ BREAKER_BACKOFF_MILLIS: Final = Setting(
     "ms",
     "How long an open breaker fails exports fast before one probe is let through; "
     "doubles after each failed probe, up to 60 s.",
-    _positive,
+    _positive_millis,
 )
 
 DISABLED: Final = Setting(
@@ -375,7 +419,7 @@ FLUSH_TIMEOUT: Final = Setting(
     "s",
     "Default budget of flush() and shutdown() on the handle configure_tracing() returns. "
     "The timeout argument of configure_tracing() also sets the export deadline.",
-    _positive,
+    _positive_seconds,
 )
 EXIT_TIMEOUT_MILLIS: Final = Setting(
     "exit_timeout_millis",
@@ -384,7 +428,7 @@ EXIT_TIMEOUT_MILLIS: Final = Setting(
     2000,
     "ms",
     "Budget of the exit hook that shuts down everything configure_tracing() installed.",
-    _non_negative,
+    _non_negative_millis,
 )
 
 SELF_METRICS: Final = Setting(
@@ -402,6 +446,8 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     MAX_QUEUE_BYTES,
     RETRY_BUFFER_SIZE,
     MAX_EXPORT_ATTEMPTS,
+    SPOOL_DIR,
+    SPOOL_MAX_BYTES,
     MAX_EXPORT_BATCH_SIZE,
     SCHEDULE_DELAY_MILLIS,
     EXPORT_TIMEOUT_MILLIS,

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -28,6 +29,9 @@ from ._fork import after_fork_in_child
 from ._log import AggregatedWarning
 from ._runner import Attempt, AttemptRunner
 from ._session import InterruptibleSession
+
+if TYPE_CHECKING:
+    from ._otlp import OTLPCodec
 
 # An abandoned attempt whose connection was cut usually ends within milliseconds; the
 # next export waits this long for it before failing fast as ``attempt_outstanding``.
@@ -47,6 +51,8 @@ class ExportOutcome(str, enum.Enum):
     CIRCUIT_OPEN = "circuit_open"  # the breaker is open: failed fast
     SHUTDOWN = "shutdown"  # the exporter was shut down
 
+
+_NO_CODEC = object()  # codec not looked up yet
 
 #: HTTP statuses after which the OTLP specification says the batch may be sent again.
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
@@ -82,6 +88,27 @@ class ExportReport:
     #: On TIMEOUT: the abandoned attempt, which may still turn out to have delivered
     #: the batch (see :meth:`DeadlineSpanExporter.resolve`).
     attempt: Attempt[object] | None = field(default=None, compare=False, repr=False)
+    #: On SUCCESS: spans of the batch left out because no encoder could write them.
+    rejected: int = 0
+
+
+#: ``cutoff()``: seconds an export already running may still take, or None (no new limit).
+Cutoff = Callable[[], "float | None"]
+# How often a running export polls its cutoff.
+_CUTOFF_POLL_SECONDS = 0.05
+
+
+def _wait_with_cutoff(attempt: Attempt[object], deadline: Deadline, cutoff: Cutoff) -> bool:
+    """Wait for ``attempt`` until ``deadline`` or until ``cutoff()`` says time is up."""
+    while True:
+        remaining = deadline.remaining()
+        limit = cutoff()
+        if limit is not None:
+            remaining = min(remaining, limit)
+        if remaining <= 0:
+            return attempt.done.is_set()
+        if attempt.done.wait(min(remaining, _CUTOFF_POLL_SECONDS)):
+            return True
 
 
 #: ``listener(outcome, span_count, seconds)``, called after each export.
@@ -148,6 +175,7 @@ class DeadlineSpanExporter(SpanExporter):
         self._runner = AttemptRunner("export")
         self._listeners: tuple[ExportListener, ...] = ()
         self._shutdown = False
+        self._codec: object = _NO_CODEC
         self._init_state()
         after_fork_in_child(self._init_state)
 
@@ -205,18 +233,63 @@ class DeadlineSpanExporter(SpanExporter):
         return self.export_report(spans, timeout).outcome
 
     def export_report(
-        self, spans: Sequence[ReadableSpan], timeout: float | None = None
+        self,
+        spans: Sequence[ReadableSpan],
+        timeout: float | None = None,
+        *,
+        cutoff: Cutoff | None = None,
     ) -> ExportReport:
-        """Like :meth:`export_outcome`, with the status, Retry-After and transience."""
+        """Like :meth:`export_outcome`, with the status, Retry-After and transience.
+
+        ``cutoff()``, polled while the export runs, may shorten its deadline after it
+        started: it returns the seconds still allowed, or None for no new limit.
+        """
+        batch = list(spans)
+        inner = self._inner
+        return self._run_report(lambda: inner.export(batch), len(batch), timeout, cutoff)
+
+    @property
+    def codec(self) -> OTLPCodec | None:
+        """How to encode a batch and send encoded bytes, when the inner exporter is an
+        SDK OTLP/HTTP exporter (the disk spool needs it); None otherwise."""
+        if self._codec is _NO_CODEC:
+            from ._otlp import otlp_codec
+
+            self._codec = otlp_codec(self._inner)
+        return self._codec  # type: ignore[return-value]
+
+    def export_encoded_report(
+        self,
+        data: bytes,
+        span_count: int,
+        timeout: float | None = None,
+        *,
+        cutoff: Cutoff | None = None,
+    ) -> ExportReport:
+        """Send an already-encoded OTLP request body (``span_count`` spans) under the same
+        deadline, breaker and abandon rules as :meth:`export_report`."""
+        codec = self.codec
+        if codec is None:
+            return ExportReport(self._count(ExportOutcome.FAILED, "no OTLP codec"))
+        send = codec.send
+        return self._run_report(lambda: send(data), span_count, timeout, cutoff)
+
+    def _run_report(
+        self,
+        work: Callable[[], object],
+        span_count: int,
+        timeout: float | None,
+        cutoff: Cutoff | None,
+    ) -> ExportReport:
         started = self._clock()
-        outcome, error, attempt = self._export(spans, timeout)
+        outcome, error, attempt = self._export(work, timeout, cutoff)
         report = self._report(outcome, error, attempt)
         listeners = self._listeners
         if listeners:
             seconds = self._clock() - started
             for listener in listeners:
                 try:
-                    listener(outcome, len(spans), seconds)
+                    listener(outcome, span_count, seconds)
                 except Exception as failure:  # noqa: BLE001 - a listener must not break export
                     self._warn.add(f"listener raised {type(failure).__name__}")
         return report
@@ -245,10 +318,15 @@ class DeadlineSpanExporter(SpanExporter):
             # FAILURE without an HTTP answer: a refused or reset connection where the
             # session saw one; from an exporter we cannot see into, assume transient.
             transient = connection_error or session is None
-        return ExportReport(outcome, status, retry_after, size, transient, attempt)
+        rejected = 0
+        if outcome is ExportOutcome.SUCCESS:
+            rejected = getattr(self._inner, "nb_rejected", 0)
+        return ExportReport(
+            outcome, status, retry_after, size, transient, attempt=attempt, rejected=rejected
+        )
 
     def _export(
-        self, spans: Sequence[ReadableSpan], timeout: float | None
+        self, work: Callable[[], object], timeout: float | None, cutoff: Cutoff | None = None
     ) -> tuple[ExportOutcome, BaseException | None, Attempt[object] | None]:
         if self._shutdown:
             return self._count(ExportOutcome.SHUTDOWN), None, None
@@ -257,21 +335,22 @@ class DeadlineSpanExporter(SpanExporter):
             return self._count(ExportOutcome.BUSY), None, None
         if not self._breaker.allow():
             return self._count(ExportOutcome.CIRCUIT_OPEN), None, None
-        batch = list(spans)
         session = self._session
-        inner = self._inner
 
         def call() -> object:
             if session is not None:
                 session.begin_attempt()
-            return inner.export(batch)
+            return work()
 
         started = self._clock()
         attempt = self._runner.try_submit(call)
         if attempt is None:  # the runner turned busy between the check and now
             self._breaker_release()
             return self._count(ExportOutcome.BUSY), None, None
-        finished = attempt.done.wait(deadline.remaining())
+        if cutoff is None:
+            finished = attempt.done.wait(deadline.remaining())
+        else:
+            finished = _wait_with_cutoff(attempt, deadline, cutoff)
         with self._lock:
             self._last_seconds = self._clock() - started
         if not finished:
@@ -407,5 +486,7 @@ class DeadlineSpanExporter(SpanExporter):
     def _inner_shutdown(self) -> None:
         try:
             self._inner.shutdown()
-        except Exception as error:  # noqa: BLE001 - shutdown must not raise into the host
+        # On this short-lived thread even SystemExit or KeyboardInterrupt from a broken
+        # exporter is only something to report, never something to print a traceback for.
+        except BaseException as error:  # noqa: BLE001
             self._warn.add(f"shutdown raised {type(error).__name__}")

@@ -8,7 +8,8 @@ variables for endpoint, headers, certificates and compression) with an
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.exporter.otlp.proto.http import Compression
@@ -18,6 +19,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 
 from . import _config
 from ._config import UNSET, _Unset
+from ._encoder_stock import stock_encode_spans
 from ._errors import ConfigurationError
 from ._exporter import DeadlineSpanExporter
 from ._session import InterruptibleSession
@@ -54,25 +56,97 @@ class _FastOTLPSpanExporter(OTLPSpanExporter):
             and hasattr(self, "_shutdown")
         )
 
+    #: Spans of the last batch that could not be encoded and were left out of it.
+    nb_rejected = 0
+
+    def _encode(self, spans: Sequence[ReadableSpan]) -> bytes:
+        """The batch's bytes; a span no encoder can write is left out, not the batch."""
+        self.nb_rejected = 0
+        try:
+            return self._nb_encoder.encode(spans)
+        except Exception:  # noqa: BLE001, S110 - find the span(s) at fault below
+            pass
+        good = []
+        for span in spans:
+            try:
+                self._nb_encoder.encode([span])
+            except Exception:  # noqa: BLE001, S112 - counted as rejected just below
+                continue
+            good.append(span)
+        self.nb_rejected = len(spans) - len(good)
+        if self.nb_rejected:
+            _logger.warning(
+                "Left %d span(s) that cannot be encoded out of a batch", self.nb_rejected
+            )
+        return self._nb_encoder.encode(good)
+
     def _serialize_spans(self, spans: Sequence[ReadableSpan]) -> bytes:
-        return self._nb_encoder.encode(spans)
+        return self._encode(spans)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.nb_rejected = 0
         if not self._nb_inline:
             return super().export(spans)
         if self._shutdown:
             return SpanExportResult.FAILURE
         try:
-            data = self._nb_encoder.encode(spans)
+            data = self._encode(spans)
         except Exception as error:  # noqa: BLE001 - reported like the SDK does, as FAILURE
             _logger.error("Failed to encode span batch: %s", type(error).__name__)
             return SpanExportResult.FAILURE
+        if self.nb_rejected == len(spans):
+            return SpanExportResult.SUCCESS  # nothing left to send; all counted as rejected
         limit = getattr(self, "_max_request_size", 0) or 0
         if limit > 0 and len(data) > limit:
             _logger.warning("Dropping span batch: %d bytes exceeds max_request_size", len(data))
             return SpanExportResult.FAILURE
         result = self._client.export(data)
         return SpanExportResult.SUCCESS if result.success else SpanExportResult.FAILURE
+
+
+def _send_encoded(exporter: OTLPSpanExporter, data: bytes) -> SpanExportResult:
+    """Send already-encoded request bytes through the SDK exporter's own machinery."""
+    if getattr(exporter, "_shutdown", False):
+        return SpanExportResult.FAILURE
+    send_serialized = getattr(exporter, "_export_serialized_spans", None)
+    if callable(send_serialized):  # SDK 1.33-1.38: compression, session, retry loop
+        result = send_serialized(data)
+        return result if isinstance(result, SpanExportResult) else SpanExportResult.FAILURE
+    limit = getattr(exporter, "_max_request_size", 0) or 0
+    if isinstance(limit, int) and limit > 0 and len(data) > limit:
+        _logger.warning("Dropping span batch: %d bytes exceeds max_request_size", len(data))
+        return SpanExportResult.FAILURE
+    result = exporter._client.export(data)  # newer SDKs: the HTTP client does the rest
+    return SpanExportResult.SUCCESS if result.success else SpanExportResult.FAILURE
+
+
+@dataclass(frozen=True)
+class OTLPCodec:
+    """How to encode a batch as an OTLP request body, and send such a body later."""
+
+    encode: Callable[[Sequence[ReadableSpan]], bytes]
+    send: Callable[[bytes], SpanExportResult]
+
+
+def otlp_codec(exporter: object) -> OTLPCodec | None:
+    """The codec of an SDK ``OTLPSpanExporter`` (HTTP/protobuf), or None for any other.
+
+    The disk spool stores encoded request bodies, so it needs one; the SDK's two known
+    shapes (``_export_serialized_spans``, or ``_client.export``) are detected.
+    """
+    if not isinstance(exporter, OTLPSpanExporter):
+        return None
+    shaped = callable(getattr(exporter, "_export_serialized_spans", None)) or callable(
+        getattr(getattr(exporter, "_client", None), "export", None)
+    )
+    if not shaped:
+        return None
+    encode = (
+        exporter._nb_encoder.encode
+        if isinstance(exporter, _FastOTLPSpanExporter)
+        else stock_encode_spans
+    )
+    return OTLPCodec(encode, lambda data: _send_encoded(exporter, data))
 
 
 def otlp_span_exporter(

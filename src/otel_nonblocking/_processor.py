@@ -5,12 +5,16 @@ the worker thread (:meth:`NonBlockingSpanProcessor._work`) takes batches off the
 :meth:`DeadlineSpanExporter.export_report` runs the real export on its runner thread
 under a wall-clock deadline -> the worker counts every span as exported, keeps a batch
 that failed for a transient reason in the retry buffer, or drops it with a reason.
+With a disk spool (``spool_dir``), what cannot be delivered in time is written to disk by
+the worker instead of dropped, and the next process's worker delivers it.
 """
 
 from __future__ import annotations
 
 import atexit
 import collections
+import logging
+import os
 import threading
 import time
 import weakref
@@ -31,6 +35,7 @@ from ._exporter import DeadlineSpanExporter, ExportOutcome, ExportReport
 from ._fork import after_fork_in_child
 from ._log import AggregatedWarning
 from ._retry import Batch, RetryBuffer
+from ._spool import Spool, SpoolFullError, SpoolStats
 from ._tally import Tally
 
 #: Why a span was dropped: the keys of :attr:`ProcessorStats.dropped`. A batch the
@@ -40,22 +45,38 @@ EXPORT_FAILED = "export_failed"
 EXPORT_TIMEOUT = "export_timeout"
 RETRY_BUFFER_FULL = "retry_buffer_full"
 SHUTDOWN = "shutdown"
+UNENCODABLE = "unencodable"  # no encoder can write the span (e.g. a lone surrogate in its name)
+SPOOL_FULL = "spool_full"  # evicted from the spool to make room, or larger than it
+SPOOL_ERROR = "spool_error"  # the disk refused the write
+
+_logger = logging.getLogger("otel_nonblocking")
 
 # Memory of one queued span, on top of its encoded size (measured: about 3.4 KiB for a
 # span with four attributes and an event, with CPython 3.11 and SDK 1.45).
 _SPAN_OVERHEAD_BYTES = 3 * 1024
 # The longest a Retry-After from the backend holds exports back.
 _MAX_HOLD_SECONDS = 300.0
+# With a spool, the part of the shutdown budget kept for writing what is left to disk.
+_SPOOL_RESERVE_SHARE = 0.2
+_SPOOL_RESERVE_MIN_SECONDS = 0.1
+# How often the worker looks for spool files other processes left.
+_SPOOL_RESCAN_SECONDS = 60.0
+# While exports are held back, how often the worker checks whether the queue needs spooling.
+_SPOOL_POLL_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
 class ProcessorStats:
-    """An immutable snapshot. ``enqueued == exported + dropped_total + pending`` always.
+    """An immutable snapshot. ``enqueued == exported + dropped_total + pending + spooled``.
 
     ``enqueued`` counts every sampled span handed to ``on_end``, including those the
     full queue turned away at once (they are also in ``dropped["queue_full"]``).
-    ``pending`` counts spans queued, in flight, or waiting in the retry buffer
-    (``retrying``); ``retried`` counts spans sent again after a transient failure.
+    ``pending`` counts spans queued, in flight, waiting in the retry buffer
+    (``retrying``) or being written to the spool; ``retried`` counts spans sent again
+    after a transient failure. ``spooled`` counts this processor's spans on disk, for
+    the next process to deliver (spans evicted from the spool move to
+    ``dropped["spool_full"]``); ``recovered`` counts spans other processes spooled that
+    this one delivered (never part of ``enqueued``).
     """
 
     enqueued: int
@@ -67,6 +88,8 @@ class ProcessorStats:
     last_export_seconds: float | None = None
     retrying: int = 0
     retried: int = 0
+    spooled: int = 0
+    recovered: int = 0
 
     @property
     def dropped_total(self) -> int:
@@ -110,6 +133,8 @@ class NonBlockingSpanProcessor(SpanProcessor):
         max_queue_bytes: int | _Unset = UNSET,
         retry_buffer_size: int | _Unset = UNSET,
         max_export_attempts: int | _Unset = UNSET,
+        spool_dir: str | os.PathLike[str] | _Unset | None = UNSET,
+        spool_max_bytes: int | _Unset = UNSET,
         clock: Clock = time.monotonic,
     ) -> None:
         self._max_queue_size = _config.MAX_QUEUE_SIZE.resolve(max_queue_size)
@@ -137,11 +162,31 @@ class NonBlockingSpanProcessor(SpanProcessor):
                 exporter, timeout_millis=self._export_timeout * 1000, clock=clock
             )
         self._clock = clock
+        self._spool_dir, self._spool_max_bytes = self._spool_settings(spool_dir, spool_max_bytes)
         self._flush_listeners: tuple[FlushListener, ...] = ()
         self._init_state()
         after_fork_in_child(self._init_state)
         atexit.register(_shutdown_at_exit, weakref.ref(self))
         _LIVE.add(self)
+
+    def _spool_settings(
+        self, spool_dir: str | os.PathLike[str] | _Unset | None, max_bytes: int | _Unset
+    ) -> tuple[str, int]:
+        if isinstance(spool_dir, os.PathLike):
+            spool_dir = os.fspath(spool_dir)
+        directory = _config.SPOOL_DIR.resolve("" if spool_dir is None else spool_dir)
+        limit = _config.SPOOL_MAX_BYTES.resolve(max_bytes)
+        if directory and self._exporter.codec is None:
+            if not isinstance(spool_dir, _Unset):
+                raise ConfigurationError(
+                    "spool_dir needs an OTLP/HTTP exporter (otlp_span_exporter() or the "
+                    f"SDK's OTLPSpanExporter), not {type(self._exporter.inner).__name__}"
+                )
+            _logger.warning(
+                "OTEL_NONBLOCKING_SPOOL_DIR ignored: the spool needs an OTLP/HTTP exporter"
+            )
+            directory = ""
+        return directory, limit
 
     def _init_state(self) -> None:
         """Fresh queue, counters, locks and worker (at start, and in a forked child)."""
@@ -166,6 +211,14 @@ class NonBlockingSpanProcessor(SpanProcessor):
         self._flushes: list[_FlushRequest] = []
         self._dropped_seen_full = 0  # queue_full drops already reported in a warning
         self._stop_by: Deadline | None = None
+        self._export_by: Deadline | None = None  # stop_by, less the spool's reserve
+        # The disk spool (None: off). The worker opens it; only the worker touches it.
+        self._spool = Spool(self._spool_dir, self._spool_max_bytes) if self._spool_dir else None
+        self._spooling: list[Batch] = []  # batches on their way to disk (pending)
+        self._spooled = 0
+        self._recovered = 0
+        self._spool_backlog: list[str] = []
+        self._spool_scanned_at = float("-inf")
         self._shutdown_lock = threading.Lock()
         self._warn = AggregatedWarning("spans dropped", clock=self._clock)
         self._worker = threading.Thread(
@@ -202,6 +255,8 @@ class NonBlockingSpanProcessor(SpanProcessor):
     # -- the worker --
 
     def _work(self) -> None:
+        if self._spool is not None:
+            self._open_spool()
         while True:
             held = self._held_for()
             if held > 0:
@@ -209,6 +264,8 @@ class NonBlockingSpanProcessor(SpanProcessor):
                 # ends, or a flush or shutdown asks.
                 if self._stop_by is not None:
                     held = min(held, self._stop_by.remaining())
+                if self._spool is not None:
+                    held = min(held, _SPOOL_POLL_SECONDS)  # to watch the queue fill up
                 self._urgent.wait(held)
             else:
                 self._wake.wait(self._schedule_delay)
@@ -216,18 +273,43 @@ class NonBlockingSpanProcessor(SpanProcessor):
             self._urgent.clear()
             try:
                 self._pump()
+                if self._spool is not None and not self._closed:
+                    self._relieve_queue()
             except Exception as error:  # noqa: BLE001 - the worker must survive anything
                 self._warn.add(f"worker error {type(error).__name__}")
+                self._recover_in_flight()
+            if self._spool is not None:
+                try:
+                    self._write_spooling()
+                    if self._closed and not self._idle():
+                        # Nothing more can go out in time: the rest goes to disk.
+                        self._spool_the_rest()
+                except Exception as error:  # noqa: BLE001 - the worker must survive anything
+                    self._warn.add(f"worker error {type(error).__name__}")
             self._report_door_drops()
             self._warn.maybe_emit()
-            if self._closed and (self._idle() or self._out_of_time()):
+            if self._spool is not None:
+                self._spool.warn.maybe_emit()
+            if self._closed and (self._idle() or self._out_of_time() or self._spool is not None):
                 return
 
+    def _recover_in_flight(self) -> None:
+        """After an unexpected error mid-export, the batch goes back to be sent again."""
+        with self._lock:
+            batch, self._in_flight = self._in_flight, None
+            if batch is not None:
+                batch.doubt = None
+                self._requeue(batch, front=True)
+            self._resolve_flushes()
+
     def _idle(self) -> bool:
-        return not self._queue and not self._retry and self._in_flight is None
+        return (
+            not self._queue and not self._retry and self._in_flight is None and not self._spooling
+        )
 
     def _out_of_time(self) -> bool:
-        stop_by = self._stop_by
+        """True when no more exports may start (at shutdown; earlier with a spool)."""
+        stop_by = self._export_by
         return stop_by is not None and stop_by.expired()
 
     def _held_for(self) -> float:
@@ -257,7 +339,7 @@ class NonBlockingSpanProcessor(SpanProcessor):
         it did (counted as exported); False: it did not (send it); None: unknown yet.
         """
         assert batch.doubt is not None
-        wait = 0.1 if self._stop_by is None else min(0.1, self._stop_by.remaining())
+        wait = 0.1 if self._export_by is None else min(0.1, self._export_by.remaining())
         verdict = self._exporter.resolve(batch.doubt, wait)
         with self._lock:
             if verdict is None:
@@ -273,6 +355,8 @@ class NonBlockingSpanProcessor(SpanProcessor):
         return verdict
 
     def _next_batch(self) -> Batch | None:
+        if self._spool is not None and self._deliver_spooled():
+            return None
         with self._lock:
             batch = self._retry.pop()
             if batch is None:
@@ -287,10 +371,11 @@ class NonBlockingSpanProcessor(SpanProcessor):
     def _send(self, batch: Batch) -> bool:
         """Export ``batch`` and settle it; False if the worker should stop for now."""
         timeout = self._export_timeout
-        if self._stop_by is not None:
-            timeout = min(timeout, self._stop_by.remaining())
+        if self._export_by is not None:
+            timeout = min(timeout, self._export_by.remaining())
         began = self._clock()
-        report = self._exporter.export_report(batch.spans, timeout=timeout)
+        cutoff = self._export_cutoff if self._spool is not None else None
+        report = self._exporter.export_report(batch.spans, timeout=timeout, cutoff=cutoff)
         seconds = self._clock() - began
         outcome = report.outcome
         went_out = outcome is not ExportOutcome.CIRCUIT_OPEN and outcome is not ExportOutcome.BUSY
@@ -306,7 +391,10 @@ class NonBlockingSpanProcessor(SpanProcessor):
             if batch.retried and went_out:
                 self._retried += len(batch)
             if outcome is ExportOutcome.SUCCESS:
-                self._exported += len(batch)
+                rejected = min(report.rejected, len(batch))
+                self._exported += len(batch) - rejected
+                if rejected:
+                    self._drop(Batch(batch.spans[:rejected], batch.start), UNENCODABLE)
                 keep_going = True
             elif report.status == 413 and len(batch) > 1:
                 first, second = batch.split()
@@ -318,11 +406,147 @@ class NonBlockingSpanProcessor(SpanProcessor):
                 batch.doubt = report.attempt
                 self._requeue(batch, front=True)
                 keep_going = False
+            elif report.transient and self._spool is not None:
+                self._spooling.append(batch)  # out of attempts or buffer: to disk
+                keep_going = False
             else:
                 self._drop(batch, _reason(report))
                 keep_going = outcome is not ExportOutcome.TIMEOUT
             self._resolve_flushes()
         return keep_going
+
+    # -- the disk spool (worker only) --
+
+    def _export_cutoff(self) -> float | None:
+        """Once shutdown begins, an export already running ends in time to spool its batch."""
+        export_by = self._export_by
+        return None if export_by is None else export_by.remaining()
+
+    def _open_spool(self) -> None:
+        spool = self._spool
+        assert spool is not None
+        try:
+            spool.open()
+            self._spool_backlog = spool.backlog()
+        except Exception as error:  # noqa: BLE001 - no spool is better than no worker
+            _logger.warning(
+                "otel_nonblocking: span spool unavailable (%s); spans that cannot be "
+                "delivered are dropped",
+                type(error).__name__,
+            )
+            self._spool = None
+            return
+        self._spool_scanned_at = self._clock()
+
+    def _deliver_spooled(self) -> bool:
+        """Send files other processes spooled, oldest first, while nothing more urgent
+        waits; True if one failed (the worker should stop for now)."""
+        spool = self._spool
+        assert spool is not None
+        while not self._closed and not self._flushes and not self._retry:
+            if len(self._queue) >= self._batch_size or self._held_for() > 0:
+                return False
+            if not self._spool_backlog:
+                if self._clock() - self._spool_scanned_at < _SPOOL_RESCAN_SECONDS:
+                    return False
+                self._spool_backlog = spool.backlog()
+                self._spool_scanned_at = self._clock()
+                if not self._spool_backlog:
+                    return False
+            name = self._spool_backlog.pop(0)
+            file = spool.claim(name)
+            if file is None:
+                continue  # another process has it, or it was corrupt (set aside)
+            report = self._exporter.export_encoded_report(
+                file.payload, file.spans, timeout=self._export_timeout
+            )
+            outcome = report.outcome
+            if report.retry_after is not None and outcome is not ExportOutcome.SUCCESS:
+                self._hold_until = self._clock() + min(report.retry_after, _MAX_HOLD_SECONDS)
+            if outcome is ExportOutcome.SUCCESS:
+                spool.remove(file)
+                with self._lock:
+                    self._recovered += file.spans
+            elif report.transient:
+                spool.release(file)
+                self._spool_backlog.insert(0, name)
+                return True
+            else:
+                spool.remove(file)
+                spool.warn.add(f"spooled spans refused by the backend ({_reason(report)})")
+        return False
+
+    def _write_spooling(self) -> None:
+        """Write the batches waiting in ``_spooling`` to disk, oldest first."""
+        while True:
+            with self._lock:
+                if not self._spooling:
+                    return
+                batch = self._spooling[0]
+            self._write_one(batch)
+
+    def _write_one(self, batch: Batch) -> None:
+        spool = self._spool
+        codec = self._exporter.codec
+        reason: str | None = None
+        evicted = []
+        if spool is None or codec is None:
+            reason = RETRY_BUFFER_FULL
+        elif self._stop_by is not None and self._stop_by.expired():
+            reason = SHUTDOWN
+        else:
+            try:
+                evicted = spool.write(codec.encode(batch.spans), len(batch))
+            except SpoolFullError:
+                reason = SPOOL_FULL
+            except Exception as error:  # noqa: BLE001 - a full or broken disk: count, go on
+                reason = SPOOL_ERROR
+                spool.warn.add(f"spool write failed ({type(error).__name__})")
+        with self._lock:
+            self._spooling = [b for b in self._spooling if b is not batch]
+            if reason is None:
+                self._spooled += len(batch)
+                for request in self._flushes:
+                    if batch.start < request.target:
+                        request.ok = False  # on disk, not exported
+            else:
+                self._drop(batch, reason)
+            for gone in evicted:
+                if gone.own:
+                    self._spooled -= gone.spans
+                    self._dropped[SPOOL_FULL] += gone.spans
+                    self._warn.add(SPOOL_FULL, gone.spans)
+                elif spool is not None:
+                    spool.warn.add("another process's spooled spans evicted", gone.spans)
+            self._resolve_flushes()
+        if reason is None and spool is not None:
+            spool.warn.add("spans spooled to disk for the next process", len(batch))
+
+    def _relieve_queue(self) -> None:
+        """While the backend is unavailable, move queued batches to disk before the queue
+        fills up and turns spans away at the door."""
+        if self._held_for() <= 0 and not self._retry:
+            return
+        cap = self._queue_cap
+        if len(self._queue) < max(cap // 2, 1):
+            return
+        with self._lock:
+            while len(self._queue) > cap // 4:
+                count = min(len(self._queue), self._batch_size)
+                batch = Batch([self._queue.popleft() for _ in range(count)], self._taken)
+                self._taken += count
+                self._spooling.append(batch)
+
+    def _spool_the_rest(self) -> None:
+        """At shutdown: everything still pending goes to disk (within the budget)."""
+        with self._lock:
+            batches = self._retry.clear()
+            while self._queue:
+                count = min(len(self._queue), self._batch_size)
+                batches.append(Batch([self._queue.popleft() for _ in range(count)], self._taken))
+                self._taken += count
+            self._spooling.extend(batches)
+        self._write_spooling()
 
     def _may_retry(self, batch: Batch) -> bool:
         if self._retry_capacity == 0 or batch.attempts >= self._max_attempts:
@@ -331,7 +555,10 @@ class NonBlockingSpanProcessor(SpanProcessor):
 
     def _requeue(self, batch: Batch, *, front: bool) -> None:
         for evicted in self._retry.push(batch, front=front):
-            self._drop(evicted, RETRY_BUFFER_FULL)
+            if self._spool is not None:
+                self._spooling.append(evicted)  # written once the lock is released
+            else:
+                self._drop(evicted, RETRY_BUFFER_FULL)
 
     def _drop(self, batch: Batch, reason: str) -> None:
         """Count ``batch`` as dropped (caller holds the lock); flushes covering it fail."""
@@ -351,6 +578,7 @@ class NonBlockingSpanProcessor(SpanProcessor):
         oldest_retry = self._retry.min_start()
         if oldest_retry is not None:
             unsettled.append(oldest_retry)
+        unsettled.extend(batch.start for batch in self._spooling)
         settled_below = min(unsettled)
         waiting = []
         for request in self._flushes:
@@ -429,6 +657,14 @@ class NonBlockingSpanProcessor(SpanProcessor):
             )
             deadline = Deadline.after(budget, self._clock)
             self._stop_by = deadline
+            if self._spool is not None and budget is not None:
+                # Exports stop early enough to leave the worker time to spool the rest.
+                reserve = min(
+                    max(budget * _SPOOL_RESERVE_SHARE, _SPOOL_RESERVE_MIN_SECONDS), budget
+                )
+                self._export_by = Deadline(deadline.at - reserve, self._clock)
+            else:
+                self._export_by = deadline
             self._closed = True
         self._wake.set()
         self._urgent.set()
@@ -444,6 +680,8 @@ class NonBlockingSpanProcessor(SpanProcessor):
             self._resolve_flushes()
         self._exporter.shutdown(timeout_millis=deadline.remaining() * 1000)
         self._warn.maybe_emit(force=True)
+        if self._spool is not None:
+            self._spool.warn.maybe_emit(force=True)
 
     def stats(self) -> ProcessorStats:
         """A consistent snapshot of the counters."""
@@ -454,6 +692,8 @@ class NonBlockingSpanProcessor(SpanProcessor):
             dropped = Counter(self._dropped)
             in_flight = 0 if self._in_flight is None else len(self._in_flight)
             retrying = self._retry.spans
+            spooling = sum(len(batch) for batch in self._spooling)
+            spooled, recovered = self._spooled, self._recovered
             taken, exported, retried = self._taken, self._exported, self._retried
             export_count, last = self._export_count, self._last_export_seconds
         if full:
@@ -464,13 +704,20 @@ class NonBlockingSpanProcessor(SpanProcessor):
             enqueued=taken + queued + full + closed,
             exported=exported,
             dropped=MappingProxyType(dict(dropped)),
-            pending=queued + in_flight + retrying,
+            pending=queued + in_flight + retrying + spooling,
             queue_depth=queued,
             export_count=export_count,
             last_export_seconds=last,
             retrying=retrying,
             retried=retried,
+            spooled=spooled,
+            recovered=recovered,
         )
+
+    def spool_stats(self) -> SpoolStats | None:
+        """The disk spool's counters, or None when there is no spool."""
+        spool = self._spool
+        return None if spool is None else spool.stats()
 
 
 def _reason(report: ExportReport) -> str:

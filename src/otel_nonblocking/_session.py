@@ -118,7 +118,7 @@ class _Handle:
             if spare_answering and select.select([dup], [], [], 0)[0]:
                 return 0
             dup.shutdown(socket.SHUT_RDWR)
-        except OSError:
+        except (OSError, ValueError):  # closed meanwhile by its connection (fd -1)
             return 0
         return 1
 
