@@ -2,13 +2,16 @@
 
 The stock ``BatchSpanProcessor(OTLPSpanExporter(timeout=2))`` and ours side by side, over
 real sockets on 127.0.0.1; a watchdog caps every call so the benchmark itself ends.
+With ``--langfuse``: ``Langfuse.flush()``/``shutdown()``, stock vs ``bound_langfuse_flush``.
 
     python -m benchmarks.bench_flush [--quick] [--cap 15] [--spans 1000] [--faults hang,dns]
+    python -m benchmarks.bench_flush --langfuse [--quick] [--requests 20] [--markdown out.md]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 import threading
@@ -217,6 +220,7 @@ def to_markdown(result: dict[str, Any]) -> str:
                 _describe(ours["flush"], cap, result=True),
                 _describe(stock["shutdown"], cap),
                 _describe(ours["shutdown"], cap),
+                f"{_count(stock['delivered'])} / {_count(ours['delivered'])}",
                 f"{ours.get('exported', 0)} exported"
                 + (f"; dropped: {dropped}" if dropped else ""),
             ]
@@ -249,6 +253,38 @@ def to_markdown(result: dict[str, Any]) -> str:
     )
 
 
+def _run_langfuse(
+    args: argparse.Namespace, cap: float, faults: list[str] | None, command: str
+) -> None:
+    """The Langfuse rows: stock ``Langfuse.flush()`` vs ``bound_langfuse_flush``."""
+    from benchmarks import _langfuse_bench  # needs langfuse, so only imported here
+
+    chosen = [(key, text) for key, text in FAULTS if faults is None or key in faults]
+    with stalling_dns():
+        result = _langfuse_bench.run(
+            faults=chosen,
+            cap=cap,
+            requests=args.requests or 20,
+            target_options={
+                "drip_interval": DRIP_INTERVAL,
+                "delay": SLOW_SECONDS,
+                "stall_host": STALL_HOST,
+            },
+            progress=_say,
+        )
+    markdown = _langfuse_bench.to_markdown(result, command)
+    print(markdown)
+    if args.json:
+        write_json(args.json, result)
+    if args.markdown:
+        args.markdown.write_text(markdown, encoding="utf-8")
+
+
+def _say(text: str) -> None:
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_flush")
     parser.add_argument(
@@ -261,15 +297,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--faults", help="comma-separated subset of: " + ", ".join(dict(FAULTS)))
     parser.add_argument("--quick", action="store_true", help="cap 5 s")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument(
+        "--langfuse",
+        action="store_true",
+        help="measure Langfuse.flush()/shutdown(), stock vs bound_langfuse_flush(timeout=2)",
+    )
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=None,
+        help="--langfuse: requests (3 observations and a score each) per run (default 20)",
+    )
+    parser.add_argument("--markdown", type=Path, help="--langfuse: also write the table here")
     args = parser.parse_args(argv)
     cap = args.cap or (5.0 if args.quick else 15.0)
     faults = args.faults.split(",") if args.faults else None
 
-    def say(text: str) -> None:
-        sys.stderr.write(text)
+    if args.langfuse:
+        given = sys.argv[1:] if argv is None else list(argv)
+        _run_langfuse(args, cap, faults, " ".join(["python -m benchmarks.bench_flush", *given]))
+        # Stock calls still running at the cap hold daemon threads (and Langfuse its
+        # consumer threads); the results are written, so leave without waiting for them.
+        sys.stdout.flush()
         sys.stderr.flush()
+        os._exit(0)
 
-    result = run(cap=cap, spans=args.spans or 1000, faults=faults, progress=say)
+    result = run(cap=cap, spans=args.spans or 1000, faults=faults, progress=_say)
     print(to_markdown(result))
     if args.json:
         write_json(args.json, result)

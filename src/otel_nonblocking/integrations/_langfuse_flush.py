@@ -61,7 +61,11 @@ class LangfuseFlushResult:
 
     @property
     def ok(self) -> bool:
-        """Everything was delivered within the budget."""
+        """Nothing was left pending and the budget was kept.
+
+        Items the SDK gave up on (a backend that refuses or resets) are neither pending
+        nor delivered: they are in Langfuse's own logs, not counted here.
+        """
         return not self.timed_out and self.pending == 0
 
 

@@ -1,0 +1,535 @@
+"""Langfuse rows of the flush benchmark: ``Langfuse.flush()``/``shutdown()``, stock vs bound.
+
+A loopback fake of the Langfuse API shows one fault on every endpoint (OTLP traces, scores,
+ingestion, media); stock Langfuse and ``bound_langfuse_flush(timeout=2)`` take turns, per fault.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import gzip
+import json
+import logging
+import socket
+import struct
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.metadata import version
+from typing import Any, cast
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.trace import TracerProvider
+
+from benchmarks._common import (
+    Call,
+    CountingHandler,
+    capped_call,
+    machine,
+    markdown_table,
+    quiet_logs,
+)
+from otel_nonblocking.integrations import _langfuse_sdk as sdk
+from otel_nonblocking.integrations.langfuse import (
+    LangfuseFlushResult,
+    bound_langfuse_flush,
+    current_binding,
+)
+from otel_nonblocking.testing import FakeTLSStallListener, refused_endpoint
+
+OTLP_PATH = "/api/public/otel/v1/traces"
+SCORES_PATH = "/api/public/scores"  # 5.x
+INGESTION_PATH = "/api/public/ingestion"  # scores, 3.x/4.x
+MEDIA_PATH = "/api/public/media"
+TIMEOUT = 2  # seconds: Langfuse(timeout=2) for stock, bound_langfuse_flush(timeout=2) for ours
+TARGET_SECONDS = 2.1  # ours, every call, every row
+SECRET_KEY = "sk-lf-bench"  # noqa: S105 - a made-up key for a loopback fake
+OBSERVATIONS = 3  # per request: a root observation and two children, then one score
+_HOST = "127.0.0.1"
+_LOGGERS = ("langfuse", "httpx", "httpcore", "backoff")
+
+
+class FakeLangfuseAPI:
+    """The Langfuse endpoints the SDK posts to, on ``http://127.0.0.1:<port>``, all with one fault.
+
+    ``mode`` is one of ok, hang, drip, unavailable (503 + Retry-After), reset, slow; it
+    applies to every path, so spans and scores meet the same outage. ``stop()`` cuts every
+    connection and returns within about two seconds.
+    """
+
+    def __init__(
+        self,
+        mode: str,
+        *,
+        drip_interval: float,
+        delay: float,
+        retry_after: int = 30,
+        hang_limit: float = 120.0,
+    ) -> None:
+        if mode not in ("ok", "hang", "drip", "unavailable", "reset", "slow"):
+            raise ValueError(f"unknown mode {mode!r}")
+        self.mode = mode
+        self.drip_interval = drip_interval
+        self.delay = delay
+        self.retry_after = retry_after
+        self.hang_limit = hang_limit
+        self.stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
+        self._resets: set[socket.socket] = set()
+        self._span_ids: set[bytes] = set()
+        self._score_ids: set[str] = set()
+        self.requests = 0
+        self._server = _Server(self)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-langfuse",
+            daemon=True,
+        )
+
+    def start(self) -> FakeLangfuseAPI:
+        self._thread.start()
+        return self
+
+    @property
+    def port(self) -> int:
+        return self._server.server_port
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{_HOST}:{self.port}"
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self._server.shutdown()
+        self._thread.join(2.0)
+        self._server.server_close()
+        with self._lock:
+            connections = list(self._connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+    @property
+    def spans_delivered(self) -> int:
+        """Distinct spans the fake answered with success in full (retries count once)."""
+        with self._lock:
+            return len(self._span_ids)
+
+    @property
+    def scores_delivered(self) -> int:
+        """Distinct scores the fake answered with success in full (retries count once)."""
+        with self._lock:
+            return len(self._score_ids)
+
+    def _count(self, path: str, headers: dict[str, str], body: bytes) -> None:
+        span_ids: list[bytes] = []
+        score_ids: list[str] = []
+        with contextlib.suppress(Exception):  # a body we cannot read counts as nothing
+            if path == OTLP_PATH:
+                if headers.get("content-encoding", "").lower() == "gzip":
+                    body = gzip.decompress(body)
+                message = ExportTraceServiceRequest()
+                message.ParseFromString(body)
+                span_ids = [
+                    span.span_id
+                    for rs in message.resource_spans
+                    for scope in rs.scope_spans
+                    for span in scope.spans
+                ]
+            elif path == SCORES_PATH:  # 5.x: a list of score bodies
+                score_ids = [str(item.get("id")) for item in json.loads(body)]
+            elif path == INGESTION_PATH:  # 3.x/4.x: {"batch": [{"type", "body"}]}
+                batch = json.loads(body).get("batch", [])
+                score_ids = [
+                    str(event.get("body", {}).get("id"))
+                    for event in batch
+                    if event.get("type") == "score-create"
+                ]
+        with self._lock:
+            self._span_ids.update(span_ids)
+            self._score_ids.update(score_ids)
+
+
+def _ok_answer(path: str, body: bytes) -> tuple[int, str, bytes]:
+    if path == OTLP_PATH:
+        return 200, "application/x-protobuf", b""
+    if path == INGESTION_PATH:
+        try:
+            events = json.loads(body).get("batch", [])
+        except (ValueError, AttributeError):
+            events = []
+        ids = [{"id": e.get("id"), "status": 201} for e in events if isinstance(e, dict)]
+        return 207, "application/json", json.dumps({"successes": ids, "errors": []}).encode()
+    if path == SCORES_PATH:
+        return 202, "application/json", b'{"message": "Accepted"}'
+    if path == MEDIA_PATH:  # "already uploaded": the SDK then skips the upload itself
+        return 200, "application/json", b'{"mediaId": ""}'
+    return 404, "text/plain", b"not found"
+
+
+def _response(status: int, content_type: str, payload: bytes, extra: str = "") -> bytes:
+    head = (
+        f"HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(payload)}\r\n{extra}\r\n"
+    )
+    return head.encode("latin-1") + payload
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 128
+
+    def __init__(self, api: FakeLangfuseAPI) -> None:
+        self.api = api
+        super().__init__((_HOST, 0), _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind() does a reverse DNS lookup of the host; never needed here.
+        self.socket.bind(self.server_address)
+        self.server_address = self.socket.getsockname()
+        self.server_name, self.server_port = _HOST, int(self.server_address[1])
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        api = self.api
+        with api._lock:
+            if api.stopping.is_set():
+                self.close_request(request)
+                return
+            api._connections.add(cast(socket.socket, request))
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        api = self.api
+        with api._lock:
+            api._connections.discard(request)
+            reset = request in api._resets
+            api._resets.discard(request)
+        if reset:  # SO_LINGER 0 is set: closing without shutdown() sends RST
+            self.close_request(request)
+        else:
+            super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Connections cut by stop() are expected; never print request data."""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silent: an access log could print headers, which carry credentials."""
+
+    def _send(self, data: bytes) -> bool:
+        try:
+            self.wfile.write(data)
+            self.wfile.flush()
+        except OSError:
+            self.close_connection = True
+            return False
+        return True
+
+    def _dispatch(self) -> None:
+        api = cast(_Server, self.server).api
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        path = self.path.split("?", 1)[0]
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        with api._lock:
+            api.requests += 1
+        mode = api.mode
+        if mode == "hang":
+            self.close_connection = True
+            api.stopping.wait(api.hang_limit)
+            return
+        if mode == "reset":
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                with api._lock:
+                    api._resets.add(self.connection)
+            return
+        if mode == "unavailable":
+            self._send(
+                _response(503, "text/plain", b"unavailable", f"Retry-After: {api.retry_after}\r\n")
+            )
+            return
+        if mode == "slow" and api.stopping.wait(api.delay):
+            self.close_connection = True
+            return
+        response = _response(*_ok_answer(path, body))
+        if mode == "drip":
+            for index in range(len(response)):
+                if index and api.stopping.wait(api.drip_interval):
+                    self.close_connection = True
+                    return
+                if not self._send(response[index : index + 1]):
+                    return
+        elif not self._send(response):
+            return
+        api._count(path, headers, body)
+
+    do_POST = do_GET = do_PUT = do_PATCH = _dispatch  # noqa: N815 - http.server's names
+
+
+class _Target:
+    """A Langfuse base URL showing one fault, and what to stop afterwards."""
+
+    def __init__(self, fault: str, *, drip_interval: float, delay: float, stall_host: str) -> None:
+        self.api: FakeLangfuseAPI | None = None
+        self.listener: FakeTLSStallListener | None = None
+        if fault == "refused":
+            self.base_url = refused_endpoint("/").rstrip("/")
+        elif fault == "tls":
+            self.listener = FakeTLSStallListener().start()
+            self.base_url = self.listener.base_url
+        else:
+            mode = "ok" if fault == "dns" else fault
+            self.api = FakeLangfuseAPI(mode, drip_interval=drip_interval, delay=delay).start()
+            self.base_url = self.api.base_url
+            if fault == "dns":
+                self.base_url = f"http://{stall_host}:{self.api.port}"
+
+    def delivered(self) -> tuple[int, int] | None:
+        """(spans, scores) the fake answered with success, or None without a fake."""
+        if self.api is None:
+            return None
+        return self.api.spans_delivered, self.api.scores_delivered
+
+    def stop(self) -> None:
+        if self.api is not None:
+            self.api.stop()
+        if self.listener is not None:
+            self.listener.stop()
+
+
+def _handle_request(client: Any, index: int) -> None:
+    """What a request handler does: nested observations, then one score on the trace."""
+    with client.start_as_current_observation(name=f"request-{index}"):
+        trace_id = client.get_current_trace_id()
+        for step in range(OBSERVATIONS - 1):
+            with client.start_as_current_observation(name=f"request-{index}-step-{step}"):
+                pass
+    client.create_score(name="quality", value=1.0, trace_id=trace_id)
+
+
+def _summary(result: object) -> dict[str, Any] | None:
+    """What a flush/shutdown returned, as JSON (stock returns None)."""
+    if isinstance(result, LangfuseFlushResult):
+        return {**asdict(result), "seconds": round(result.seconds, 4)}
+    return None
+
+
+def _forget(client: Any, public_key: str) -> None:
+    """Keep a measured client out of later runs and out of the interpreter's exit hooks."""
+    rm = getattr(client, "_resources", None)
+    if rm is not None:
+        atexit.unregister(rm.shutdown)
+        prompt_tasks = sdk.prompt_cache_tasks(rm)
+        if prompt_tasks is not None:
+            atexit.unregister(prompt_tasks.shutdown)
+    sdk.RESOURCE_MANAGER._instances.pop(public_key, None)
+
+
+def _measure(
+    fault: str, pipeline: str, *, requests: int, cap: float, target_options: dict[str, Any]
+) -> dict[str, Any]:
+    from langfuse import Langfuse
+
+    target = _Target(fault, **target_options)
+    public_key = f"pk-lf-bench-{uuid.uuid4().hex[:12]}"  # a fresh project: no shared state
+    binding = bound_langfuse_flush(timeout=TIMEOUT) if pipeline == "ours" else None
+    client: Any = None
+    try:
+        client = Langfuse(
+            public_key=public_key,
+            secret_key=SECRET_KEY,
+            base_url=target.base_url,
+            timeout=TIMEOUT,
+            # Its own provider: the stock flush flushes every processor on its provider,
+            # and an abandoned stock flush holds its processor's export lock.
+            tracer_provider=TracerProvider(shutdown_on_exit=False),
+        )
+        for index in range(requests):
+            _handle_request(client, index)
+        flush: Call[dict[str, Any] | None] = capped_call(
+            lambda: _summary(client.flush()), cap, name="langfuse-flush"
+        )
+        # A stock flush still running at the cap is abandoned on its daemon thread; the
+        # shutdown below runs while it is still there, as it would in the application.
+        shutdown: Call[dict[str, Any] | None] = capped_call(
+            lambda: _summary(client.shutdown()), cap, name="langfuse-shutdown"
+        )
+        delivered = target.delivered()
+    finally:
+        if binding is not None:
+            binding.unbind(timeout=0.1)
+        if client is not None:
+            _forget(client, public_key)
+        target.stop()
+    spans, scores = delivered if delivered is not None else (None, None)
+    return {
+        "fault": fault,
+        "pipeline": pipeline,
+        "requests": requests,
+        "spans": requests * OBSERVATIONS,
+        "scores": requests,
+        "flush": flush.as_json(),
+        "shutdown": shutdown.as_json(),
+        "delivered_spans": spans,
+        "delivered_scores": scores,
+    }
+
+
+def quiet_langfuse_logs(handler: CountingHandler) -> None:
+    """Route Langfuse's and httpx's logs (export failures, expected here) to ``handler``."""
+    for name in _LOGGERS:
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+def run(
+    *,
+    faults: Sequence[tuple[str, str]],
+    cap: float,
+    requests: int,
+    target_options: dict[str, Any],
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Measure stock and bound Langfuse against every fault; returns the results.
+
+    Call inside ``bench_flush.stalling_dns()`` when the faults include ``dns``.
+    """
+    say = progress or (lambda _text: None)
+    logs = quiet_logs()
+    quiet_langfuse_logs(logs)
+    if current_binding() is not None:
+        raise RuntimeError("unbind Langfuse first: the stock rows need the stock SDK")
+    rows = []
+    began = time.perf_counter()
+    for number, (fault, _) in enumerate(faults, start=1):
+        for pipeline in ("ours", "stock"):
+            say(f"[{number}/{len(faults)}] langfuse {fault:<11} {pipeline:<5} ...")
+            row = _measure(
+                fault, pipeline, requests=requests, cap=cap, target_options=target_options
+            )
+            rows.append(row)
+            say(
+                f" flush {_describe(row['flush'], cap)},"
+                f" shutdown {_describe(row['shutdown'], cap)}\n"
+            )
+    ours = [row for row in rows if row["pipeline"] == "ours"]
+    met = all(
+        row[call]["finished"] and row[call]["seconds"] <= TARGET_SECONDS
+        for row in ours
+        for call in ("flush", "shutdown")
+    )
+    return {
+        "benchmark": "flush-langfuse",
+        "machine": machine(),
+        "langfuse": version("langfuse"),
+        "requests": requests,
+        "observations_per_request": OBSERVATIONS,
+        "cap_seconds": cap,
+        "timeout_seconds": TIMEOUT,
+        "faults": dict(faults),
+        "rows": rows,
+        "targets": {"ours_within_2_1_s_in_every_row": met},
+        "wall_seconds": round(time.perf_counter() - began, 1),
+        "log_records_hidden": logs.count,
+    }
+
+
+def _describe(call: dict[str, Any], cap: float) -> str:
+    if not call["finished"]:
+        return f"> {cap:g} s"
+    if call["error"]:
+        return f"{call['seconds']:.2f} s ({call['error']})"
+    return f"{call['seconds']:.2f} s"
+
+
+def _delivered(row: dict[str, Any]) -> str:
+    if row["delivered_spans"] is None:
+        return "-"  # no fake to count at (refused, TLS stall): nothing arrives
+    return f"{row['delivered_spans']} + {row['delivered_scores']}"
+
+
+def _left(call: dict[str, Any]) -> str:
+    result = call.get("result")
+    if not call["finished"] or not isinstance(result, dict):
+        return "-"
+    if not result["timed_out"] and not result["spans_pending"] and not result["scores_pending"]:
+        return "nothing pending"
+    pending = f"{result['spans_pending']} spans, {result['scores_pending']} scores pending"
+    return pending + (", timed out" if result["timed_out"] else "")
+
+
+def to_markdown(result: dict[str, Any], command: str | None = None) -> str:
+    """The Langfuse flush-deadline table as markdown."""
+    cap = result["cap_seconds"]
+    by_key = {(row["fault"], row["pipeline"]): row for row in result["rows"]}
+    table_rows = []
+    for fault, description in result["faults"].items():
+        if (fault, "ours") not in by_key:
+            continue
+        ours, stock = by_key[fault, "ours"], by_key[fault, "stock"]
+        table_rows.append(
+            [
+                f"{fault} ({description.replace('collector', 'Langfuse API')})",
+                _describe(stock["flush"], cap),
+                _describe(ours["flush"], cap),
+                _describe(stock["shutdown"], cap),
+                _describe(ours["shutdown"], cap),
+                f"{_delivered(stock)} / {_delivered(ours)}",
+                _left(ours["flush"]),
+            ]
+        )
+    table = markdown_table(
+        [
+            "fault (every endpoint)",
+            "stock flush()",
+            "ours flush()",
+            "stock shutdown()",
+            "ours shutdown()",
+            "delivered spans + scores, stock / ours",
+            "ours: what flush() returned",
+        ],
+        table_rows,
+    )
+    info = result["machine"]
+    versions = ", ".join(f"{name} {value}" for name, value in info["versions"].items())
+    met = result["targets"]["ours_within_2_1_s_in_every_row"]
+    lines = ["# Flush deadlines: Langfuse", ""]
+    if command:
+        lines += [f"Command: `{command}`", ""]
+    lines += [
+        f"Machine: {info['nproc']} CPUs ({info['cpu_model']}), {info['platform']}; {versions}; "
+        f"langfuse {result['langfuse']}",
+        "",
+        f"Per row: a fresh Langfuse client (own public key, own TracerProvider, own fake "
+        f"backend), {result['requests']} requests of {result['observations_per_request']} "
+        f"observations and one score each, then `flush()`, then `shutdown()`. Stock: "
+        f"`Langfuse(..., timeout={result['timeout_seconds']})`; ours: the same client with "
+        f"`bound_langfuse_flush(timeout={result['timeout_seconds']})` applied, unbound "
+        f"after the row. Stock calls capped at {cap:g} s ('> {cap:g} s' = still running when "
+        "the watchdog gave up; the stock shutdown() then runs beside that abandoned flush). "
+        "One measurement per cell; stock score retries back off with random jitter, so stock "
+        "times vary between runs. Delivered: distinct spans and scores the fake answered with "
+        "success by the end of shutdown() ('-': no server, nothing can arrive). 'nothing "
+        "pending' with nothing delivered: every attempt failed fast and was given up.",
+        "",
+        table,
+        "",
+        f"Target: ours within {TARGET_SECONDS} s in every row: **{'met' if met else 'NOT met'}**.",
+        "",
+    ]
+    return "\n".join(lines)
