@@ -139,11 +139,11 @@ def run(
     *, seconds: float = 60.0, rate: int = 2000, progress: Callable[[str], None] | None = None
 ) -> dict[str, Any]:
     """Both pipelines at once, each in its own interpreter, against one hanging backend."""
-    from benchmarks._backend_process import BackendProcess
+    from otel_nonblocking.testing import ProcessBackend as BackendProcess
 
     say = progress or (lambda _text: None)
     began = time.perf_counter()
-    with BackendProcess("hang", hang_limit=seconds + 60) as backend:
+    with BackendProcess("hang", hang_limit=seconds + 60, max_records=64) as backend:
         say(f"  stock and ours, {seconds:g} s of outage at {rate} spans/s ...\n")
         children = {name: _spawn(name, backend.endpoint, seconds, rate) for name in PIPELINES}
         results = {name: _collect(name, child, seconds + 120) for name, child in children.items()}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import subprocess
 import sys
@@ -19,7 +18,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -40,75 +38,6 @@ PIPELINES = {
     "stock": "BatchSpanProcessor(OTLPSpanExporter(timeout=2))",
     "ours": "NonBlockingSpanProcessor(otlp_span_exporter(timeout=2))",
 }
-
-
-# -- the backend, in its own process (so it answers like a real collector) --
-
-
-def _serve(conn: Connection, options: dict[str, Any]) -> None:
-    from otel_nonblocking.testing import FakeOTLPBackend, Mode
-
-    backend = FakeOTLPBackend(Mode.OK, **options).start()
-    conn.send(backend.port)
-    recovery: dict[str, float] = {}
-
-    def watch(base: int, began: float) -> None:
-        if backend.wait_for_spans(base + 1, 120, accepted=True):
-            recovery["seconds"] = time.monotonic() - began
-
-    try:
-        while True:
-            command, argument = conn.recv()
-            if command == "mode":
-                backend.mode = Mode(argument)
-                conn.send(None)
-            elif command == "report":
-                conn.send(
-                    {
-                        "accepted": [span.span_id for span in backend.accepted_spans()],
-                        "requests": backend.request_count,
-                        "recovered_after": recovery.get("seconds"),
-                    }
-                )
-            elif command == "watch":  # from now on, when is a span next accepted?
-                base = len(backend.accepted_spans())
-                threading.Thread(target=watch, args=(base, time.monotonic()), daemon=True).start()
-                conn.send(None)
-            elif command == "stop":
-                conn.send(None)
-                return
-    finally:
-        backend.stop()
-
-
-class _Backend:
-    def __init__(self, **options: Any) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._conn, child = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child, options), daemon=True)
-        self._process.start()
-        child.close()
-        if not self._conn.poll(30):
-            self._process.kill()
-            raise RuntimeError("the backend process did not start")
-        self.endpoint = f"http://127.0.0.1:{self._conn.recv()}/v1/traces"
-
-    def call(self, command: str, argument: object = None) -> Any:
-        self._conn.send((command, argument))
-        if not self._conn.poll(30):
-            raise TimeoutError(f"the backend process did not answer {command}")
-        return self._conn.recv()
-
-    def stop(self) -> None:
-        try:
-            if self._process.is_alive():
-                self.call("stop")
-        finally:
-            self._process.join(5)
-            if self._process.is_alive():
-                self._process.kill()
-                self._process.join(5)
-            self._conn.close()
 
 
 # -- one run: one pipeline through the whole script, in a process of its own --
@@ -143,9 +72,10 @@ def run_one(pipeline: str, *, phase_seconds: float, rate: int) -> dict[str, Any]
     from opentelemetry.sdk.trace import TracerProvider
 
     from benchmarks._common import capped_call, quiet_logs
+    from otel_nonblocking.testing import ProcessBackend
 
     quiet_logs()
-    backend = _Backend(hang_limit=30, retry_after=1)
+    backend = ProcessBackend(hang_limit=30, retry_after=1)
     try:
         processor = _processor(pipeline, backend.endpoint)
         provider = TracerProvider(shutdown_on_exit=False)
@@ -156,9 +86,9 @@ def run_one(pipeline: str, *, phase_seconds: float, rate: int) -> dict[str, Any]
         began = time.monotonic()
         producer.start()
         for number, (mode, _) in enumerate(PHASES, 1):
-            backend.call("mode", mode)
+            backend.set_mode(mode)
             if number == len(PHASES):
-                backend.call("watch")
+                backend.watch_recovery()
             time.sleep(max(began + phase_seconds * number - time.monotonic(), 0.0))
         stop.set()
         producer.join(10)
@@ -166,7 +96,11 @@ def run_one(pipeline: str, *, phase_seconds: float, rate: int) -> dict[str, Any]
         flush = capped_call(lambda: processor.force_flush(FLUSH_MILLIS), CALL_CAP, name="flush")
         shutdown = capped_call(processor.shutdown, CALL_CAP, name="shutdown")
         time.sleep(0.5)  # a request still in flight lands
-        report = backend.call("report")
+        report = {
+            "accepted": backend.accepted_span_ids(),
+            "requests": backend.request_count(),
+            "recovered_after": backend.recovered_after(),
+        }
     finally:
         backend.stop()
     ended = {span_id.to_bytes(8, "big") for span_id in ids}

@@ -22,8 +22,8 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
-from benchmarks._backend_process import BackendProcess
 from benchmarks._common import machine, markdown_table, quiet_logs, write_json
+from otel_nonblocking.testing import ProcessBackend as BackendProcess
 
 EXPORTER_TIMEOUT = 2  # seconds, both exporters
 SWITCH_INTERVAL_MS = sys.getswitchinterval() * 1000  # 5 ms by default
@@ -263,7 +263,7 @@ def run(
     say = progress or (lambda _text: None)
     logs = quiet_logs()
     began = time.perf_counter()
-    with BackendProcess() as backend:
+    with BackendProcess(max_records=64) as backend:
         variants = [Variant(name, backend.endpoint) for name in VARIANTS]
         for variant in variants:
             variant.start()

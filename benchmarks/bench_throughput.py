@@ -19,8 +19,8 @@ from typing import Any
 
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
-from benchmarks._backend_process import BackendProcess
 from benchmarks._common import machine, markdown_table, quiet_logs, write_json
+from otel_nonblocking.testing import ProcessBackend as BackendProcess
 
 EXPORTER_TIMEOUT = 2  # seconds, both exporters
 BATCH = 512  # both processors' default max_export_batch_size
@@ -105,7 +105,7 @@ def run(
     logs = quiet_logs()
     began = time.perf_counter()
     results = []
-    with BackendProcess() as backend:
+    with BackendProcess(max_records=64) as backend:
         for number in range(rounds):
             order = ("stock", "ours") if number % 2 == 0 else ("ours", "stock")
             for name in order:

@@ -10,8 +10,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from otel_nonblocking import NonBlockingSpanProcessor, otlp_span_exporter
-from otel_nonblocking.testing import Mode
-from tests._process_backend import ProcessBackend
+from otel_nonblocking.testing import Mode, ProcessBackend
 from tests.conftest import end_spans
 
 pytestmark = pytest.mark.slow

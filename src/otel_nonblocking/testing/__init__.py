@@ -17,11 +17,13 @@ from otel_nonblocking.testing._backend import (
     RequestRecord,
     refused_endpoint,
 )
+from otel_nonblocking.testing._process import ProcessBackend
 
 __all__ = [
     "FakeOTLPBackend",
     "FakeTLSStallListener",
     "Mode",
+    "ProcessBackend",
     "RequestRecord",
     "refused_endpoint",
 ]
