@@ -166,3 +166,24 @@ def test_listeners_see_every_export_on_the_exporting_thread() -> None:
     exporter.remove_listener(listener)
     exporter.export_outcome([])
     assert seen == [(ExportOutcome.SUCCESS, 3, threading.current_thread().name)]
+
+
+def test_retry_after_replaces_the_breakers_doubled_backoff() -> None:
+    from otel_nonblocking._breaker import CircuitBreaker
+
+    clock = FakeClock()
+    breaker = CircuitBreaker(failure_threshold=1, backoff_seconds=5.0, clock=clock)
+    breaker.record_failure()
+    assert breaker.retry_in() == 5.0
+    clock.now += 5.0
+    assert breaker.allow()  # the half-open probe
+    breaker.record_failure(retry_after=1.0)  # the backend asked for one second
+    assert breaker.retry_in() == 1.0
+    clock.now += 1.0
+    assert breaker.allow()
+    breaker.record_failure()  # no Retry-After: the back-off doubles as before
+    assert breaker.retry_in() == 10.0
+    clock.now += 10.0
+    assert breaker.allow()
+    breaker.record_failure(retry_after=3600.0)  # capped at the maximum back-off
+    assert breaker.retry_in() == 60.0

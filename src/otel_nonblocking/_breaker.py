@@ -89,17 +89,21 @@ class CircuitBreaker:
             self._backoff = self._base_backoff
             self._probe_out = False
 
-    def record_failure(self) -> None:
+    def record_failure(self, *, retry_after: float | None = None) -> None:
+        """Count a failure. ``retry_after``: the backend said when to come back, and
+        that (capped at the maximum back-off) replaces the breaker's own back-off."""
         with self._lock:
             self._failures += 1
             if self._state is BreakerState.HALF_OPEN:
-                self._backoff = min(self._backoff * 2, self._max_backoff)
-                self._open()
+                if retry_after is None:
+                    self._backoff = min(self._backoff * 2, self._max_backoff)
+                self._open(retry_after)
             elif self._state is BreakerState.CLOSED and self._failures >= self._threshold:
-                self._open()
+                self._open(retry_after)
 
-    def _open(self) -> None:
+    def _open(self, retry_after: float | None = None) -> None:
+        wait = self._backoff if retry_after is None else min(retry_after, self._max_backoff)
         self._state = BreakerState.OPEN
-        self._open_until = self._clock() + self._backoff
+        self._open_until = self._clock() + wait
         self._probe_out = False
         self.transitions += 1

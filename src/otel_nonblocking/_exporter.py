@@ -369,7 +369,8 @@ class DeadlineSpanExporter(SpanExporter):
         if session is not None and session.last_status in _DATA_STATUSES:
             self._breaker.record_success()  # the backend is up; it refused this batch only
         else:
-            self._breaker.record_failure()
+            retry_after = session.last_retry_after if session is not None else None
+            self._breaker.record_failure(retry_after=retry_after)
         detail = type(attempt.error).__name__ if attempt.error is not None else "failure"
         error = attempt.error
         if error is None and not isinstance(attempt.result, SpanExportResult):
