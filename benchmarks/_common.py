@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import platform
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -89,3 +90,9 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def say(text: str) -> None:
+    """Progress for a person watching: to stderr, at once (stdout carries the results)."""
+    sys.stderr.write(text)
+    sys.stderr.flush()

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import machine, markdown_table, write_json
+from benchmarks._common import machine, markdown_table, say, write_json
 
 EXPORTER_TIMEOUT = 2  # seconds, both exporters
 SAMPLE_SECONDS = 0.5  # how often a run samples its RSS
@@ -224,10 +224,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(result), flush=True)
         # Export threads stuck on the hanging backend must not hold the process open.
         os._exit(0)
-
-    def say(text: str) -> None:
-        sys.stderr.write(text)
-        sys.stderr.flush()
 
     result = run(seconds=seconds, rate=args.rate, progress=say)
     print(to_markdown(result))

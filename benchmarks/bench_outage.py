@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import RESULTS_DIR, machine, markdown_table, write_json
+from benchmarks._common import RESULTS_DIR, machine, markdown_table, say, write_json
 
 EXPORTER_TIMEOUT = 2  # seconds, for both exporters
 PHASES: tuple[tuple[str, str], ...] = (
@@ -277,10 +277,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Abandoned stock export threads (a retry sleep, a hung read) must not hold the
         # run open: everything is measured and printed.
         os._exit(0)
-
-    def say(text: str) -> None:
-        sys.stderr.write(text)
-        sys.stderr.flush()
 
     began = time.perf_counter()
     runs = args.runs or (1 if args.quick else 2)

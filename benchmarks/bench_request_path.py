@@ -22,7 +22,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
-from benchmarks._common import machine, markdown_table, quiet_logs, write_json
+from benchmarks._common import machine, markdown_table, quiet_logs, say, write_json
 from otel_nonblocking.testing import ProcessBackend as BackendProcess
 
 EXPORTER_TIMEOUT = 2  # seconds, both exporters
@@ -464,10 +464,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rounds = args.rounds or (2 if args.quick else 5)
     seconds = args.seconds or (0.5 if args.quick else 1.0)
-
-    def say(text: str) -> None:
-        sys.stderr.write(text)
-        sys.stderr.flush()
 
     result = run(rounds=rounds, seconds=seconds, progress=say)
     print(to_markdown(result))

@@ -12,7 +12,6 @@ import argparse
 import gc
 import inspect
 import statistics
-import sys
 import threading
 import time
 from array import array
@@ -30,6 +29,7 @@ from benchmarks._common import (
     markdown_table,
     percentile,
     quiet_logs,
+    say,
     write_json,
 )
 from otel_nonblocking import NonBlockingSpanProcessor
@@ -295,10 +295,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args(argv)
     rounds, per_round = (50, 200) if args.quick else (args.rounds, args.per_round)
-
-    def say(text: str) -> None:
-        sys.stderr.write(text)
-        sys.stderr.flush()
 
     result = run(rounds=rounds, per_round=per_round, progress=say)
     print(to_markdown(result))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import gc
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
-from benchmarks._common import machine, markdown_table, quiet_logs, write_json
+from benchmarks._common import machine, markdown_table, quiet_logs, say, write_json
 from otel_nonblocking.testing import ProcessBackend as BackendProcess
 
 EXPORTER_TIMEOUT = 2  # seconds, both exporters
@@ -192,10 +191,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rounds = args.rounds or (2 if args.quick else 5)
     spans = args.spans or (20 * BATCH if args.quick else 40 * BATCH)
-
-    def say(text: str) -> None:
-        sys.stderr.write(text)
-        sys.stderr.flush()
 
     result = run(rounds=rounds, spans=spans, progress=say)
     print(to_markdown(result))

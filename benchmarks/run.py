@@ -25,7 +25,7 @@ from benchmarks import (
     bench_span_end,
     bench_throughput,
 )
-from benchmarks._common import RESULTS_DIR, machine, write_json
+from benchmarks._common import RESULTS_DIR, machine, say, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 IMG_DIR = ROOT / "docs" / "img"
@@ -124,10 +124,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = sorted(set(chosen) - set(BENCHMARKS))
     if unknown:
         parser.error(f"--only: unknown benchmark(s) {', '.join(unknown)}")
-
-    def say(text: str) -> None:
-        sys.stderr.write(text)
-        sys.stderr.flush()
 
     results: dict[str, dict[str, Any]] = {}
     latest = args.out / "latest.json"
