@@ -40,10 +40,7 @@ def _assert_accounted(stats: ProcessorStats) -> None:
 
 
 def _received(backend: FakeOTLPBackend, span_ids: set[int], count: int) -> list[object]:
-    """The accepted spans among ``span_ids``, once ``count`` of them arrived (2 s at most).
-
-    The backend counts a request as accepted once its answer is sent, so a moment after
-    the client has it."""
+    """The accepted spans among ``span_ids``, once ``count`` of them arrived (2 s at most)."""
     deadline = time.monotonic() + 2.0
     while True:
         found = [

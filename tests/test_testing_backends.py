@@ -341,6 +341,29 @@ def test_slow_mode_answers_after_the_delay() -> None:
     assert fake.span_names(accepted=True) == ["s"]
 
 
+@pytest.mark.parametrize("mode", [Mode.OK, Mode.SLOW])
+def test_a_client_holding_the_200_already_finds_its_spans_accepted(
+    mode: Mode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The server thread is held up right after each write, as a busy machine may do:
+    # the client has the whole answer before the server thread runs again.
+    from otel_nonblocking.testing import _backend
+
+    real_send = _backend._Handler._send
+
+    def send_then_stall(handler: _backend._Handler, data: bytes) -> bool:
+        sent = real_send(handler, data)
+        time.sleep(0.3)
+        return sent
+
+    with FakeOTLPBackend(mode, delay=0.05) as fake:
+        monkeypatch.setattr(_backend._Handler, "_send", send_then_stall)
+        response = requests.post(fake.endpoint, data=encoded_request("held"), timeout=30)
+        assert response.status_code == 200
+        assert fake.span_names(accepted=True) == ["held"]
+        assert fake.requests[0].accepted
+
+
 @pytest.mark.parametrize("status", [400, 401, 500])
 def test_error_status_mode_answers_the_configured_status(status: int) -> None:
     with FakeOTLPBackend(Mode.ERROR_STATUS, error_status=status, error_body=b"nope") as fake:

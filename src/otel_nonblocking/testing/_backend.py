@@ -83,7 +83,8 @@ class RequestRecord:
     export (or the request did not target the trace path). ``mode`` is the mode that
     handled it (None for 404/405/400/413 answers). ``status`` is the status code the
     backend chose (None when it never answers: HANG, RESET, aborted). ``completed`` is
-    True once the whole response was written to the socket. ``repr()`` leaves out
+    True from just before the last byte of the response is written (so a client holding
+    the answer always finds it counted) unless that write fails. ``repr()`` leaves out
     headers and body, so printing a record never leaks credentials.
 
     Example::
@@ -411,8 +412,11 @@ class _Handler(BaseHTTPRequestHandler):
             extra_headers=extra_headers,
             head=self.command == "HEAD",
         )
-        if self._send(response):
-            self._backend._set_completed(entry)
+        # Counted as delivered *before* the last byte leaves: the client may return the
+        # moment it reads the answer, and a test asking right then must see the batch.
+        self._backend._set_completed(entry)
+        if not self._send(response):
+            self._backend._set_completed(entry, completed=False)
 
     def _handle_mode(self, entry: _Entry, mode: Mode, release: threading.Event) -> None:
         backend = self._backend
@@ -450,9 +454,13 @@ class _Handler(BaseHTTPRequestHandler):
             if index and backend._stopping.wait(backend.drip_interval):
                 self.close_connection = True
                 return
+            last = index == len(response) - 1
+            if last:  # see _answer: counted before the client can have it
+                backend._set_completed(entry)
             if not self._send(response[index : index + 1]):
+                if last:
+                    backend._set_completed(entry, completed=False)
                 return
-        backend._set_completed(entry)
 
 
 class FakeOTLPBackend:
@@ -674,11 +682,14 @@ class FakeOTLPBackend:
         with self._lock:
             entry.status = int(status)
 
-    def _set_completed(self, entry: _Entry) -> None:
+    def _set_completed(self, entry: _Entry, *, completed: bool = True) -> None:
+        """Mark ``entry``'s answer as fully sent, or take that back when the write failed."""
         with self._lock:
-            entry.completed = True
+            if entry.completed == completed:
+                return
+            entry.completed = completed
             if entry.status == HTTPStatus.OK and entry.fields["mode"] is not None:
-                self._accepted_span_total += entry.span_count
+                self._accepted_span_total += entry.span_count if completed else -entry.span_count
             self._lock.notify_all()
 
     @property
