@@ -81,6 +81,46 @@ def test_worker_exports_on_schedule_without_a_full_batch(make_spans) -> None:
     assert len(exporter.spans) == 3
 
 
+def test_a_steady_producer_gets_full_batches_not_a_request_per_few_spans(make_spans) -> None:
+    sizes: list[int] = []
+
+    class SlowishExporter(RecordingExporter):
+        def export(self, spans):  # type: ignore[no-untyped-def]
+            sizes.append(len(spans))
+            time.sleep(0.002)  # a fast backend still takes a moment per request
+            return super().export(spans)
+
+    processor = NonBlockingSpanProcessor(
+        SlowishExporter(), max_export_batch_size=50, schedule_delay_millis=5000
+    )
+    provider = make_spans(processor)
+    for _ in range(100):  # 1,000 spans over at least 0.1 s, a few at a time
+        end_spans(provider, 10)
+        time.sleep(0.001)
+    deadline = time.monotonic() + 5
+    while processor.stats().exported < 1000 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # Every batch was a full one: the worker waited for 50 spans instead of sending
+    # whatever had arrived during the previous request (the schedule delay is 5 s).
+    assert sum(sizes) == 1000
+    assert set(sizes) == {50}
+    assert processor.stats().export_count == 20
+
+
+def test_a_flush_sends_the_partial_batch_at_once(make_spans) -> None:
+    exporter = RecordingExporter()
+    processor = NonBlockingSpanProcessor(
+        exporter, max_export_batch_size=50, schedule_delay_millis=60_000
+    )
+    end_spans(make_spans(processor), 7)
+    time.sleep(0.2)
+    assert exporter.calls == 0  # not due for a minute
+    started = time.monotonic()
+    assert processor.force_flush(5000)
+    assert time.monotonic() - started < 1.0
+    assert len(exporter.spans) == 7
+
+
 def test_full_queue_drops_the_newest_and_counts_queue_full(make_spans) -> None:
     exporter = BlockingExporter()
     processor = NonBlockingSpanProcessor(

@@ -63,6 +63,8 @@ _SPOOL_RESERVE_MIN_SECONDS = 0.1
 _SPOOL_RESCAN_SECONDS = 60.0
 # While exports are held back, how often the worker checks whether the queue needs spooling.
 _SPOOL_POLL_SECONDS = 0.1
+# How often the worker looks again at an overdue partial batch it could not send.
+_OVERDUE_POLL_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,7 @@ class NonBlockingSpanProcessor(SpanProcessor):
         # Everything below is the export side's; on_end never touches this lock.
         self._lock = threading.Lock()
         self._taken = 0  # sequence number of the next span to leave the queue
+        self._queue_taken_at = self._clock()  # when a batch last left the queue
         self._in_flight: Batch | None = None
         self._retry = RetryBuffer(self._retry_capacity)
         self._hold_until = 0.0  # Retry-After: nothing goes out before this
@@ -268,7 +271,7 @@ class NonBlockingSpanProcessor(SpanProcessor):
                     held = min(held, _SPOOL_POLL_SECONDS)  # to watch the queue fill up
                 self._urgent.wait(held)
             else:
-                self._wake.wait(self._schedule_delay)
+                self._wake.wait(self._partial_due_in())
             self._wake.clear()
             self._urgent.clear()
             try:
@@ -361,12 +364,33 @@ class NonBlockingSpanProcessor(SpanProcessor):
             batch = self._retry.pop()
             if batch is None:
                 count = min(len(self._queue), self._batch_size)
-                if count == 0:
+                if count == 0 or (count < self._batch_size and not self._may_send_partial()):
                     return None
                 batch = Batch([self._queue.popleft() for _ in range(count)], self._taken)
                 self._taken += count
+                self._queue_taken_at = self._clock()
             self._in_flight = batch
             return batch
+
+    def _may_send_partial(self) -> bool:
+        """A batch smaller than max_export_batch_size goes out only when a flush or
+        shutdown asks, or when nothing left the queue for schedule_delay: otherwise the
+        worker would chase a busy producer with a request for every few spans."""
+        return (
+            bool(self._flushes)
+            or self._closed
+            or self._clock() - self._queue_taken_at >= self._schedule_delay
+        )
+
+    def _partial_due_in(self) -> float:
+        """Seconds until a partial batch may go out on the schedule (the worker's sleep).
+
+        Never less than a short floor: when the last pump could not take an overdue batch
+        (an attempt still in doubt, say), the worker must not spin."""
+        if not self._queue:
+            return self._schedule_delay
+        due = self._queue_taken_at + self._schedule_delay - self._clock()
+        return max(due, min(_OVERDUE_POLL_SECONDS, self._schedule_delay))
 
     def _send(self, batch: Batch) -> bool:
         """Export ``batch`` and settle it; False if the worker should stop for now."""
