@@ -776,3 +776,28 @@ def test_bad_cache_bounds_raise_configuration_error_naming_the_argument(
     make: Callable[..., SpanEncoder] = SpanEncoder
     with pytest.raises(ConfigurationError, match=argument):
         make(**{argument: value})
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, True, "64"])
+def test_a_bad_yield_every_raises_configuration_error(value: object) -> None:
+    make: Callable[..., SpanEncoder] = SpanEncoder
+    with pytest.raises(ConfigurationError, match="yield_every"):
+        make(yield_every=value)
+
+
+@pytest.mark.parametrize(("yield_every", "pauses"), [(0, 0), (64, 15), (10, 100)])
+def test_encoding_lets_go_of_the_gil_every_yield_every_spans(
+    yield_every: int, pauses: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spans = (_real_spans() * 1000)[:1000]
+    expected = SpanEncoder(yield_every=0).encode(spans)
+    sleeps: list[float] = []
+
+    class Clock:
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            sleeps.append(seconds)
+
+    monkeypatch.setattr(encoder_module, "time", Clock)
+    assert SpanEncoder(yield_every=yield_every).encode(spans) == expected  # same bytes
+    assert sleeps == [0] * pauses
