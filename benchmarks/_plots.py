@@ -15,20 +15,22 @@ mpl.use("Agg")
 # The backend is chosen above, before pyplot loads.
 import matplotlib.pyplot as plt
 
-COLOURS = {"off": "#7f7f7f", "stock": "#d62728", "ours": "#1f77b4"}
+COLOURS = {"off": "#7f7f7f", "sdk": "#2ca02c", "stock": "#d62728", "ours": "#1f77b4"}
 DPI = 80  # small PNGs: each well under 150 KB
 
 
 def latency_plot(result: dict[str, Any], path: Path) -> Path:
-    """Request latency by percentile, tracing off / stock / ours, one panel per app.
+    """Request latency by percentile, tracing off / SDK alone / stock / ours, one panel per
+    app and profile (two columns: asyncio, threaded).
 
     The x axis is a logit scale, so the tail (p90, p99, p99.9) gets as much room as the median.
     """
     points = [(q, i) for i, q in enumerate(result["curve_quantiles"]) if 1 <= q < 100]
     fractions = [q / 100 for q, _ in points]
     apps = result["apps"]
-    figure, axes = plt.subplots(1, len(apps), figsize=(10, 4))
-    for axis, (app, data) in zip(axes, apps.items(), strict=True):
+    rows = -(-len(apps) // 2)
+    figure, grid = plt.subplots(rows, 2, figsize=(10, 4 * rows), squeeze=False)
+    for axis, (app, data) in zip(grid.flat, apps.items(), strict=False):
         for name, summary in data["variants"].items():
             curve = summary["latency_curve_ms"]
             axis.plot(
@@ -44,7 +46,7 @@ def latency_plot(result: dict[str, Any], path: Path) -> Path:
         axis.minorticks_off()
         axis.set_xlim(0.01, 0.999)
         axis.set_ylim(bottom=0)
-        axis.set_title(f"{app} app: request latency")
+        axis.set_title(f"{app}: request latency")
         axis.set_xlabel("percentile")
         axis.set_ylabel("ms")
         axis.grid(True, alpha=0.3)
