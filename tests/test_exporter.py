@@ -187,3 +187,43 @@ def test_retry_after_replaces_the_breakers_doubled_backoff() -> None:
     assert breaker.allow()
     breaker.record_failure(retry_after=3600.0)  # capped at the maximum back-off
     assert breaker.retry_in() == 60.0
+
+
+def test_retry_after_seen_before_a_timeout_sets_the_breakers_backoff() -> None:
+    # The SDK's exporter answers a 503 by sleeping and trying again inside one export; when
+    # that sleep runs into the deadline the export times out, and the backend's
+    # Retry-After, not the breaker's own back-off, decides when to come back.
+    from otel_nonblocking import InterruptibleSession
+    from otel_nonblocking.testing import FakeOTLPBackend, Mode
+
+    release = threading.Event()
+
+    class SleepsAfterA503:
+        def __init__(self, endpoint: str) -> None:
+            self._session = InterruptibleSession()
+            self._endpoint = endpoint
+
+        def export(self, spans: object) -> SpanExportResult:
+            response = self._session.post(self._endpoint, data=b"", timeout=2)
+            assert response.status_code == 503
+            release.wait(10)  # the SDK's back-off sleep, longer than the deadline
+            return SpanExportResult.FAILURE
+
+        def shutdown(self) -> None:
+            self._session.close()
+
+    with FakeOTLPBackend(Mode.UNAVAILABLE, retry_after=1) as backend:
+        inner = SleepsAfterA503(backend.endpoint)
+        exporter = DeadlineSpanExporter(
+            inner,  # type: ignore[arg-type]
+            timeout_millis=500,
+            failure_threshold=1,
+            breaker_backoff_millis=30_000,
+        )
+        try:
+            assert exporter.export_outcome([]) is ExportOutcome.TIMEOUT
+            assert 0.0 < exporter.available_in() <= 1.0  # not 30 s
+        finally:
+            release.set()
+            exporter.shutdown(timeout_millis=2000)
+            inner.shutdown()

@@ -361,7 +361,10 @@ class DeadlineSpanExporter(SpanExporter):
             if not finished or attempt.result is not SpanExportResult.SUCCESS:
                 with self._lock:
                     self._abandoned_at = self._clock()
-                self._breaker.record_failure()
+                # The attempt may have had a 503 with Retry-After before the SDK's own
+                # retry sleep ran into the deadline: the backend's word sets the back-off.
+                retry_after = session.last_retry_after if session is not None else None
+                self._breaker.record_failure(retry_after=retry_after)
                 return self._count(ExportOutcome.TIMEOUT), None, attempt
         if attempt.error is None and attempt.result is SpanExportResult.SUCCESS:
             self._breaker.record_success()

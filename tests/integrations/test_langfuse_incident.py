@@ -26,7 +26,7 @@ FLUSH_BUDGET = 0.3  # seconds, the budget each request's flush gets
 SLACK = 0.5  # the generous margin timing bounds allow on a shared machine
 REQUESTS = 20
 EXIT_BUDGET = 0.5
-EXIT_SLACK = 1.0  # interpreter teardown after the exit hooks, on a loaded machine
+EXIT_SLACK = 1.5  # interpreter teardown after the exit hooks (1.61 s seen once under load)
 
 
 @pytest.mark.parametrize("processor", ["langfuse", "nonblocking"])
