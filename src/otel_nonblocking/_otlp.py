@@ -149,6 +149,16 @@ def otlp_codec(exporter: object) -> OTLPCodec | None:
     return OTLPCodec(encode, lambda data: _send_encoded(exporter, data))
 
 
+def otlp_exporter_class(encoder: str | None = None) -> type[OTLPSpanExporter]:
+    """The SDK's OTLP/HTTP exporter class, or ours that encodes with :class:`SpanEncoder`.
+
+    ``encoder`` is ``"fast"`` or ``"stock"``; None means ``OTEL_NONBLOCKING_ENCODER``, then
+    fast. A bad value raises :class:`ConfigurationError` (from the environment: warns once).
+    """
+    use_fast = _config.ENCODER.resolve(UNSET if encoder is None else encoder).lower() == "fast"
+    return _FastOTLPSpanExporter if use_fast else OTLPSpanExporter
+
+
 def otlp_span_exporter(
     endpoint: str | None = None,
     headers: Mapping[str, str] | None = None,
@@ -176,8 +186,7 @@ def otlp_span_exporter(
     )
     if endpoint is not None and not endpoint.startswith(("http://", "https://")):
         raise ConfigurationError(f"endpoint must be an http:// or https:// URL, got {endpoint!r}")
-    use_fast = _config.ENCODER.resolve(UNSET if encoder is None else encoder).lower() == "fast"
-    exporter_class = _FastOTLPSpanExporter if use_fast else OTLPSpanExporter
+    exporter_class = otlp_exporter_class(encoder)
     inner = exporter_class(
         endpoint=endpoint,
         headers=dict(headers) if headers is not None else None,

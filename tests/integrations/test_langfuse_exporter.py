@@ -73,6 +73,38 @@ def test_exporter_sends_what_the_stock_sdk_exporter_sends(fake, make_client) -> 
     assert ours.span_names() == ["ours", "ours"]
 
 
+def test_exporter_encodes_with_the_fast_encoder_and_sends_what_the_stock_one_would(
+    fake,
+) -> None:
+    import gzip
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    spans = _spans(count=5, name="encoded")
+    bodies = {}
+    for encoder in ("fast", "stock"):
+        exporter = langfuse_span_exporter(
+            timeout=BUDGET,
+            public_key=PUBLIC_KEY,
+            secret_key=SECRET_KEY,
+            base_url=fake.base_url,
+            encoder=encoder,
+        )
+        assert isinstance(exporter, DeadlineSpanExporter)
+        assert exporter.export(spans).name == "SUCCESS"
+        fast = getattr(exporter.inner, "_nb_encoder", None)
+        assert (fast is not None and fast.stats().spans == 5) == (encoder == "fast")
+        exporter.shutdown()
+        request = fake.requests_to(OTLP_PATH)[-1]
+        payload = request.body
+        if request.headers.get("content-encoding", "").lower() == "gzip":
+            payload = gzip.decompress(payload)
+        bodies[encoder] = ExportTraceServiceRequest.FromString(payload)
+    assert bodies["fast"] == bodies["stock"]
+
+
 def test_exporter_reads_keys_and_host_from_the_langfuse_variables(fake, monkeypatch) -> None:
     monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", "pk-from-env")
     monkeypatch.setenv("LANGFUSE_SECRET_KEY", "sk-from-env")
@@ -142,6 +174,7 @@ def test_missing_keys_disable_warns_once_and_turns_tracing_off(caplog) -> None:
         ({"base_url": "ftp://example.invalid"}, "base_url"),
         ({"compression": "deflate"}, "compression"),
         ({"missing_keys": "ignore"}, "missing_keys"),
+        ({"encoder": "zip"}, "encoder"),
     ],
 )
 def test_bad_arguments_raise_configuration_error_naming_them(kwargs, named) -> None:

@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from .._errors import ConfigurationError
 from .._exporter import DeadlineSpanExporter
-from .._otlp import _INNER_TIMEOUT_MARGIN_SECONDS
+from .._otlp import _INNER_TIMEOUT_MARGIN_SECONDS, otlp_exporter_class
 from .._session import InterruptibleSession
 from .._tally import Tally
 from . import _langfuse_sdk as sdk
@@ -207,6 +207,7 @@ def langfuse_span_exporter(
     additional_headers: Mapping[str, str] | None = None,
     compression: str | None = None,
     missing_keys: MissingKeys = "raise",
+    encoder: str | None = None,
 ) -> DeadlineSpanExporter | DisabledSpanExporter:
     """An OTLP/HTTP exporter for Langfuse's trace endpoint whose ``timeout`` is a real deadline.
 
@@ -218,6 +219,9 @@ def langfuse_span_exporter(
     ``LANGFUSE_PUBLIC_KEY`` / ``LANGFUSE_SECRET_KEY``; the host from ``base_url``, else
     ``LANGFUSE_BASE_URL``, ``LANGFUSE_HOST``, then ``https://cloud.langfuse.com``.
 
+    ``encoder`` is ``"fast"`` (the package's encoder, the default) or ``"stock"`` (the
+    SDK's), as in :func:`~otel_nonblocking.otlp_span_exporter`.
+
     Missing keys raise :class:`~otel_nonblocking.ConfigurationError` naming the variable,
     or with ``missing_keys="disable"`` warn once and return a
     :class:`DisabledSpanExporter` (tracing off, spans counted and discarded).
@@ -226,6 +230,7 @@ def langfuse_span_exporter(
     >>> langfuse = Langfuse(span_exporter=langfuse_span_exporter(timeout=2))  # doctest: +SKIP
     """
     seconds = _timeout_seconds(timeout)
+    exporter_class = otlp_exporter_class(encoder)  # a bad encoder raises before anything else
     if missing_keys not in ("raise", "disable"):
         raise ConfigurationError(f"missing_keys must be 'raise' or 'disable', got {missing_keys!r}")
     public = _key("public_key", public_key, PUBLIC_KEY_VAR)
@@ -251,7 +256,7 @@ def langfuse_span_exporter(
     limit = sdk.max_request_size()
     if limit is not None and _supports_max_request_size():
         extra["max_request_size"] = limit
-    inner = OTLPSpanExporter(
+    inner = exporter_class(
         endpoint=_endpoint(url),
         headers=langfuse_headers(public, secret, additional_headers),
         # As in otlp_span_exporter(): the SDK's own timeout a little past the deadline.
