@@ -183,12 +183,22 @@ def test_a_spooled_batch_reads_back_byte_for_byte_in_another_spool(tmp_path) -> 
     assert os.listdir(tmp_path / "spool") == []
 
 
-def test_a_spool_never_lists_its_own_files_for_delivery(tmp_path) -> None:
+def test_a_spool_marks_its_own_files_when_it_claims_them(tmp_path) -> None:
     spool = Spool(str(tmp_path), 1 << 20)
     spool.open()
     spool.write(b"abc", 1)
-    assert spool.backlog() == []
-    assert len(Spool(str(tmp_path), 1 << 20).backlog()) == 1
+    other = Spool(str(tmp_path), 1 << 20)
+    other.write(b"defg", 2)
+    mine, theirs = spool.backlog()  # both, oldest first
+    claimed = spool.claim(mine)
+    assert claimed is not None
+    assert (claimed.payload, claimed.spans, claimed.own) == (b"abc", 1, True)
+    spool.remove(claimed)
+    foreign = spool.claim(theirs)
+    assert foreign is not None
+    assert (foreign.payload, foreign.spans, foreign.own) == (b"defg", 2, False)
+    spool.release(foreign)
+    assert spool.backlog() == [theirs]
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
@@ -601,6 +611,51 @@ def test_recovered_spans_are_counted_apart_from_this_processors_own(tmp_path, ba
         assert len(backend.accepted_spans()) == 12
     finally:
         processor.shutdown(timeout_millis=500)
+
+
+def test_what_a_processor_spooled_in_an_outage_it_delivers_itself_once_the_backend_is_back(
+    tmp_path, backend
+) -> None:
+    backend.mode = Mode.UNAVAILABLE
+    backend.retry_after = 1  # 503s that hold exports back for a second, not the default 30
+    processor, provider = _pipeline(backend.endpoint, tmp_path, max_queue_size=40)
+    try:
+        for _ in range(4):
+            end_spans(provider, 25)  # above half the queue: the worker spools
+            assert _wait_for(lambda: processor.stats().queue_depth <= 20)
+        assert _wait_for(lambda: processor.stats().spooled >= 40)
+        assert _batches(tmp_path)
+        backend.mode = Mode.OK  # the backend is back; the process keeps running
+        assert _wait_for(lambda: processor.stats().exported == 100, timeout=15)
+        stats = processor.stats()
+        assert (stats.spooled, stats.dropped_total, stats.recovered) == (0, 0, 0)
+        assert _settled(processor)
+        assert _batches(tmp_path) == []
+        received = _received_ids(backend)
+        assert len(received) == 100
+        assert set(received.values()) == {1}  # none twice
+    finally:
+        processor.shutdown(timeout_millis=1000)
+
+
+def test_an_own_spooled_batch_refused_for_good_is_counted_as_dropped(tmp_path, backend) -> None:
+    backend.mode = Mode.UNAVAILABLE
+    backend.retry_after = 1
+    processor, provider = _pipeline(backend.endpoint, tmp_path, max_queue_size=40)
+    try:
+        for _ in range(4):
+            end_spans(provider, 25)
+            assert _wait_for(lambda: processor.stats().queue_depth <= 20)
+        assert _wait_for(lambda: processor.stats().spooled >= 10)
+        backend.mode = Mode.ERROR_STATUS
+        backend.error_status = 400
+        assert _wait_for(lambda: processor.stats().spooled == 0, timeout=15)
+        stats = processor.stats()
+        assert stats.dropped.get("http_400", 0) >= 10
+        assert _settled(processor)
+        assert _batches(tmp_path) == []
+    finally:
+        processor.shutdown(timeout_millis=1000)
 
 
 def test_a_spooled_batch_the_backend_refuses_for_good_is_removed_with_a_warning(

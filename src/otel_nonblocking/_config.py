@@ -262,8 +262,8 @@ SPOOL_DIR: Final = Setting(
     "path",
     "Directory of the disk spool (created owner-only): batches that could not be delivered "
     "before the retry buffer or the shutdown budget ran out are written there, encoded, and "
-    "sent by the next process that starts with the same directory. Empty: no spool. Needs "
-    "an OTLP/HTTP exporter.",
+    "sent once the backend takes spans again, by this process or the next one that starts "
+    "with the same directory. Empty: no spool. Needs an OTLP/HTTP exporter.",
 )
 SPOOL_MAX_BYTES: Final = Setting(
     "spool_max_bytes",
@@ -273,7 +273,7 @@ SPOOL_MAX_BYTES: Final = Setting(
     "bytes",
     "Size cap of the disk spool, which OTEL_NONBLOCKING_SPOOL_DIR (or the spool_dir "
     "argument) turns on: batches that could not be delivered are written there and sent "
-    "by the next process. When a new batch does not fit, the oldest files are deleted and "
+    "later. When a new batch does not fit, the oldest files are deleted and "
     "their spans counted (spool_full).",
     _positive,
 )

@@ -6,7 +6,8 @@ the worker thread (:meth:`NonBlockingSpanProcessor._work`) takes batches off the
 under a wall-clock deadline -> the worker counts every span as exported, keeps a batch
 that failed for a transient reason in the retry buffer, or drops it with a reason.
 With a disk spool (``spool_dir``), what cannot be delivered in time is written to disk by
-the worker instead of dropped, and the next process's worker delivers it.
+the worker instead of dropped, and delivered later: by this worker once the backend takes
+spans again, or by the next process's.
 """
 
 from __future__ import annotations
@@ -75,10 +76,10 @@ class ProcessorStats:
     full queue turned away at once (they are also in ``dropped["queue_full"]``).
     ``pending`` counts spans queued, in flight, waiting in the retry buffer
     (``retrying``) or being written to the spool; ``retried`` counts spans sent again
-    after a transient failure. ``spooled`` counts this processor's spans on disk, for
-    the next process to deliver (spans evicted from the spool move to
-    ``dropped["spool_full"]``); ``recovered`` counts spans other processes spooled that
-    this one delivered (never part of ``enqueued``).
+    after a transient failure. ``spooled`` counts this processor's spans on disk, waiting
+    to be delivered (when this processor delivers them they move to ``exported``; spans
+    evicted from the spool move to ``dropped["spool_full"]``); ``recovered`` counts spans
+    other processes spooled that this one delivered (never part of ``enqueued``).
     """
 
     enqueued: int
@@ -463,8 +464,11 @@ class NonBlockingSpanProcessor(SpanProcessor):
         self._spool_scanned_at = self._clock()
 
     def _deliver_spooled(self) -> bool:
-        """Send files other processes spooled, oldest first, while nothing more urgent
-        waits; True if one failed (the worker should stop for now)."""
+        """Send spooled files (this processor's own and other processes'), oldest first,
+        while nothing more urgent waits; True if one failed (the worker should stop for now).
+
+        An own file's spans move from ``spooled`` to ``exported`` (or to a drop reason when
+        the backend refuses them for good); another writer's count as ``recovered``."""
         spool = self._spool
         assert spool is not None
         while not self._closed and not self._flushes and not self._retry:
@@ -490,7 +494,11 @@ class NonBlockingSpanProcessor(SpanProcessor):
             if outcome is ExportOutcome.SUCCESS:
                 spool.remove(file)
                 with self._lock:
-                    self._recovered += file.spans
+                    if file.own:
+                        self._spooled -= file.spans
+                        self._exported += file.spans
+                    else:
+                        self._recovered += file.spans
             elif report.transient:
                 spool.release(file)
                 self._spool_backlog.insert(0, name)
@@ -498,6 +506,10 @@ class NonBlockingSpanProcessor(SpanProcessor):
             else:
                 spool.remove(file)
                 spool.warn.add(f"spooled spans refused by the backend ({_reason(report)})")
+                if file.own:
+                    with self._lock:
+                        self._spooled -= file.spans
+                        self._dropped[_reason(report)] += file.spans
         return False
 
     def _write_spooling(self) -> None:
@@ -533,6 +545,9 @@ class NonBlockingSpanProcessor(SpanProcessor):
                 for request in self._flushes:
                     if batch.start < request.target:
                         request.ok = False  # on disk, not exported
+                # Look at the directory again at the next chance: this file is to be sent
+                # once the backend takes spans again.
+                self._spool_scanned_at = float("-inf")
             else:
                 self._drop(batch, reason)
             for gone in evicted:
@@ -544,7 +559,7 @@ class NonBlockingSpanProcessor(SpanProcessor):
                     spool.warn.add("another process's spooled spans evicted", gone.spans)
             self._resolve_flushes()
         if reason is None and spool is not None:
-            spool.warn.add("spans spooled to disk for the next process", len(batch))
+            spool.warn.add("spans spooled to disk, to be sent later", len(batch))
 
     def _relieve_queue(self) -> None:
         """While the backend is unavailable, move queued batches to disk before the queue

@@ -1,5 +1,6 @@
 """The disk spool: encoded span batches that could not be delivered, kept in a bounded
-directory so that the next process (or a later start) delivers them.
+directory until the backend takes them: from the process that wrote them once the backend
+is back, or from the next process (or a later start).
 
 Only the processor's worker thread calls into a :class:`Spool`; nothing here runs on the
 application's threads. Every write is atomic (temporary file, fsync, rename).
@@ -77,6 +78,7 @@ class SpoolFile:
     claimed_path: str
     payload: bytes
     spans: int
+    own: bool = False  # written by this spool (its spans are in this processor's accounting)
 
 
 @dataclass(frozen=True)
@@ -131,8 +133,9 @@ def _pid_alive(pid: int) -> bool:
 class Spool:
     """A bounded directory of encoded span batches; see the module docstring for the format.
 
-    ``writer`` identifies the files this instance writes (a random token by default), so
-    that a processor never delivers its own files back (the next process does).
+    ``writer`` identifies the files this instance writes (a random token by default); its
+    own files are marked as such when claimed, because their spans are already counted
+    by the processor that spooled them.
 
     >>> spool = Spool("/var/tmp/otel-spool", max_bytes=256 * 1024 * 1024)  # doctest: +SKIP
     >>> spool.open()  # doctest: +SKIP
@@ -293,13 +296,12 @@ class Spool:
     # -- reading --
 
     def backlog(self) -> list[str]:
-        """Names of deliverable files written by other writers, oldest first."""
+        """Names of deliverable files (this writer's and others'), oldest first."""
         names = []
         for entry in self._scan():
             name = entry.name
             if _NAME.match(name):
-                if f"-{self.writer}-" not in name:
-                    names.append(name)
+                names.append(name)
             elif not (
                 _CLAIMED.match(name)
                 or _TMP.match(name)
@@ -326,7 +328,7 @@ class Spool:
         except (OSError, ValueError) as error:
             self._set_aside(claimed, path, type(error).__name__)
             return None
-        return SpoolFile(name, claimed, payload, spans)
+        return SpoolFile(name, claimed, payload, spans, own=name in self._own)
 
     def _set_aside(self, claimed: str, path: str, why: str) -> None:
         with self._lock:
@@ -344,6 +346,7 @@ class Spool:
 
     def remove(self, file: SpoolFile) -> None:
         """Delete a claimed file (delivered, or refused for good by the backend)."""
+        self._own.pop(file.name, None)
         try:
             os.unlink(file.claimed_path)
         except OSError:
