@@ -658,6 +658,42 @@ def test_an_own_spooled_batch_refused_for_good_is_counted_as_dropped(tmp_path, b
         processor.shutdown(timeout_millis=1000)
 
 
+def test_a_spooled_batch_whose_send_timed_out_but_got_through_is_not_sent_again(
+    tmp_path, backend, monkeypatch
+) -> None:
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    from otel_nonblocking import _otlp
+
+    earlier = Spool(str(tmp_path), 1 << 20)
+    earlier.open()
+    earlier.write(_payload(3), 3)
+    gate = threading.Event()
+    sends: list[int] = []
+
+    def slow_then_delivered(exporter: object, data: bytes) -> SpanExportResult:
+        sends.append(len(data))
+        if len(sends) == 1:
+            gate.wait(10)  # past the 0.5 s deadline; then the backend has it after all
+        return SpanExportResult.SUCCESS
+
+    monkeypatch.setattr(_otlp, "_send_encoded", slow_then_delivered)
+    processor, _provider = _pipeline(backend.endpoint, tmp_path)
+    try:
+        assert _wait_for(lambda: processor.exporter.stats().outcomes.get("export_timeout", 0) == 1)
+        time.sleep(0.3)  # the worker looks at the file in doubt, and waits
+        assert len(sends) == 1
+        assert list(tmp_path.glob("*.claimed-*"))  # still claimed, not given back
+        gate.set()
+        assert _wait_for(lambda: processor.stats().recovered == 3)
+        assert len(sends) == 1  # delivered once: not sent again
+        assert _batches(tmp_path) == []
+        assert not list(tmp_path.glob("*.claimed-*"))
+    finally:
+        gate.set()
+        processor.shutdown(timeout_millis=1000)
+
+
 def test_a_spooled_batch_the_backend_refuses_for_good_is_removed_with_a_warning(
     tmp_path, backend, caplog
 ) -> None:

@@ -36,7 +36,8 @@ from ._exporter import DeadlineSpanExporter, ExportOutcome, ExportReport
 from ._fork import after_fork_in_child
 from ._log import AggregatedWarning
 from ._retry import Batch, RetryBuffer
-from ._spool import Spool, SpoolFullError, SpoolStats
+from ._runner import Attempt
+from ._spool import Spool, SpoolFile, SpoolFullError, SpoolStats
 from ._tally import Tally
 
 #: Why a span was dropped: the keys of :attr:`ProcessorStats.dropped`. A batch the
@@ -222,6 +223,9 @@ class NonBlockingSpanProcessor(SpanProcessor):
         self._spooled = 0
         self._recovered = 0
         self._spool_backlog: list[str] = []
+        # A spool file whose send timed out, and the abandoned attempt that may still
+        # deliver it: resolved before anything else is sent from the spool.
+        self._spool_doubt: tuple[SpoolFile, Attempt[object]] | None = None
         self._spool_scanned_at = float("-inf")
         self._shutdown_lock = threading.Lock()
         self._warn = AggregatedWarning("spans dropped", clock=self._clock)
@@ -295,6 +299,8 @@ class NonBlockingSpanProcessor(SpanProcessor):
             if self._spool is not None:
                 self._spool.warn.maybe_emit()
             if self._closed and (self._idle() or self._out_of_time() or self._spool is not None):
+                if self._spool is not None and self._spool_doubt is not None:
+                    self._give_back_spool_doubt()
                 return
 
     def _recover_in_flight(self) -> None:
@@ -471,6 +477,8 @@ class NonBlockingSpanProcessor(SpanProcessor):
         the backend refuses them for good); another writer's count as ``recovered``."""
         spool = self._spool
         assert spool is not None
+        if self._spool_doubt is not None and not self._settle_spool_doubt(wait=0.1):
+            return True  # still unknown: nothing else goes out from the spool meanwhile
         while not self._closed and not self._flushes and not self._retry:
             if len(self._queue) >= self._batch_size or self._held_for() > 0:
                 return False
@@ -492,13 +500,12 @@ class NonBlockingSpanProcessor(SpanProcessor):
             if report.retry_after is not None and outcome is not ExportOutcome.SUCCESS:
                 self._hold_until = self._clock() + min(report.retry_after, _MAX_HOLD_SECONDS)
             if outcome is ExportOutcome.SUCCESS:
-                spool.remove(file)
-                with self._lock:
-                    if file.own:
-                        self._spooled -= file.spans
-                        self._exported += file.spans
-                    else:
-                        self._recovered += file.spans
+                self._spool_delivered(file)
+            elif outcome is ExportOutcome.TIMEOUT and report.attempt is not None:
+                # The backend may have it after all: keep the claim until we know, so
+                # that the file is not sent twice.
+                self._spool_doubt = (file, report.attempt)
+                return True
             elif report.transient:
                 spool.release(file)
                 self._spool_backlog.insert(0, name)
@@ -511,6 +518,45 @@ class NonBlockingSpanProcessor(SpanProcessor):
                         self._spooled -= file.spans
                         self._dropped[_reason(report)] += file.spans
         return False
+
+    def _spool_delivered(self, file: SpoolFile) -> None:
+        assert self._spool is not None
+        self._spool.remove(file)
+        with self._lock:
+            if file.own:
+                self._spooled -= file.spans
+                self._exported += file.spans
+            else:
+                self._recovered += file.spans
+
+    def _settle_spool_doubt(self, wait: float) -> bool:
+        """Learn what became of a spool file's timed-out send: delivered (counted, removed)
+        or not (released, sent again first). False while the attempt is still running."""
+        assert self._spool is not None
+        assert self._spool_doubt is not None
+        file, attempt = self._spool_doubt
+        verdict = self._exporter.resolve(attempt, wait)
+        if verdict is None:
+            return False
+        self._spool_doubt = None
+        if verdict:
+            self._spool_delivered(file)
+        else:
+            self._spool.release(file)
+            self._spool_backlog.insert(0, file.name)
+        return True
+
+    def _give_back_spool_doubt(self) -> None:
+        """At the end: settle a spool file still in doubt if its attempt has finished,
+        else release it (a later process sends it again; the backend may then see it twice)."""
+        try:
+            if not self._settle_spool_doubt(wait=0.0):
+                assert self._spool is not None
+                assert self._spool_doubt is not None
+                self._spool.release(self._spool_doubt[0])
+                self._spool_doubt = None
+        except Exception as error:  # noqa: BLE001 - the worker must end cleanly
+            self._warn.add(f"worker error {type(error).__name__}")
 
     def _write_spooling(self) -> None:
         """Write the batches waiting in ``_spooling`` to disk, oldest first."""
