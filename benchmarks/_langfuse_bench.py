@@ -7,22 +7,14 @@ ingestion, media); stock Langfuse and ``bound_langfuse_flush(timeout=2)`` take t
 from __future__ import annotations
 
 import atexit
-import contextlib
-import gzip
-import json
 import logging
-import socket
-import struct
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.metadata import version
-from typing import Any, cast
+from typing import Any
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import TracerProvider
 
 from benchmarks._common import (
@@ -39,252 +31,20 @@ from otel_nonblocking.integrations.langfuse import (
     bound_langfuse_flush,
     current_binding,
 )
-from otel_nonblocking.testing import FakeTLSStallListener, refused_endpoint
+from otel_nonblocking.testing import FakeLangfuse, FakeTLSStallListener, refused_endpoint
 
-OTLP_PATH = "/api/public/otel/v1/traces"
-SCORES_PATH = "/api/public/scores"  # 5.x
-INGESTION_PATH = "/api/public/ingestion"  # scores, 3.x/4.x
-MEDIA_PATH = "/api/public/media"
 TIMEOUT = 2  # seconds: Langfuse(timeout=2) for stock, bound_langfuse_flush(timeout=2) for ours
 TARGET_SECONDS = 2.1  # ours, every call, every row
 SECRET_KEY = "sk-lf-bench"  # noqa: S105 - a made-up key for a loopback fake
 OBSERVATIONS = 3  # per request: a root observation and two children, then one score
-_HOST = "127.0.0.1"
 _LOGGERS = ("langfuse", "httpx", "httpcore", "backoff")
-
-
-class FakeLangfuseAPI:
-    """The Langfuse endpoints the SDK posts to, on ``http://127.0.0.1:<port>``, all with one fault.
-
-    ``mode`` is one of ok, hang, drip, unavailable (503 + Retry-After), reset, slow; it
-    applies to every path, so spans and scores meet the same outage. ``stop()`` cuts every
-    connection and returns within about two seconds.
-    """
-
-    def __init__(
-        self,
-        mode: str,
-        *,
-        drip_interval: float,
-        delay: float,
-        retry_after: int = 30,
-        hang_limit: float = 120.0,
-    ) -> None:
-        if mode not in ("ok", "hang", "drip", "unavailable", "reset", "slow"):
-            raise ValueError(f"unknown mode {mode!r}")
-        self.mode = mode
-        self.drip_interval = drip_interval
-        self.delay = delay
-        self.retry_after = retry_after
-        self.hang_limit = hang_limit
-        self.stopping = threading.Event()
-        self._lock = threading.Lock()
-        self._connections: set[socket.socket] = set()
-        self._resets: set[socket.socket] = set()
-        self._span_ids: set[bytes] = set()
-        self._score_ids: set[str] = set()
-        self.requests = 0
-        self._server = _Server(self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fake-langfuse",
-            daemon=True,
-        )
-
-    def start(self) -> FakeLangfuseAPI:
-        self._thread.start()
-        return self
-
-    @property
-    def port(self) -> int:
-        return self._server.server_port
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{_HOST}:{self.port}"
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self._server.shutdown()
-        self._thread.join(2.0)
-        self._server.server_close()
-        with self._lock:
-            connections = list(self._connections)
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-
-    @property
-    def spans_delivered(self) -> int:
-        """Distinct spans the fake answered with success in full (retries count once)."""
-        with self._lock:
-            return len(self._span_ids)
-
-    @property
-    def scores_delivered(self) -> int:
-        """Distinct scores the fake answered with success in full (retries count once)."""
-        with self._lock:
-            return len(self._score_ids)
-
-    def _count(self, path: str, headers: dict[str, str], body: bytes) -> None:
-        span_ids: list[bytes] = []
-        score_ids: list[str] = []
-        with contextlib.suppress(Exception):  # a body we cannot read counts as nothing
-            if path == OTLP_PATH:
-                if headers.get("content-encoding", "").lower() == "gzip":
-                    body = gzip.decompress(body)
-                message = ExportTraceServiceRequest()
-                message.ParseFromString(body)
-                span_ids = [
-                    span.span_id
-                    for rs in message.resource_spans
-                    for scope in rs.scope_spans
-                    for span in scope.spans
-                ]
-            elif path == SCORES_PATH:  # 5.x: a list of score bodies
-                score_ids = [str(item.get("id")) for item in json.loads(body)]
-            elif path == INGESTION_PATH:  # 3.x/4.x: {"batch": [{"type", "body"}]}
-                batch = json.loads(body).get("batch", [])
-                score_ids = [
-                    str(event.get("body", {}).get("id"))
-                    for event in batch
-                    if event.get("type") == "score-create"
-                ]
-        with self._lock:
-            self._span_ids.update(span_ids)
-            self._score_ids.update(score_ids)
-
-
-def _ok_answer(path: str, body: bytes) -> tuple[int, str, bytes]:
-    if path == OTLP_PATH:
-        return 200, "application/x-protobuf", b""
-    if path == INGESTION_PATH:
-        try:
-            events = json.loads(body).get("batch", [])
-        except (ValueError, AttributeError):
-            events = []
-        ids = [{"id": e.get("id"), "status": 201} for e in events if isinstance(e, dict)]
-        return 207, "application/json", json.dumps({"successes": ids, "errors": []}).encode()
-    if path == SCORES_PATH:
-        return 202, "application/json", b'{"message": "Accepted"}'
-    if path == MEDIA_PATH:  # "already uploaded": the SDK then skips the upload itself
-        return 200, "application/json", b'{"mediaId": ""}'
-    return 404, "text/plain", b"not found"
-
-
-def _response(status: int, content_type: str, payload: bytes, extra: str = "") -> bytes:
-    head = (
-        f"HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\n"
-        f"Content-Length: {len(payload)}\r\n{extra}\r\n"
-    )
-    return head.encode("latin-1") + payload
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    request_queue_size = 128
-
-    def __init__(self, api: FakeLangfuseAPI) -> None:
-        self.api = api
-        super().__init__((_HOST, 0), _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind() does a reverse DNS lookup of the host; never needed here.
-        self.socket.bind(self.server_address)
-        self.server_address = self.socket.getsockname()
-        self.server_name, self.server_port = _HOST, int(self.server_address[1])
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        api = self.api
-        with api._lock:
-            if api.stopping.is_set():
-                self.close_request(request)
-                return
-            api._connections.add(cast(socket.socket, request))
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        api = self.api
-        with api._lock:
-            api._connections.discard(request)
-            reset = request in api._resets
-            api._resets.discard(request)
-        if reset:  # SO_LINGER 0 is set: closing without shutdown() sends RST
-            self.close_request(request)
-        else:
-            super().shutdown_request(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Connections cut by stop() are expected; never print request data."""
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silent: an access log could print headers, which carry credentials."""
-
-    def _send(self, data: bytes) -> bool:
-        try:
-            self.wfile.write(data)
-            self.wfile.flush()
-        except OSError:
-            self.close_connection = True
-            return False
-        return True
-
-    def _dispatch(self) -> None:
-        api = cast(_Server, self.server).api
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        path = self.path.split("?", 1)[0]
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        with api._lock:
-            api.requests += 1
-        mode = api.mode
-        if mode == "hang":
-            self.close_connection = True
-            api.stopping.wait(api.hang_limit)
-            return
-        if mode == "reset":
-            self.close_connection = True
-            with contextlib.suppress(OSError):
-                self.connection.setsockopt(
-                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-                )
-                with api._lock:
-                    api._resets.add(self.connection)
-            return
-        if mode == "unavailable":
-            self._send(
-                _response(503, "text/plain", b"unavailable", f"Retry-After: {api.retry_after}\r\n")
-            )
-            return
-        if mode == "slow" and api.stopping.wait(api.delay):
-            self.close_connection = True
-            return
-        response = _response(*_ok_answer(path, body))
-        if mode == "drip":
-            for index in range(len(response)):
-                if index and api.stopping.wait(api.drip_interval):
-                    self.close_connection = True
-                    return
-                if not self._send(response[index : index + 1]):
-                    return
-        elif not self._send(response):
-            return
-        api._count(path, headers, body)
-
-    do_POST = do_GET = do_PUT = do_PATCH = _dispatch  # noqa: N815 - http.server's names
 
 
 class _Target:
     """A Langfuse base URL showing one fault, and what to stop afterwards."""
 
     def __init__(self, fault: str, *, drip_interval: float, delay: float, stall_host: str) -> None:
-        self.api: FakeLangfuseAPI | None = None
+        self.api: FakeLangfuse | None = None
         self.listener: FakeTLSStallListener | None = None
         if fault == "refused":
             self.base_url = refused_endpoint("/").rstrip("/")
@@ -293,7 +53,9 @@ class _Target:
             self.base_url = self.listener.base_url
         else:
             mode = "ok" if fault == "dns" else fault
-            self.api = FakeLangfuseAPI(mode, drip_interval=drip_interval, delay=delay).start()
+            self.api = FakeLangfuse(
+                mode, drip_interval=drip_interval, delay=delay, hang_limit=120.0
+            ).start()
             self.base_url = self.api.base_url
             if fault == "dns":
                 self.base_url = f"http://{stall_host}:{self.api.port}"

@@ -15,7 +15,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.util._once import Once
 
-from tests.integrations._fake_langfuse import FakeLangfuse, Mode
+from otel_nonblocking.testing import FakeLangfuse, Mode
 
 PUBLIC_KEY = "pk-lf-test"
 SECRET_KEY = "sk-lf-test"  # noqa: S105 - a made-up key for a loopback fake

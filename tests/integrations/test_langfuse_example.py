@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.integrations._fake_langfuse import FakeLangfuse, Mode
+from otel_nonblocking.testing import FakeLangfuse, Mode
 from tests.integrations.conftest import PUBLIC_KEY, SECRET_KEY
 
 Langfuse = pytest.importorskip(

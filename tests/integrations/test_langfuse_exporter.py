@@ -22,7 +22,7 @@ from otel_nonblocking.integrations.langfuse import (
     bound_langfuse_flush,
     langfuse_span_exporter,
 )
-from tests.integrations._fake_langfuse import OTLP_PATH, FakeLangfuse, Mode
+from otel_nonblocking.testing import FakeLangfuse, Mode
 from tests.integrations.conftest import PUBLIC_KEY, SECRET_KEY
 
 BUDGET = 1.0
@@ -55,7 +55,7 @@ def test_exporter_sends_what_the_stock_sdk_exporter_sends(fake, make_client) -> 
         pass
     stock.flush()
     assert fake.wait_until(lambda: "stock-span" in fake.span_names())
-    stock_request = fake.requests_to(OTLP_PATH)[-1]
+    stock_request = fake.requests_to(FakeLangfuse.OTLP_PATH)[-1]
 
     exporter = langfuse_span_exporter(
         timeout=BUDGET, public_key=PUBLIC_KEY, secret_key=SECRET_KEY, base_url=fake.base_url
@@ -63,9 +63,9 @@ def test_exporter_sends_what_the_stock_sdk_exporter_sends(fake, make_client) -> 
     assert isinstance(exporter, DeadlineSpanExporter)
     assert exporter.export(_spans(name="ours")).name == "SUCCESS"
     exporter.shutdown()
-    ours = fake.requests_to(OTLP_PATH)[-1]
+    ours = fake.requests_to(FakeLangfuse.OTLP_PATH)[-1]
 
-    assert ours.path == stock_request.path == OTLP_PATH
+    assert ours.path == stock_request.path == FakeLangfuse.OTLP_PATH
     assert _identity(ours.headers) == _identity(stock_request.headers)
     token = base64.b64encode(f"{PUBLIC_KEY}:{SECRET_KEY}".encode()).decode()
     assert ours.headers["authorization"] == f"Basic {token}"
@@ -97,7 +97,7 @@ def test_exporter_encodes_with_the_fast_encoder_and_sends_what_the_stock_one_wou
         fast = getattr(exporter.inner, "_nb_encoder", None)
         assert (fast is not None and fast.stats().spans == 5) == (encoder == "fast")
         exporter.shutdown()
-        request = fake.requests_to(OTLP_PATH)[-1]
+        request = fake.requests_to(FakeLangfuse.OTLP_PATH)[-1]
         payload = request.body
         if request.headers.get("content-encoding", "").lower() == "gzip":
             payload = gzip.decompress(payload)
@@ -112,7 +112,7 @@ def test_exporter_reads_keys_and_host_from_the_langfuse_variables(fake, monkeypa
     exporter = langfuse_span_exporter(timeout=BUDGET)
     assert exporter.export(_spans(1)).name == "SUCCESS"
     exporter.shutdown()
-    request = fake.requests_to(OTLP_PATH)[-1]
+    request = fake.requests_to(FakeLangfuse.OTLP_PATH)[-1]
     token = base64.b64encode(b"pk-from-env:sk-from-env").decode()
     assert request.headers["authorization"] == f"Basic {token}"
     assert request.headers["x-langfuse-public-key"] == "pk-from-env"

@@ -19,7 +19,7 @@ import pytest
 pytest.importorskip("langfuse", reason="the Langfuse integration needs otel-nonblocking[langfuse]")
 
 from otel_nonblocking.integrations.langfuse import bound_langfuse_flush
-from tests.integrations._fake_langfuse import FakeLangfuse, Mode
+from otel_nonblocking.testing import FakeLangfuse, Mode
 from tests.integrations.conftest import PUBLIC_KEY, SECRET_KEY, request_handler
 
 FLUSH_BUDGET = 0.3  # seconds, the budget each request's flush gets

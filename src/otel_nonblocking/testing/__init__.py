@@ -1,13 +1,17 @@
-"""Fake OTLP/HTTP trace backends for tests and demos: hanging, dripping, resetting collectors.
+"""Fake OTLP/HTTP trace backends and a fake Langfuse API for tests and demos: hanging, dripping,
+resetting collectors.
 
 Standard library only (plus ``opentelemetry-proto`` for decoding); everything binds 127.0.0.1.
 
 Example::
 
-    from otel_nonblocking.testing import FakeOTLPBackend, Mode
+    from otel_nonblocking.testing import FakeLangfuse, FakeOTLPBackend, Mode
 
     with FakeOTLPBackend(Mode.HANG) as backend:
         ...  # point an exporter at backend.endpoint
+
+    with FakeLangfuse(Mode.DRIP) as fake:  # the Langfuse API: traces, scores, media
+        ...  # Langfuse(base_url=fake.base_url, ...)
 """
 
 from otel_nonblocking.testing._backend import (
@@ -17,11 +21,14 @@ from otel_nonblocking.testing._backend import (
     RequestRecord,
     refused_endpoint,
 )
+from otel_nonblocking.testing._fake_langfuse import FakeLangfuse, LangfuseRequest
 from otel_nonblocking.testing._process import ProcessBackend
 
 __all__ = [
+    "FakeLangfuse",
     "FakeOTLPBackend",
     "FakeTLSStallListener",
+    "LangfuseRequest",
     "Mode",
     "ProcessBackend",
     "RequestRecord",

@@ -253,7 +253,7 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, backend: FakeOTLPBackend) -> None:
         self.backend = backend
-        super().__init__((_HOST, 0), _Handler)
+        super().__init__((_HOST, 0), backend._handler_class)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind() calls socket.getfqdn(), a reverse DNS lookup that
@@ -480,6 +480,9 @@ class FakeOTLPBackend:
             assert backend.wait_for_spans(1, timeout=5)
             backend.mode = Mode.HANG  # the next export hangs until stop() or a switch
     """
+
+    # The request handler; a subclass serving another API (FakeLangfuse) sets its own.
+    _handler_class: type[BaseHTTPRequestHandler] = _Handler
 
     def __init__(
         self,
