@@ -25,6 +25,7 @@ from benchmarks._common import (
     markdown_table,
     quiet_logs,
 )
+from benchmarks.bench_flush import TARGET_SECONDS, describe, describe_row, ours_within_target
 from otel_nonblocking.integrations import _langfuse_sdk as sdk
 from otel_nonblocking.integrations.langfuse import (
     LangfuseFlushResult,
@@ -34,7 +35,6 @@ from otel_nonblocking.integrations.langfuse import (
 from otel_nonblocking.testing import FakeLangfuse, FakeTLSStallListener, refused_endpoint
 
 TIMEOUT = 2  # seconds: Langfuse(timeout=2) for stock, bound_langfuse_flush(timeout=2) for ours
-TARGET_SECONDS = 2.1  # ours, every call, every row
 SECRET_KEY = "sk-lf-bench"  # noqa: S105 - a made-up key for a loopback fake
 OBSERVATIONS = 3  # per request: a root observation and two children, then one score
 _LOGGERS = ("langfuse", "httpx", "httpcore", "backoff")
@@ -185,16 +185,8 @@ def run(
                 fault, pipeline, requests=requests, cap=cap, target_options=target_options
             )
             rows.append(row)
-            say(
-                f" flush {_describe(row['flush'], cap)},"
-                f" shutdown {_describe(row['shutdown'], cap)}\n"
-            )
-    ours = [row for row in rows if row["pipeline"] == "ours"]
-    met = all(
-        row[call]["finished"] and row[call]["seconds"] <= TARGET_SECONDS
-        for row in ours
-        for call in ("flush", "shutdown")
-    )
+            say(describe_row(row, cap))
+    met = ours_within_target(rows)
     return {
         "benchmark": "flush-langfuse",
         "machine": machine(),
@@ -209,14 +201,6 @@ def run(
         "wall_seconds": round(time.perf_counter() - began, 1),
         "log_records_hidden": logs.count,
     }
-
-
-def _describe(call: dict[str, Any], cap: float) -> str:
-    if not call["finished"]:
-        return f"> {cap:g} s"
-    if call["error"]:
-        return f"{call['seconds']:.2f} s ({call['error']})"
-    return f"{call['seconds']:.2f} s"
 
 
 def _delivered(row: dict[str, Any]) -> str:
@@ -247,10 +231,10 @@ def to_markdown(result: dict[str, Any], command: str | None = None) -> str:
         table_rows.append(
             [
                 f"{fault} ({description.replace('collector', 'Langfuse API')})",
-                _describe(stock["flush"], cap),
-                _describe(ours["flush"], cap),
-                _describe(stock["shutdown"], cap),
-                _describe(ours["shutdown"], cap),
+                describe(stock["flush"], cap),
+                describe(ours["flush"], cap),
+                describe(stock["shutdown"], cap),
+                describe(ours["shutdown"], cap),
                 f"{_delivered(stock)} / {_delivered(ours)}",
                 _left(ours["flush"]),
             ]

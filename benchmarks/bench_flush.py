@@ -25,7 +25,15 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from benchmarks._common import Call, capped_call, machine, markdown_table, quiet_logs, write_json
+from benchmarks._common import (
+    Call,
+    capped_call,
+    machine,
+    markdown_table,
+    quiet_logs,
+    say,
+    write_json,
+)
 from otel_nonblocking import NonBlockingSpanProcessor, otlp_span_exporter
 from otel_nonblocking.testing import FakeOTLPBackend, FakeTLSStallListener, Mode, refused_endpoint
 
@@ -164,16 +172,8 @@ def run(
                 say(f"[{number}/{len(chosen)}] {fault:<11} {pipeline:<5} ...")
                 row = _measure(fault, pipeline, spans=spans, cap=cap)
                 rows.append(row)
-                say(
-                    f" flush {_describe(row['flush'], cap)},"
-                    f" shutdown {_describe(row['shutdown'], cap)}\n"
-                )
-    ours = [row for row in rows if row["pipeline"] == "ours"]
-    met = all(
-        row[call]["finished"] and row[call]["seconds"] <= TARGET_SECONDS
-        for row in ours
-        for call in ("flush", "shutdown")
-    )
+                say(describe_row(row, cap))
+    met = ours_within_target(rows)
     return {
         "benchmark": "flush",
         "machine": machine(),
@@ -189,7 +189,22 @@ def run(
     }
 
 
-def _describe(call: dict[str, Any], cap: float, *, result: bool = False) -> str:
+def ours_within_target(rows: list[dict[str, Any]]) -> bool:
+    """Every flush and shutdown of ours finished within TARGET_SECONDS."""
+    return all(
+        row[call]["finished"] and row[call]["seconds"] <= TARGET_SECONDS
+        for row in rows
+        if row["pipeline"] == "ours"
+        for call in ("flush", "shutdown")
+    )
+
+
+def describe_row(row: dict[str, Any], cap: float) -> str:
+    """The progress line's end for one measured row."""
+    return f" flush {describe(row['flush'], cap)}, shutdown {describe(row['shutdown'], cap)}\n"
+
+
+def describe(call: dict[str, Any], cap: float, *, result: bool = False) -> str:
     """``"2.00 s"``, ``"2.00 s → False"`` with ``result``, or ``"> 15 s"`` at the cap."""
     if not call["finished"]:
         return f"> {cap:g} s"
@@ -216,10 +231,10 @@ def to_markdown(result: dict[str, Any]) -> str:
         table_rows.append(
             [
                 f"{fault} ({description})",
-                _describe(stock["flush"], cap, result=True),
-                _describe(ours["flush"], cap, result=True),
-                _describe(stock["shutdown"], cap),
-                _describe(ours["shutdown"], cap),
+                describe(stock["flush"], cap, result=True),
+                describe(ours["flush"], cap, result=True),
+                describe(stock["shutdown"], cap),
+                describe(ours["shutdown"], cap),
                 f"{_count(stock['delivered'])} / {_count(ours['delivered'])}",
                 f"{ours.get('exported', 0)} exported"
                 + (f"; dropped: {dropped}" if dropped else ""),
@@ -270,7 +285,7 @@ def _run_langfuse(
                 "delay": SLOW_SECONDS,
                 "stall_host": STALL_HOST,
             },
-            progress=_say,
+            progress=say,
         )
     markdown = _langfuse_bench.to_markdown(result, command)
     print(markdown)
@@ -278,11 +293,6 @@ def _run_langfuse(
         write_json(args.json, result)
     if args.markdown:
         args.markdown.write_text(markdown, encoding="utf-8")
-
-
-def _say(text: str) -> None:
-    sys.stderr.write(text)
-    sys.stderr.flush()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -322,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.flush()
         os._exit(0)
 
-    result = run(cap=cap, spans=args.spans or 1000, faults=faults, progress=_say)
+    result = run(cap=cap, spans=args.spans or 1000, faults=faults, progress=say)
     print(to_markdown(result))
     if args.json:
         write_json(args.json, result)

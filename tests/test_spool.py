@@ -613,16 +613,29 @@ def test_recovered_spans_are_counted_apart_from_this_processors_own(tmp_path, ba
         processor.shutdown(timeout_millis=500)
 
 
+def _spooled_in_an_outage(
+    backend: FakeOTLPBackend, spool: Path, *, spans: int
+) -> NonBlockingSpanProcessor:
+    """A processor that ended ``spans`` spans into a queue of 40 while the backend answers
+    503 (Retry-After: 1, not the default 30): the worker spools what passes half the queue."""
+    backend.mode = Mode.UNAVAILABLE
+    backend.retry_after = 1
+    processor, provider = _pipeline(backend.endpoint, spool, max_queue_size=40)
+    try:
+        for _ in range(spans // 25):
+            end_spans(provider, 25)
+            assert _wait_for(lambda: processor.stats().queue_depth <= 20)
+    except BaseException:
+        processor.shutdown(timeout_millis=1000)
+        raise
+    return processor
+
+
 def test_what_a_processor_spooled_in_an_outage_it_delivers_itself_once_the_backend_is_back(
     tmp_path, backend
 ) -> None:
-    backend.mode = Mode.UNAVAILABLE
-    backend.retry_after = 1  # 503s that hold exports back for a second, not the default 30
-    processor, provider = _pipeline(backend.endpoint, tmp_path, max_queue_size=40)
+    processor = _spooled_in_an_outage(backend, tmp_path, spans=100)
     try:
-        for _ in range(4):
-            end_spans(provider, 25)  # above half the queue: the worker spools
-            assert _wait_for(lambda: processor.stats().queue_depth <= 20)
         assert _wait_for(lambda: processor.stats().spooled >= 40)
         assert _batches(tmp_path)
         backend.mode = Mode.OK  # the backend is back; the process keeps running
@@ -639,13 +652,8 @@ def test_what_a_processor_spooled_in_an_outage_it_delivers_itself_once_the_backe
 
 
 def test_an_own_spooled_batch_refused_for_good_is_counted_as_dropped(tmp_path, backend) -> None:
-    backend.mode = Mode.UNAVAILABLE
-    backend.retry_after = 1
-    processor, provider = _pipeline(backend.endpoint, tmp_path, max_queue_size=40)
+    processor = _spooled_in_an_outage(backend, tmp_path, spans=100)
     try:
-        for _ in range(4):
-            end_spans(provider, 25)
-            assert _wait_for(lambda: processor.stats().queue_depth <= 20)
         assert _wait_for(lambda: processor.stats().spooled >= 10)
         backend.mode = Mode.ERROR_STATUS
         backend.error_status = 400

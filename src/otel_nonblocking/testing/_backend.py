@@ -378,6 +378,11 @@ class _Handler(BaseHTTPRequestHandler):
             entry = backend._record(self.command, path, headers, b"", None, None)
             self._answer(entry, status, _reason(status).encode(), _TEXT)
             return
+        self._route(path, headers, body)
+
+    def _route(self, path: str, headers: dict[str, str], body: bytes) -> None:
+        """Answer a request whose body was read in full (a subclass serves other paths)."""
+        backend = self._backend
         if path != backend.path:
             entry = backend._record(self.command, path, headers, body, None, None)
             self._answer(entry, HTTPStatus.NOT_FOUND, b"not found", _TEXT)
@@ -418,15 +423,19 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._send(response):
             self._backend._set_completed(entry, completed=False)
 
+    def _success(self) -> tuple[int, bytes, str | None]:
+        """The answer OK, SLOW and DRIP give (status, body, content type)."""
+        return HTTPStatus.OK, _OK_BODY, _PROTOBUF
+
     def _handle_mode(self, entry: _Entry, mode: Mode, release: threading.Event) -> None:
         backend = self._backend
         if mode is Mode.OK:
-            self._answer(entry, HTTPStatus.OK, _OK_BODY, _PROTOBUF)
+            self._answer(entry, *self._success())
         elif mode is Mode.SLOW:
             if backend._stopping.wait(backend.delay):
                 self.close_connection = True
                 return
-            self._answer(entry, HTTPStatus.OK, _OK_BODY, _PROTOBUF)
+            self._answer(entry, *self._success())
         elif mode is Mode.UNAVAILABLE:
             retry_after = backend.retry_after
             extra = () if retry_after is None else (("Retry-After", str(retry_after)),)
@@ -448,8 +457,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _drip(self, entry: _Entry) -> None:
         backend = self._backend
-        backend._set_status(entry, HTTPStatus.OK)
-        response = _build_response(HTTPStatus.OK, _OK_BODY, _PROTOBUF, close=self.close_connection)
+        status, body, content_type = self._success()
+        backend._set_status(entry, status)
+        response = _build_response(status, body, content_type, close=self.close_connection)
         for index in range(len(response)):
             if index and backend._stopping.wait(backend.drip_interval):
                 self.close_connection = True

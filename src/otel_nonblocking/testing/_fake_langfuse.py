@@ -7,24 +7,19 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from http import HTTPStatus
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 from otel_nonblocking.testing._backend import (
     _TEXT,
     FakeOTLPBackend,
     Mode,
     RequestRecord,
-    _build_response,
     _decode_export_request,
-    _Entry,
     _Handler,
-    _reason,
 )
 
 __all__ = ["FakeLangfuse", "LangfuseRequest"]
@@ -126,21 +121,8 @@ class _LangfuseHandler(_Handler):
     server_version = "otel-nonblocking-fake-langfuse"
     _ok: _Answer = (HTTPStatus.NOT_FOUND, b"not found", _TEXT)  # set per request
 
-    def _dispatch(self) -> None:
+    def _route(self, path: str, headers: dict[str, str], body: bytes) -> None:
         backend = self._backend
-        headers: dict[str, str] = {}
-        for name, value in self.headers.items():
-            key = name.lower()
-            headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        path = urlsplit(self.path).path
-        body, error = self._read_body(backend.max_body_bytes)
-        if body is None:
-            # The body was not (fully) read, so the connection cannot be reused.
-            self.close_connection = True
-            status = error if error is not None else HTTPStatus.BAD_REQUEST
-            entry = backend._record(self.command, path, headers, b"", None, None)
-            self._answer(entry, status, _reason(status).encode(), _TEXT)
-            return
         decoded = None
         if path == _OTLP_PATH:
             decoded = _decode_export_request(body, headers, backend.max_body_bytes)
@@ -149,39 +131,9 @@ class _LangfuseHandler(_Handler):
         entry = backend._record(self.command, path, headers, body, decoded, mode)
         self._handle_mode(entry, mode, release)
 
-    # http.server dispatches on do_<METHOD>; every method goes through _dispatch.
-    do_POST = do_GET = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch  # noqa: N815
-
-    def _handle_mode(self, entry: _Entry, mode: Mode, release: threading.Event) -> None:
-        backend = self._backend
-        if mode is Mode.SLOW:
-            if backend._stopping.wait(backend.delay):
-                self.close_connection = True
-                return
-            mode = Mode.OK
-        if mode is Mode.OK:
-            self._answer(entry, *self._ok)
-        elif mode is Mode.DRIP:
-            self._drip(entry)
-        else:  # the faults that answer the same on every path
-            super()._handle_mode(entry, mode, release)
-
-    def _drip(self, entry: _Entry) -> None:
-        backend = self._backend
-        status, body, content_type = self._ok
-        backend._set_status(entry, status)
-        response = _build_response(status, body, content_type, close=self.close_connection)
-        for index in range(len(response)):
-            if index and backend._stopping.wait(backend.drip_interval):
-                self.close_connection = True
-                return
-            last = index == len(response) - 1
-            if last:  # counted before the client can have it, as in FakeOTLPBackend
-                backend._set_completed(entry)
-            if not self._send(response[index : index + 1]):
-                if last:
-                    backend._set_completed(entry, completed=False)
-                return
+    def _success(self) -> _Answer:
+        """Langfuse's answer for this request's path (what OK, SLOW and DRIP send)."""
+        return self._ok
 
 
 class FakeLangfuse(FakeOTLPBackend):
