@@ -13,9 +13,16 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 
-from otel_nonblocking import ExportOutcome, NonBlockingSpanProcessor, otlp_span_exporter
+from otel_nonblocking import (
+    DeadlineSpanExporter,
+    ExportOutcome,
+    NonBlockingSpanProcessor,
+    otlp_span_exporter,
+)
+from otel_nonblocking._session import InterruptibleSession
 from otel_nonblocking.testing import FakeOTLPBackend, FakeTLSStallListener, Mode, refused_endpoint
 from tests.conftest import end_spans
 
@@ -138,18 +145,57 @@ def test_breaker_opens_on_a_dead_backend_and_closes_after_recovery() -> None:
         backend.stop()
 
 
-def test_stuck_read_is_cut_so_the_abandoned_attempt_ends_early() -> None:
+def test_a_request_that_went_out_is_not_cut_at_the_deadline_but_ends_at_its_socket_timeout() -> (
+    None
+):
+    # Its bytes may already be with the backend; only the answer can tell what became
+    # of them, so the connection is left to read it until its own socket timeout.
     backend = FakeOTLPBackend(Mode.HANG, hang_limit=30).start()
     try:
         exporter = otlp_span_exporter(backend.endpoint, timeout=0.3)
+        started = time.monotonic()
         assert exporter.export_outcome(_spans(1)) is ExportOutcome.TIMEOUT
-        deadline = time.monotonic() + 2
+        assert time.monotonic() - started < 0.3 + SLACK
+        deadline = time.monotonic() + 3
         while exporter.stats().attempt_outstanding and time.monotonic() < deadline:
             time.sleep(0.01)
         stats = exporter.stats()
         assert not stats.attempt_outstanding  # well before the 30 s hang would end
-        assert stats.interrupted_connections >= 1
+        assert stats.interrupted_connections == 0
+        assert backend.request_count == 1  # and the abandoned attempt sent nothing more
     finally:
+        backend.stop()
+
+
+def test_an_answer_that_arrives_after_the_deadline_delivers_the_batch_once() -> None:
+    # The backend takes the batch and answers 200 0.2 s after the client's deadline.
+    # Cutting the connection at the deadline would not stop that (the request had gone
+    # out), and sending the batch again would then duplicate every span.
+    backend = FakeOTLPBackend(Mode.SLOW, delay=0.7).start()
+    inner = OTLPSpanExporter(endpoint=backend.endpoint, timeout=5, session=InterruptibleSession())
+    exporter = DeadlineSpanExporter(inner, timeout_millis=500)
+    processor = NonBlockingSpanProcessor(
+        exporter, max_export_batch_size=5, schedule_delay_millis=20
+    )
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    try:
+        end_spans(provider, 5)
+        deadline = time.monotonic() + 5
+        while not exporter.stats().outcomes.get("export_timeout") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        backend.mode = Mode.OK
+        assert processor.force_flush(3000)
+        deadline = time.monotonic() + 3  # until the backend has answered every request
+        while any(r.status is None for r in backend.requests) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        accepted = [span.span_id for span in backend.accepted_spans()]
+        assert len(accepted) == len(set(accepted)) == 5  # each span once
+        assert processor.stats().exported == 5
+        assert exporter.stats().outcomes["export_timeout"] == 1
+        assert exporter.stats().outcomes["late_success"] == 1
+    finally:
+        processor.shutdown(timeout_millis=1000)
         backend.stop()
 
 
@@ -194,6 +240,7 @@ def test_tls_handshake_stall_costs_no_more_than_the_deadline() -> None:
         while exporter.stats().attempt_outstanding and time.monotonic() < deadline:
             time.sleep(0.01)
         assert not exporter.stats().attempt_outstanding  # the handshake was cut
+        assert exporter.stats().interrupted_connections == 1
     finally:
         listener.stop()
 

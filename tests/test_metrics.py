@@ -131,7 +131,7 @@ def _wait(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
 def test_metrics_match_stats_after_a_run_that_drops_retries_and_times_out(
     metered, pipeline
 ) -> None:
-    backend = FakeOTLPBackend(Mode.OK, hang_limit=30).start()
+    backend = FakeOTLPBackend(Mode.OK, drip_interval=0.5).start()
     try:
         exporter = otlp_span_exporter(backend.endpoint, timeout=0.5)
         exporter._breaker._base_backoff = exporter._breaker._backoff = 0.2
@@ -142,14 +142,17 @@ def test_metrics_match_stats_after_a_run_that_drops_retries_and_times_out(
         end_spans(provider, 10)
         assert processor.force_flush(3000)  # 10 exported
 
-        backend.mode = Mode.HANG  # every attempt times out; the batch is tried twice
+        # Every attempt times out, and its connection is cut once it is a deadline
+        # overdue (a trickling answer is no delivery); the batch is tried twice.
+        backend.mode = Mode.DRIP
         end_spans(provider, 10)
         assert _wait(lambda: processor.exporter.stats().outcomes.get("export_timeout", 0) >= 1)
         end_spans(provider, 40)  # the worker is stuck or held: the queue overflows
         assert _wait(lambda: "export_timeout" in processor.stats().dropped)
 
         backend.mode = Mode.RESET  # a transient failure: kept and sent again later
-        time.sleep(0.3)
+        # With the timeouts before it, the resets open the breaker.
+        assert _wait(lambda: processor.exporter.stats().breaker_transitions > 0)
         backend.mode = Mode.OK
         assert _wait(lambda: processor.force_flush(1000), timeout=10)
         processor.shutdown(timeout_millis=1000)

@@ -157,3 +157,50 @@ def test_abort_cuts_a_blocked_read_and_refuses_the_abandoned_attempt() -> None:
     finally:
         session.close()
         backend.stop()
+
+
+def test_abort_sparing_sent_requests_lets_a_sent_request_read_its_late_answer() -> None:
+    backend = FakeOTLPBackend(Mode.SLOW, delay=0.4).start()
+    session = InterruptibleSession()
+    statuses: list[int] = []
+
+    def post() -> None:
+        statuses.append(session.post(backend.endpoint, data=b"x", timeout=5).status_code)
+
+    try:
+        session.begin_attempt()
+        thread = threading.Thread(target=post)
+        thread.start()
+        assert backend.wait_for_requests(1, timeout=5)  # the request went out
+        assert session.abort(spare_sent=True) == 0  # so its connection is spared
+        thread.join(5)
+        assert statuses == [200]  # and it read the answer that came after the abort
+        with pytest.raises(AttemptAbandoned):  # but the attempt may send nothing more
+            session.post(backend.endpoint, data=b"x", timeout=1)
+    finally:
+        session.close()
+        backend.stop()
+
+
+def test_a_connection_is_either_spared_because_it_sent_or_cut_and_never_sends() -> None:
+    from otel_nonblocking._session import _Tracker
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    clients = [socket.create_connection(listener.getsockname(), timeout=2) for _ in range(2)]
+    peers = [listener.accept()[0] for _ in clients]
+    try:
+        tracker = _Tracker()
+        sending, idle = (tracker.add(sock) for sock in clients)
+        sending.begin_send(tracker)
+        assert tracker.abort(spare_sent=True) == 1  # only the one that had not sent
+        sending.begin_send(tracker)  # a request under way goes on
+        with pytest.raises(AttemptAbandoned):
+            idle.begin_send(tracker)  # a cut one never starts to send
+        peers[1].settimeout(2)
+        assert peers[1].recv(1) == b""  # its peer saw it close
+        tracker.reset()
+        assert not sending.sent  # the next attempt starts clean
+        assert not idle.sent
+    finally:
+        for sock in (*clients, *peers, listener):
+            sock.close()

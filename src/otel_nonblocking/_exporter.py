@@ -33,9 +33,11 @@ from ._session import InterruptibleSession
 if TYPE_CHECKING:
     from ._otlp import OTLPCodec
 
-# An abandoned attempt whose connection was cut usually ends within milliseconds; the
-# next export waits this long for it before failing fast as ``attempt_outstanding``.
-_ABANDONED_GRACE_SECONDS = 0.1
+# An abandoned attempt whose connection was cut usually ends within milliseconds, and
+# one spared because its request had gone out ends at its socket timeout, which
+# otlp_span_exporter() sets 0.1 s past the deadline. The next export waits this long
+# for it before failing fast as ``attempt_outstanding``.
+_ABANDONED_GRACE_SECONDS = 0.2
 # After cutting an attempt at its deadline, how long to look whether it had in fact
 # just succeeded; this is the "few milliseconds" an export may run past its deadline.
 _LATE_RESULT_GRACE_SECONDS = 0.005
@@ -331,6 +333,8 @@ class DeadlineSpanExporter(SpanExporter):
         if self._shutdown:
             return self._count(ExportOutcome.SHUTDOWN), None, None
         deadline = Deadline.after(self.timeout_seconds, self._clock).earliest(timeout)
+        if self._breaker.retry_in() > 0:  # open: fail fast, before any wait
+            return self._count(ExportOutcome.CIRCUIT_OPEN), None, None
         if self._runner.busy and not self._wait_for_abandoned(deadline):
             return self._count(ExportOutcome.BUSY), None, None
         if not self._breaker.allow():
@@ -354,9 +358,11 @@ class DeadlineSpanExporter(SpanExporter):
         with self._lock:
             self._last_seconds = self._clock() - started
         if not finished:
-            # Cut the connection, unless its response is already waiting to be read
-            # (the backend has the batch; the attempt is only short of the GIL).
-            self._abandon(spare_answering=True)
+            # Cut a connection still resolving, connecting or handshaking. One that
+            # has begun to send is left to read its answer (or hit its socket timeout):
+            # the backend may hold the batch already, and resending it on a guess would
+            # duplicate every span. The batch waits in doubt until the attempt ends.
+            self._abandon(spare_sent=True)
             finished = attempt.done.wait(_LATE_RESULT_GRACE_SECONDS)
             if not finished or attempt.result is not SpanExportResult.SUCCESS:
                 with self._lock:
@@ -391,7 +397,7 @@ class DeadlineSpanExporter(SpanExporter):
         with self._lock:
             overdue = self._clock() - self._abandoned_at >= self.timeout_seconds
         if overdue:
-            self._abandon()  # spared once for a waiting response; now it is cut for good
+            self._abandon()  # spared at its deadline (its request had gone out); now cut
             return self._runner.wait_idle(min(_ABANDONED_GRACE_SECONDS, deadline.remaining()))
         return False
 
@@ -421,10 +427,10 @@ class DeadlineSpanExporter(SpanExporter):
         if self._breaker.state is BreakerState.HALF_OPEN:
             self._breaker.record_failure()
 
-    def _abandon(self, *, spare_answering: bool = False) -> None:
+    def _abandon(self, *, spare_sent: bool = False) -> None:
         cut = 0
         if self._session is not None:
-            cut = self._session.abort(spare_answering=spare_answering)
+            cut = self._session.abort(spare_sent=spare_sent)
         if self._on_abandon is not None:
             try:
                 self._on_abandon()

@@ -5,6 +5,10 @@ attempt: sockets in use are shut down (a blocked read or TLS handshake returns a
 and the abandoned attempt cannot open new connections until the next one begins. A
 resolver call (``getaddrinfo``) or a blocking TCP ``connect`` cannot be interrupted;
 they end by themselves at the socket timeout, and their connection is then refused.
+
+At the deadline itself, a connection that has begun to send its request is spared (see
+:meth:`InterruptibleSession.abort`): the backend may already hold the whole batch, and
+only its answer can say whether it took it.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ import contextlib
 import datetime
 import email.utils
 import math
-import select
 import socket
 import threading
 import time
@@ -74,23 +77,31 @@ class _Tracker:
             self._handles[self._next] = handle
         return handle
 
-    def abort(self, *, spare_answering: bool = False) -> int:
+    def abort(self, *, spare_sent: bool = False) -> int:
         """Refuse new connections and shut down tracked sockets; return how many.
 
-        With ``spare_answering``, a socket with bytes waiting to be read is left alone:
-        its response has arrived and is only waiting for the GIL to be parsed, so
-        cutting it would throw away a delivery the backend already accepted.
+        With ``spare_sent``, a socket that has sent request bytes in this attempt is left
+        alone. Once bytes are handed to the kernel, a shutdown no longer keeps them from
+        the backend (it sends what is buffered, then FIN), so the backend may take the
+        batch and answer 200 to a client that already hung up; the batch would then be
+        sent twice. Left alone, the attempt reads the answer, or ends at its own socket
+        timeout.
         """
         self.aborted = True
         with self._lock:
             handles = list(self._handles.values())
         cut = 0
         for handle in handles:
-            cut += handle.cut(spare_answering=spare_answering)
+            cut += handle.cut(spare_sent=spare_sent)
         return cut
 
     def reset(self) -> None:
+        """A new attempt begins: connections may open, and none has sent anything yet."""
         self.aborted = False
+        with self._lock:
+            handles = list(self._handles.values())
+        for handle in handles:
+            handle.sent = False
 
 
 class _Handle:
@@ -102,6 +113,11 @@ class _Handle:
     """
 
     def __init__(self, sock: socket.socket) -> None:
+        #: True once the connection has begun to send a request in this attempt.
+        self.sent = False
+        # Orders "begin to send" against "cut": a connection is either spared because it
+        # has sent, or cut before its first byte and then never sends.
+        self._lock = threading.Lock()
         self._dup: socket.socket | None = sock.dup()
         self._finalizer = weakref.finalize(self, _Handle._close_dup, self._dup)
 
@@ -110,17 +126,24 @@ class _Handle:
         with contextlib.suppress(OSError):
             dup.close()
 
-    def cut(self, *, spare_answering: bool = False) -> int:
-        dup = self._dup
-        if dup is None:
-            return 0
-        try:
-            if spare_answering and select.select([dup], [], [], 0)[0]:
+    def begin_send(self, tracker: _Tracker) -> None:
+        """Mark the connection as sending; raise if its attempt was abandoned first."""
+        if self.sent:
+            return
+        with self._lock:
+            tracker.check()
+            self.sent = True
+
+    def cut(self, *, spare_sent: bool = False) -> int:
+        with self._lock:
+            dup = self._dup
+            if dup is None or (spare_sent and self.sent):
                 return 0
-            dup.shutdown(socket.SHUT_RDWR)
-        except (OSError, ValueError):  # closed meanwhile by its connection (fd -1)
-            return 0
-        return 1
+            try:
+                dup.shutdown(socket.SHUT_RDWR)
+            except (OSError, ValueError):  # closed meanwhile by its connection (fd -1)
+                return 0
+            return 1
 
     def close(self) -> None:
         self._dup = None
@@ -139,6 +162,18 @@ def _tracking_connection(base: type[HTTPConnection], tracker: _Tracker) -> type[
                 tracker.check()
             self._nb_handle = tracker.add(sock)
             return sock
+
+        def send(self, data: Any) -> None:
+            # http.client (and urllib3 over it) sends the request line, headers and
+            # body through here, connecting first if need be: connect (and TLS) happen
+            # before the mark, so a stalled handshake is still cut at the deadline, and
+            # an attempt abandoned before its first byte sends nothing.
+            if self.sock is None:
+                self.connect()
+            handle = self._nb_handle
+            if handle is not None:
+                handle.begin_send(tracker)
+            super().send(data)
 
         def close(self) -> None:
             try:
@@ -231,13 +266,13 @@ class InterruptibleSession(requests.Session):
                 adapter.close()
         self._last_used = now
 
-    def abort(self, *, spare_answering: bool = False) -> int:
+    def abort(self, *, spare_sent: bool = False) -> int:
         """Cut the connections of this session; return how many sockets were shut down.
 
-        ``spare_answering`` leaves alone a connection whose response is already waiting
-        to be read (see :meth:`_Tracker.abort`); the attempt still may not send again.
+        ``spare_sent`` leaves alone a connection that has begun to send its request (see
+        :meth:`_Tracker.abort`); the attempt still may not start another request.
         """
-        return self._tracker.abort(spare_answering=spare_answering)
+        return self._tracker.abort(spare_sent=spare_sent)
 
     @property
     def aborted(self) -> bool:
