@@ -199,6 +199,23 @@ def test_an_answer_that_arrives_after_the_deadline_delivers_the_batch_once() -> 
         backend.stop()
 
 
+def test_an_overdue_abandoned_attempt_is_cut_before_the_next_export_waits_on_it() -> None:
+    # A spared request still trickling in a whole deadline later (or after the process
+    # was frozen, as between AWS Lambda invocations) must not cost the next, short
+    # export its budget: it is cut first, not waited on.
+    backend = FakeOTLPBackend(Mode.DRIP, drip_interval=0.2).start()
+    try:
+        exporter = otlp_span_exporter(backend.endpoint, timeout=0.3)
+        assert exporter.export_outcome(_spans(1)) is ExportOutcome.TIMEOUT
+        backend.mode = Mode.OK  # the first answer keeps trickling on its connection
+        time.sleep(0.35)  # now it is a whole deadline past its own
+        assert exporter.stats().attempt_outstanding
+        assert exporter.export_outcome(_spans(1), timeout=0.15) is ExportOutcome.SUCCESS
+        assert exporter.stats().interrupted_connections == 1
+    finally:
+        backend.stop()
+
+
 def test_dns_stall_costs_no_more_than_the_deadline(monkeypatch) -> None:
     backend = FakeOTLPBackend(Mode.OK).start()
     real_getaddrinfo = socket.getaddrinfo

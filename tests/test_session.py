@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -203,4 +204,87 @@ def test_a_connection_is_either_spared_because_it_sent_or_cut_and_never_sends() 
         assert not idle.sent
     finally:
         for sock in (*clients, *peers, listener):
+            sock.close()
+
+
+def test_a_kept_alive_connection_that_sent_before_carries_no_request_after_abort(
+    monkeypatch,
+) -> None:
+    backend = FakeOTLPBackend(Mode.OK).start()
+    session = InterruptibleSession()
+    merge = session.merge_environment_settings
+
+    def abandoned_meanwhile(*args, **kwargs):  # type: ignore[no-untyped-def]
+        # The deadline passes after the request's own check, before its first byte.
+        session.abort(spare_sent=True)
+        return merge(*args, **kwargs)
+
+    try:
+        session.begin_attempt()
+        assert session.post(backend.endpoint, data=b"x", timeout=2).status_code == 200
+        monkeypatch.setattr(session, "merge_environment_settings", abandoned_meanwhile)
+        with pytest.raises(AttemptAbandoned):  # a retry on the pooled connection
+            session.post(backend.endpoint, data=b"y", timeout=2)
+        assert backend.request_count == 1
+    finally:
+        session.close()
+        backend.stop()
+
+
+def test_a_tls_handshake_behind_a_proxy_connect_is_cut_at_abort() -> None:
+    # An HTTPS endpoint through an HTTP proxy (HTTPS_PROXY): the CONNECT line is part of
+    # connecting, so the stalled handshake after it is cut, not spared as a sent request.
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(5)
+    tunnelled = threading.Event()
+    held: list[socket.socket] = []
+
+    def proxy() -> None:  # answers one CONNECT, then never speaks TLS
+        with contextlib.suppress(OSError):
+            conn, _ = listener.accept()
+            held.append(conn)
+            conn.settimeout(5)
+            received = b""
+            while b"\r\n\r\n" not in received and len(received) < 65536:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                received += chunk
+            conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            tunnelled.set()
+
+    thread = threading.Thread(target=proxy, daemon=True)
+    thread.start()
+    session = InterruptibleSession()
+    session.trust_env = False  # only the proxy given here
+    proxy_url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    errors: list[BaseException] = []
+
+    def post() -> None:
+        try:
+            session.post(
+                "https://127.0.0.1:9/v1/traces",
+                data=b"x",
+                timeout=5,
+                proxies={"https": proxy_url},
+            )
+        except BaseException as error:  # noqa: BLE001 - collected for the assertion
+            errors.append(error)
+
+    try:
+        session.begin_attempt()
+        poster = threading.Thread(target=post)
+        started = time.monotonic()
+        poster.start()
+        assert tunnelled.wait(5)
+        time.sleep(0.1)  # the client is in its TLS handshake now
+        assert session.abort(spare_sent=True) == 1
+        poster.join(5)
+        assert not poster.is_alive()
+        assert errors
+        assert time.monotonic() - started < 2  # far from the 5 s socket timeout
+    finally:
+        session.close()
+        thread.join(6)
+        for sock in (*held, listener):
             sock.close()

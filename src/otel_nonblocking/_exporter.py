@@ -358,8 +358,9 @@ class DeadlineSpanExporter(SpanExporter):
         with self._lock:
             self._last_seconds = self._clock() - started
         if not finished:
-            # Cut a connection still resolving, connecting or handshaking. One that
-            # has begun to send is left to read its answer (or hit its socket timeout):
+            # Cut a connection still in its TLS handshake (one resolving or connecting
+            # ends at its socket timeout and is then refused). One that has begun to
+            # send is left to read its answer (or hit its socket timeout):
             # the backend may hold the batch already, and resending it on a guess would
             # duplicate every span. The batch waits in doubt until the attempt ends.
             self._abandon(spare_sent=True)
@@ -390,24 +391,28 @@ class DeadlineSpanExporter(SpanExporter):
         return self._count(ExportOutcome.FAILED, detail), error, None
 
     def _wait_for_abandoned(self, deadline: Deadline) -> bool:
-        """Give an abandoned attempt a moment to end; cut it if it is long overdue."""
-        grace = min(_ABANDONED_GRACE_SECONDS, deadline.remaining())
-        if self._runner.wait_idle(grace):
+        """Give an abandoned attempt a moment to end; cut it once it is a deadline old."""
+        if self._overdue():
+            # Spared at its deadline because its request had gone out; a whole deadline
+            # later (or after the process was frozen) it is cut without waiting first.
+            self._abandon()
+        if self._runner.wait_idle(min(_ABANDONED_GRACE_SECONDS, deadline.remaining())):
             return True
-        with self._lock:
-            overdue = self._clock() - self._abandoned_at >= self.timeout_seconds
-        if overdue:
-            self._abandon()  # spared at its deadline (its request had gone out); now cut
+        if self._overdue():
+            self._abandon()
             return self._runner.wait_idle(min(_ABANDONED_GRACE_SECONDS, deadline.remaining()))
         return False
+
+    def _overdue(self) -> bool:
+        """True once the abandoned attempt has run a whole deadline past its own."""
+        with self._lock:
+            return self._clock() - self._abandoned_at >= self.timeout_seconds
 
     def resolve(self, attempt: Attempt[object], wait: float) -> bool | None:
         """What became of an abandoned ``attempt``: True if it delivered the batch after
         all, False if it failed, None if it is still running after ``wait`` seconds."""
         if not attempt.done.wait(max(wait, 0.0)):
-            with self._lock:
-                overdue = self._clock() - self._abandoned_at >= self.timeout_seconds
-            if not overdue:
+            if not self._overdue():
                 return None
             self._abandon()
             if not attempt.done.wait(_ABANDONED_GRACE_SECONDS):

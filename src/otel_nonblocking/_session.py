@@ -27,6 +27,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.poolmanager import ProxyManager
 
 from ._errors import AttemptAbandoned
 from ._fork import after_fork_in_child
@@ -113,7 +114,7 @@ class _Handle:
     """
 
     def __init__(self, sock: socket.socket) -> None:
-        #: True once the connection has begun to send a request in this attempt.
+        #: True once the connection has begun to send its current request.
         self.sent = False
         # Orders "begin to send" against "cut": a connection is either spared because it
         # has sent, or cut before its first byte and then never sends.
@@ -125,6 +126,16 @@ class _Handle:
     def _close_dup(dup: socket.socket) -> None:
         with contextlib.suppress(OSError):
             dup.close()
+
+    def begin_request(self, tracker: _Tracker) -> None:
+        """A new request on this (kept-alive) connection: nothing of it is sent yet.
+
+        Raises if the attempt was abandoned: a spared connection may finish reading its
+        answer, never carry another request.
+        """
+        with self._lock:
+            tracker.check()
+            self.sent = False
 
     def begin_send(self, tracker: _Tracker) -> None:
         """Mark the connection as sending; raise if its attempt was abandoned first."""
@@ -153,6 +164,7 @@ class _Handle:
 def _tracking_connection(base: type[HTTPConnection], tracker: _Tracker) -> type[HTTPConnection]:
     class TrackedConnection(base):  # type: ignore[valid-type,misc]
         _nb_handle: _Handle | None = None
+        _nb_connecting = False
 
         def _new_conn(self) -> socket.socket:
             tracker.check()
@@ -163,6 +175,20 @@ def _tracking_connection(base: type[HTTPConnection], tracker: _Tracker) -> type[
             self._nb_handle = tracker.add(sock)
             return sock
 
+        def connect(self) -> None:
+            self._nb_connecting = True
+            try:
+                super().connect()
+            finally:
+                self._nb_connecting = False
+
+        def putrequest(self, *args: Any, **kwargs: Any) -> None:
+            # Every request starts here (urllib3 1.26 and 2.x), before any byte of it.
+            handle = self._nb_handle
+            if handle is not None:
+                handle.begin_request(tracker)
+            super().putrequest(*args, **kwargs)
+
         def send(self, data: Any) -> None:
             # http.client (and urllib3 over it) sends the request line, headers and
             # body through here, connecting first if need be: connect (and TLS) happen
@@ -172,7 +198,10 @@ def _tracking_connection(base: type[HTTPConnection], tracker: _Tracker) -> type[
                 self.connect()
             handle = self._nb_handle
             if handle is not None:
-                handle.begin_send(tracker)
+                if self._nb_connecting:  # a proxy's CONNECT: still connecting, not sending
+                    tracker.check()
+                else:
+                    handle.begin_send(tracker)
             super().send(data)
 
         def close(self) -> None:
@@ -206,7 +235,17 @@ class _TrackingAdapter(HTTPAdapter):
             (HTTPSConnectionPool,),
             {"ConnectionCls": _tracking_connection(HTTPSConnection, tracker)},
         )
-        self.poolmanager.pool_classes_by_scheme = {"http": http_pool, "https": https_pool}
+        self._pool_classes = {"http": http_pool, "https": https_pool}
+        self.poolmanager.pool_classes_by_scheme = dict(self._pool_classes)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        # Through an HTTP(S) proxy (HTTPS_PROXY, proxies=) connections come from a
+        # ProxyManager, which must use the tracked classes too or they cannot be cut.
+        # A SOCKS proxy brings connection classes of its own, which stay untracked.
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if type(manager) is ProxyManager:
+            manager.pool_classes_by_scheme = dict(self._pool_classes)
+        return manager
 
 
 class InterruptibleSession(requests.Session):
