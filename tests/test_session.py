@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -128,20 +129,28 @@ def test_without_the_idle_reset_a_stale_connection_would_cost_the_timeout(freeza
         session.close()
 
 
+class BackgroundPost(threading.Thread):
+    """One ``session.post`` on a thread of its own; keeps its response or its error."""
+
+    def __init__(self, session: requests.Session, url: str, **kwargs: Any) -> None:
+        super().__init__(daemon=True)
+        self._call = lambda: session.post(url, data=b"x", **kwargs)
+        self.response: requests.Response | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.response = self._call()
+        except BaseException as error:  # noqa: BLE001 - kept for the test's assertion
+            self.error = error
+
+
 def test_abort_cuts_a_blocked_read_and_refuses_the_abandoned_attempt() -> None:
     backend = FakeOTLPBackend(Mode.HANG, hang_limit=30).start()
     session = InterruptibleSession()
-    errors: list[BaseException] = []
-
-    def blocked_post() -> None:
-        try:
-            session.post(backend.endpoint, data=b"x", timeout=20)
-        except BaseException as error:  # noqa: BLE001 - collected for the assertion
-            errors.append(error)
-
     try:
         session.begin_attempt()
-        thread = threading.Thread(target=blocked_post)
+        thread = BackgroundPost(session, backend.endpoint, timeout=20)
         started = time.monotonic()
         thread.start()
         assert backend.wait_for_requests(1, timeout=5)
@@ -149,7 +158,7 @@ def test_abort_cuts_a_blocked_read_and_refuses_the_abandoned_attempt() -> None:
         thread.join(5)
         assert not thread.is_alive()
         assert time.monotonic() - started < 2  # far from the 20 s read timeout
-        assert errors
+        assert thread.error is not None
         with pytest.raises(AttemptAbandoned):
             session.post(backend.endpoint, data=b"x", timeout=1)
         session.begin_attempt()  # the next attempt may connect again
@@ -163,19 +172,15 @@ def test_abort_cuts_a_blocked_read_and_refuses_the_abandoned_attempt() -> None:
 def test_abort_sparing_sent_requests_lets_a_sent_request_read_its_late_answer() -> None:
     backend = FakeOTLPBackend(Mode.SLOW, delay=0.4).start()
     session = InterruptibleSession()
-    statuses: list[int] = []
-
-    def post() -> None:
-        statuses.append(session.post(backend.endpoint, data=b"x", timeout=5).status_code)
-
     try:
         session.begin_attempt()
-        thread = threading.Thread(target=post)
+        thread = BackgroundPost(session, backend.endpoint, timeout=5)
         thread.start()
         assert backend.wait_for_requests(1, timeout=5)  # the request went out
         assert session.abort(spare_sent=True) == 0  # so its connection is spared
         thread.join(5)
-        assert statuses == [200]  # and it read the answer that came after the abort
+        assert thread.response is not None  # it read the answer that came after the abort
+        assert thread.response.status_code == 200
         with pytest.raises(AttemptAbandoned):  # but the attempt may send nothing more
             session.post(backend.endpoint, data=b"x", timeout=1)
     finally:
@@ -258,22 +263,11 @@ def test_a_tls_handshake_behind_a_proxy_connect_is_cut_at_abort() -> None:
     session = InterruptibleSession()
     session.trust_env = False  # only the proxy given here
     proxy_url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    errors: list[BaseException] = []
-
-    def post() -> None:
-        try:
-            session.post(
-                "https://127.0.0.1:9/v1/traces",
-                data=b"x",
-                timeout=5,
-                proxies={"https": proxy_url},
-            )
-        except BaseException as error:  # noqa: BLE001 - collected for the assertion
-            errors.append(error)
-
     try:
         session.begin_attempt()
-        poster = threading.Thread(target=post)
+        poster = BackgroundPost(
+            session, "https://127.0.0.1:9/v1/traces", timeout=5, proxies={"https": proxy_url}
+        )
         started = time.monotonic()
         poster.start()
         assert tunnelled.wait(5)
@@ -281,7 +275,7 @@ def test_a_tls_handshake_behind_a_proxy_connect_is_cut_at_abort() -> None:
         assert session.abort(spare_sent=True) == 1
         poster.join(5)
         assert not poster.is_alive()
-        assert errors
+        assert poster.error is not None
         assert time.monotonic() - started < 2  # far from the 5 s socket timeout
     finally:
         session.close()
