@@ -204,9 +204,6 @@ def test_a_connection_is_either_spared_because_it_sent_or_cut_and_never_sends() 
             idle.begin_send(tracker)  # a cut one never starts to send
         peers[1].settimeout(2)
         assert peers[1].recv(1) == b""  # its peer saw it close
-        tracker.reset()
-        assert not sending.sent  # the next attempt starts clean
-        assert not idle.sent
     finally:
         for sock in (*clients, *peers, listener):
             sock.close()

@@ -81,7 +81,7 @@ class _Tracker:
     def abort(self, *, spare_sent: bool = False) -> int:
         """Refuse new connections and shut down tracked sockets; return how many.
 
-        With ``spare_sent``, a socket that has sent request bytes in this attempt is left
+        With ``spare_sent``, a socket that has begun to send its current request is left
         alone. Once bytes are handed to the kernel, a shutdown no longer keeps them from
         the backend (it sends what is buffered, then FIN), so the backend may take the
         batch and answer 200 to a client that already hung up; the batch would then be
@@ -97,12 +97,7 @@ class _Tracker:
         return cut
 
     def reset(self) -> None:
-        """A new attempt begins: connections may open, and none has sent anything yet."""
         self.aborted = False
-        with self._lock:
-            handles = list(self._handles.values())
-        for handle in handles:
-            handle.sent = False
 
 
 class _Handle:
