@@ -38,6 +38,7 @@ from ._log import AggregatedWarning
 from ._retry import Batch, RetryBuffer
 from ._runner import Attempt
 from ._spool import Spool, SpoolFile, SpoolFullError, SpoolStats
+from ._suppress import start_thread
 from ._tally import Tally
 
 #: Why a span was dropped: the keys of :attr:`ProcessorStats.dropped`. A batch the
@@ -229,10 +230,7 @@ class NonBlockingSpanProcessor(SpanProcessor):
         self._spool_scanned_at = float("-inf")
         self._shutdown_lock = threading.Lock()
         self._warn = AggregatedWarning("spans dropped", clock=self._clock)
-        self._worker = threading.Thread(
-            target=self._work, name="otel-nonblocking-worker", daemon=True
-        )
-        self._worker.start()
+        self._worker = start_thread(self._work, "otel-nonblocking-worker")
 
     @property
     def exporter(self) -> DeadlineSpanExporter:
