@@ -29,6 +29,7 @@ from ._fork import after_fork_in_child
 from ._log import AggregatedWarning
 from ._runner import Attempt, AttemptRunner
 from ._session import InterruptibleSession
+from ._suppress import start_thread
 
 if TYPE_CHECKING:
     from ._otlp import OTLPCodec
@@ -491,10 +492,7 @@ class DeadlineSpanExporter(SpanExporter):
         if self._runner.busy:
             self._abandon()
         self._runner.close()
-        closer = threading.Thread(
-            target=self._inner_shutdown, name="otel-nonblocking-shutdown", daemon=True
-        )
-        closer.start()
+        closer = start_thread(self._inner_shutdown, "otel-nonblocking-shutdown")
         closer.join(budget)
         self._warn.maybe_emit(force=True)
 

@@ -38,6 +38,7 @@ from ._log import AggregatedWarning
 from ._retry import Batch, RetryBuffer
 from ._runner import Attempt
 from ._spool import Spool, SpoolFile, SpoolFullError, SpoolStats
+from ._suppress import start_thread
 from ._tally import Tally
 
 #: Why a span was dropped: the keys of :attr:`ProcessorStats.dropped`. A batch the
@@ -229,10 +230,7 @@ class NonBlockingSpanProcessor(SpanProcessor):
         self._spool_scanned_at = float("-inf")
         self._shutdown_lock = threading.Lock()
         self._warn = AggregatedWarning("spans dropped", clock=self._clock)
-        self._worker = threading.Thread(
-            target=self._work, name="otel-nonblocking-worker", daemon=True
-        )
-        self._worker.start()
+        self._worker = start_thread(self._work, "otel-nonblocking-worker")
 
     @property
     def exporter(self) -> DeadlineSpanExporter:
@@ -246,8 +244,13 @@ class NonBlockingSpanProcessor(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         # span.context.trace_flags.sampled, without three property calls: a SpanContext
-        # is a tuple whose fourth item is the trace flags, and bit 0 is "sampled".
-        if not span._context[3] & 1:  # type: ignore[index]
+        # is a tuple whose fourth item is the trace flags, and bit 0 is "sampled". The
+        # try costs nothing unless it raises (CPython 3.11+).
+        try:
+            sampled = span._context[3] & 1  # type: ignore[index]
+        except Exception:  # noqa: BLE001 - never raise into the application
+            sampled = _sampled(span)
+        if not sampled:
             return
         if self._closed:
             next(self._closed_drops.counter)
@@ -803,6 +806,17 @@ class NonBlockingSpanProcessor(SpanProcessor):
         """The disk spool's counters, or None when there is no spool."""
         spool = self._spool
         return None if spool is None else spool.stats()
+
+
+def _sampled(span: object) -> bool:
+    """The slow path of ``on_end``'s sampled check, for a span whose ``_context`` is not an
+    SDK ``SpanContext``: as the SDK's processors do, a span without a context counts as
+    not sampled (never enqueued, so never counted), and so does one that cannot say."""
+    try:
+        context = span.context  # type: ignore[attr-defined]
+        return bool(context and context.trace_flags.sampled)
+    except Exception:  # noqa: BLE001 - whatever it is handed, on_end never raises
+        return False
 
 
 def _reason(report: ExportReport) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from ._fork import after_fork_in_child
+from ._suppress import start_thread
 
 R = TypeVar("R")
 
@@ -85,10 +86,8 @@ class AttemptRunner:
             self._idle.clear()
             self._job = attempt  # type: ignore[assignment]
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._loop, name=f"otel-nonblocking-{self._name}", daemon=True
-                )
-                self._thread.start()
+                # Exports, spool deliveries and flushes all run here, never traced.
+                self._thread = start_thread(self._loop, f"otel-nonblocking-{self._name}")
             self._wake.notify()
         return attempt
 

@@ -139,6 +139,9 @@ def _or(timeout: float | None, default: float) -> float:
 
 
 _lock = threading.Lock()
+# Held by configure_tracing() from "is anything installed?" to the registration, so that
+# racing first calls install one processor; reentrant, so that it can never deadlock.
+_configure_lock = threading.RLock()
 _installed: list[TracingHandle] = []
 _exit_hook_registered = False
 
@@ -204,29 +207,29 @@ def configure_tracing(
     exit_millis = _config.EXIT_TIMEOUT_MILLIS.resolve(exit_timeout_millis)
     if _config.tracing_disabled():
         return TracingHandle(None, None, flush_timeout)
-    with _lock:
-        for handle in _installed:
+    with _configure_lock:
+        for handle in installed():
             _logger.debug("configure_tracing() called again: keeping the first configuration")
             return handle
-    if exporter is None:
-        exporter = otlp_span_exporter(
-            endpoint=endpoint, headers=headers, timeout=timeout, compression=compression
+        if exporter is None:
+            exporter = otlp_span_exporter(
+                endpoint=endpoint, headers=headers, timeout=timeout, compression=compression
+            )
+        processor = NonBlockingSpanProcessor(
+            exporter,
+            max_queue_size=max_queue_size,
+            max_export_batch_size=max_export_batch_size,
+            schedule_delay_millis=schedule_delay_millis,
+            export_timeout_millis=(
+                UNSET if isinstance(timeout, _Unset) else max(int(flush_timeout * 1000), 1)
+            ),
         )
-    processor = NonBlockingSpanProcessor(
-        exporter,
-        max_queue_size=max_queue_size,
-        max_export_batch_size=max_export_batch_size,
-        schedule_delay_millis=schedule_delay_millis,
-        export_timeout_millis=(
-            UNSET if isinstance(timeout, _Unset) else max(int(flush_timeout * 1000), 1)
-        ),
-    )
-    provider = _provider(tracer_provider, service_name)
-    provider.add_span_processor(processor)
+        provider = _provider(tracer_provider, service_name)
+        provider.add_span_processor(processor)
+        handle = TracingHandle(processor, provider, flush_timeout)
+        _register(handle, exit_millis)
     if _config.SELF_METRICS.resolve():
         _enable_self_metrics()
-    handle = TracingHandle(processor, provider, flush_timeout)
-    _register(handle, exit_millis)
     return handle
 
 

@@ -28,6 +28,7 @@ from .._errors import ConfigurationError
 from .._exporter import DeadlineSpanExporter
 from .._log import AggregatedWarning
 from .._processor import NonBlockingSpanProcessor
+from .._suppress import start_thread
 from . import _langfuse_sdk as sdk
 from ._langfuse_exporter import CountingDeadlineExporter, langfuse_span_exporter
 
@@ -165,10 +166,7 @@ class _SpanFlusher:
         with self._lock:
             thread = self._thread
             if thread is None or not thread.is_alive():
-                thread = threading.Thread(
-                    target=self._run, name="otel-nonblocking-langfuse-flush", daemon=True
-                )
-                thread.start()
+                thread = start_thread(self._run, "otel-nonblocking-langfuse-flush")
                 self._thread = thread
         thread.join(deadline.remaining())
         return not thread.is_alive()
@@ -716,10 +714,7 @@ class LangfuseBinding:
         if record is not None and record.prompt_tasks is not None:
             closers.append(record.prompt_tasks.shutdown)
         for close in closers:  # they may wait without a limit: daemon threads, joined in time
-            closer = threading.Thread(
-                target=_quietly(close), name="otel-nonblocking-langfuse-exit", daemon=True
-            )
-            closer.start()
+            closer = start_thread(_quietly(close), "otel-nonblocking-langfuse-exit")
             closer.join(deadline.remaining())
         self._warn.maybe_emit(force=True)
 
