@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 from opentelemetry import context
 from opentelemetry.instrumentation.requests import RequestsInstrumentor
-from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
 from opentelemetry.instrumentation.utils import (
     is_http_instrumentation_enabled,
     is_instrumentation_enabled,
@@ -32,6 +31,16 @@ from otel_nonblocking.testing import FakeOTLPBackend, Mode
 from tests.conftest import run_bounded
 
 INSTRUMENT = Path(sys.executable).parent / "opentelemetry-instrument"
+
+# The urllib3 instrumentation's newest release (0.66b1) pins an older semantic-conventions
+# package than the newest SDK needs, so the main environment (newest SDK) has only the
+# requests instrumentation; CI's SDK 1.33.1 environment has both (.ci/run pins them) and
+# asserts it. Where urllib3's is missing, the app's direct urllib3 call is simply not traced.
+try:
+    from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
+except ImportError:  # pragma: no cover - depends on the environment
+    URLLib3Instrumentor = None  # type: ignore[assignment,misc]
+HAVE_URLLIB3 = URLLib3Instrumentor is not None
 
 # The application: one span around a call through requests and one through urllib3 (so the
 # instrumentations are proven live), then it lingers while exports run, and exits.
@@ -119,11 +128,13 @@ def instrumented_http() -> Iterator[TracerProvider]:
     """requests and urllib3 instrumented in this process, recording into a provider of ours."""
     provider = TracerProvider(shutdown_on_exit=False)
     RequestsInstrumentor().instrument(tracer_provider=provider)
-    URLLib3Instrumentor().instrument(tracer_provider=provider)
+    if HAVE_URLLIB3:
+        URLLib3Instrumentor().instrument(tracer_provider=provider)
     try:
         yield provider
     finally:
-        URLLib3Instrumentor().uninstrument()
+        if HAVE_URLLIB3:
+            URLLib3Instrumentor().uninstrument()
         RequestsInstrumentor().uninstrument()
         provider.shutdown()
 
@@ -184,8 +195,9 @@ def test_under_opentelemetry_instrument_the_backend_gets_only_the_apps_spans(
         exports = collector.request_count
         service_paths = sorted(r.path for r in service.requests)
     assert service_paths == ["/by-requests", "/by-urllib3"]
-    # The app's span and one client span per call it made: the instrumentations were live.
+    # The app's span and one client span per instrumented call: the instrumentations were live.
     names = sorted(s.name for s in spans)
-    assert names == ["GET", "GET", "app-work"], (names, stderr[-2000:])
+    expected = ["GET", "GET", "app-work"] if HAVE_URLLIB3 else ["GET", "app-work"]
+    assert names == expected, (names, stderr[-2000:])
     assert {s.trace_id.hex() for s in spans} == {app_trace}
     assert exports <= 3  # one or two batches, never a loop
