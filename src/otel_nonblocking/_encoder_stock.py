@@ -62,13 +62,13 @@ class _CountWhileQuiet(logging.Filter):
 
 
 _COUNT_WHILE_QUIET = _CountWhileQuiet()
+_STOCK_LOGGER = logging.getLogger(_STOCK_ATTRIBUTE_LOGGER)
 
 
 @contextmanager
 def _quiet_calls() -> Iterator[None]:
-    logger = logging.getLogger(_STOCK_ATTRIBUTE_LOGGER)
-    if _COUNT_WHILE_QUIET not in logger.filters:  # again after a logging reconfiguration
-        logger.addFilter(_COUNT_WHILE_QUIET)
+    if _COUNT_WHILE_QUIET not in _STOCK_LOGGER.filters:  # again after a logging reconfiguration
+        _STOCK_LOGGER.addFilter(_COUNT_WHILE_QUIET)
     outer = _quiet.depth
     _quiet.depth = outer + 1
     try:

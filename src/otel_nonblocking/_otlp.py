@@ -84,10 +84,10 @@ class _FastOTLPSpanExporter(OTLPSpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if not self._nb_inline:
             return super().export(spans)
-        encoded = encode_batch(spans, self._nb_encoder.encode, max_request_bytes(self))
-        _warn_left_out(encoded)
         if self._shutdown:
             return SpanExportResult.FAILURE
+        encoded = encode_batch(spans, self._nb_encoder.encode, max_request_bytes(self))
+        _warn_left_out(encoded)
         return _send_requests(lambda data: _send_encoded(self, data), encoded)
 
 
