@@ -55,3 +55,20 @@ def test_nothing_left_means_no_request() -> None:
     encoded = encode_batch(["!", "x" * 50], _Encoder(), 10)
     assert encoded.requests == ()
     assert encoded.rejected_total == 2
+
+
+def test_single_asks_for_a_split_instead_of_halving() -> None:
+    encode = _Encoder()
+    spans = [f"{i:02d}" * 2 for i in range(10)]  # 4 bytes each, 40 in all
+    encoded = encode_batch(spans, encode, 12, single=True)
+    assert encoded.split is True
+    assert encoded.requests == ()
+    assert dict(encoded.rejected) == {}  # the parts will be looked at again on their own
+
+
+def test_single_leaves_out_the_span_too_large_alone_and_sends_the_rest() -> None:
+    spans = ["a", "b" * 20, "c", "!", "d"]
+    encoded = encode_batch(spans, _Encoder(), 10, single=True)
+    assert encoded.split is False
+    assert [(r.data, r.spans) for r in encoded.requests] == [(b"acd", 3)]
+    assert dict(encoded.rejected) == {"too_large": 1, "unencodable": 1}

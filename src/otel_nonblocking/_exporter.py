@@ -266,9 +266,9 @@ class DeadlineSpanExporter(SpanExporter):
 
         def work() -> SpanExportResult:
             assert codec is not None
-            plan = codec.encode_batch(batch)
+            plan = codec.encode_batch(batch, single=may_split)
             encoded.append(plan)
-            if may_split and len(plan.requests) > 1:
+            if plan.split:
                 return SpanExportResult.SUCCESS  # nothing sent: the caller splits the batch
             return codec.send_batch(plan)
 
@@ -276,7 +276,7 @@ class DeadlineSpanExporter(SpanExporter):
         if report.outcome is not ExportOutcome.SUCCESS or not encoded:
             return report
         plan = encoded[0]
-        if may_split and len(plan.requests) > 1:
+        if plan.split:
             return replace(report, request_bytes=None, too_large=True)
         if not may_split:  # no caller to count them
             for reason, count in plan.rejected.items():

@@ -132,9 +132,10 @@ class OTLPCodec:
     max_request_bytes: int = 0
     exports: bool = False
 
-    def encode_batch(self, spans: Sequence[ReadableSpan]) -> EncodedBatch:
-        """``spans`` as requests under the size limit, and the spans left out by reason."""
-        return encode_batch(spans, self.encode, self.max_request_bytes)
+    def encode_batch(self, spans: Sequence[ReadableSpan], *, single: bool = False) -> EncodedBatch:
+        """``spans`` as requests under the size limit, and the spans left out by reason
+        (with ``single``: one request, or ``split`` set; see :func:`encode_batch`)."""
+        return encode_batch(spans, self.encode, self.max_request_bytes, single=single)
 
     def send_batch(self, encoded: EncodedBatch) -> SpanExportResult:
         """Send the requests of ``encoded`` in turn: SUCCESS once all went out."""

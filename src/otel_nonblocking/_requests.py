@@ -37,6 +37,9 @@ class EncodedBatch:
 
     requests: tuple[EncodedRequest, ...]
     rejected: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    #: With ``single``: the batch needs more than one request, so none was made (and
+    #: nothing is in ``rejected``): its parts are to be encoded as batches of their own.
+    split: bool = False
 
     @property
     def rejected_total(self) -> int:
@@ -47,11 +50,15 @@ def _fits(data: bytes, max_bytes: int) -> bool:
     return max_bytes <= 0 or len(data) <= max_bytes
 
 
-def encode_batch(spans: Sequence[ReadableSpan], encode: Encode, max_bytes: int) -> EncodedBatch:
+def encode_batch(
+    spans: Sequence[ReadableSpan], encode: Encode, max_bytes: int, *, single: bool = False
+) -> EncodedBatch:
     """``spans`` as requests of at most ``max_bytes`` each (0: no limit), encoded by ``encode``.
 
     The whole batch is encoded once; only when that fails or is too large is each span
     encoded alone, to find the ones to leave out, and the rest halved until each part fits.
+    With ``single``, a batch whose spans need more than one request is not halved here:
+    the result has ``split`` set, for the caller to split the batch itself.
 
     >>> encode_batch(spans, SpanEncoder().encode, 64 << 20).requests  # doctest: +SKIP
     """
@@ -63,6 +70,7 @@ def encode_batch(spans: Sequence[ReadableSpan], encode: Encode, max_bytes: int) 
         data = None
     if data is not None and _fits(data, max_bytes):
         return EncodedBatch((EncodedRequest(data, len(batch)),))
+    too_large = data is not None  # encodable, but over the limit
     data = None  # not kept alive while the spans are looked at one by one
     rejected: Counter[str] = Counter()
     kept = []
@@ -78,7 +86,18 @@ def encode_batch(spans: Sequence[ReadableSpan], encode: Encode, max_bytes: int) 
             rejected[TOO_LARGE] += 1
     requests: list[EncodedRequest] = []
     if kept:
-        _halve_until_fit(kept, encode, max_bytes, requests, rejected)
+        if single and len(kept) > 1:
+            if too_large and len(kept) == len(batch):
+                return EncodedBatch((), split=True)  # encoded whole above: over the limit
+            try:
+                data = encode(kept)
+            except Exception:  # noqa: BLE001 - a span that changed since it encoded alone
+                data = None
+            if data is None or not _fits(data, max_bytes):
+                return EncodedBatch((), split=True)
+            requests.append(EncodedRequest(data, len(kept)))
+        else:
+            _halve_until_fit(kept, encode, max_bytes, requests, rejected)
     return EncodedBatch(tuple(requests), MappingProxyType(dict(rejected)))
 
 
