@@ -49,6 +49,10 @@ class _Pipeline:
     ) -> None:
         options = {} if limit is None else {"max_request_bytes": limit}
         exporter = otlp_span_exporter(endpoint, timeout=1, encoder=encoder, **options)
+        self.listened: Counter[str] = Counter()  # spans by export outcome, as listeners see them
+        exporter.add_listener(
+            lambda outcome, count, _: self.listened.update({outcome.value: count})
+        )
         self.processor = NonBlockingSpanProcessor(
             exporter,
             schedule_delay_millis=delay_millis,
@@ -105,7 +109,7 @@ def _run(
     spool: Path | None,
     spans: list[tuple[str, dict[str, object] | None]],
     limit: int | None,
-) -> tuple[ProcessorStats, list[int]]:
+) -> tuple[ProcessorStats, list[int], Counter[str]]:
     """End ``spans`` (name, attributes) in one batch; deliver it, or spool it with the backend
     down and deliver it from a later processor. Returns the first processor's stats and ids."""
     if spool is not None:
@@ -120,7 +124,7 @@ def _run(
     if spool is not None:
         later = _deliver_spooled(backend, spool, encoder, limit, stats.spooled)
         assert later.recovered + later.exported == stats.spooled
-    return stats, ids
+    return stats, ids, pipeline.listened
 
 
 @pytest.mark.parametrize("spooled", [False, True], ids=["export", "spool"])
@@ -130,7 +134,7 @@ def test_a_span_no_encoder_can_write_costs_only_itself(
 ) -> None:
     spans: list[tuple[str, dict[str, object] | None]] = [("good", {"i": i}) for i in range(10)]
     spans[4] = ("bad \ud800 name", None)
-    stats, ids = _run(backend, encoder, tmp_path / "spool" if spooled else None, spans, None)
+    stats, ids, _ = _run(backend, encoder, tmp_path / "spool" if spooled else None, spans, None)
     good = set(ids) - {ids[4]}
     assert stats.dropped == {"unencodable": 1}
     assert (stats.spooled if spooled else stats.exported) == 9
@@ -147,8 +151,10 @@ def test_a_batch_over_the_request_limit_goes_out_in_several_requests(
     spans: list[tuple[str, dict[str, object] | None]] = [
         ("two-kib", {"payload": f"{i:04d}" + "x" * TWO_KIB}) for i in range(40)
     ]
-    stats, ids = _run(backend, encoder, tmp_path / "spool" if spooled else None, spans, LIMIT)
+    spool = tmp_path / "spool" if spooled else None
+    stats, ids, listened = _run(backend, encoder, spool, spans, LIMIT)
     assert stats.dropped_total == 0
+    assert listened["success"] == (0 if spooled else 40)  # each span counted once
     assert (stats.spooled if spooled else stats.exported) == 40
     seen = _accepted(backend, set(ids), 40)
     assert set(seen) == set(ids)
@@ -165,8 +171,10 @@ def test_a_span_too_large_alone_is_dropped_alone(
 ) -> None:
     spans: list[tuple[str, dict[str, object] | None]] = [("small", {"i": i}) for i in range(200)]
     spans[120] = ("huge", {"payload": "y" * BIG})
-    stats, ids = _run(backend, encoder, tmp_path / "spool" if spooled else None, spans, LIMIT)
+    spool = tmp_path / "spool" if spooled else None
+    stats, ids, listened = _run(backend, encoder, spool, spans, LIMIT)
     assert stats.dropped == {"too_large": 1}
+    assert listened["success"] == (0 if spooled else 199)
     assert (stats.spooled if spooled else stats.exported) == 199
     seen = _accepted(backend, set(ids), 199)
     assert set(seen) == set(ids) - {ids[120]}

@@ -272,7 +272,10 @@ class DeadlineSpanExporter(SpanExporter):
                 return SpanExportResult.SUCCESS  # nothing sent: the caller splits the batch
             return codec.send_batch(plan)
 
-        report = self._run_report(work, len(batch), timeout, cutoff)
+        def carried() -> int:  # the spans the requests carried: what listeners count
+            return sum(r.spans for r in encoded[0].requests) if encoded else len(batch)
+
+        report = self._run_report(work, carried, timeout, cutoff)
         if report.outcome is not ExportOutcome.SUCCESS or not encoded:
             return report
         plan = encoded[0]
@@ -313,7 +316,7 @@ class DeadlineSpanExporter(SpanExporter):
     def _run_report(
         self,
         work: Callable[[], object],
-        span_count: int,
+        span_count: int | Callable[[], int],
         timeout: float | None,
         cutoff: Cutoff | None,
     ) -> ExportReport:
@@ -323,6 +326,8 @@ class DeadlineSpanExporter(SpanExporter):
         listeners = self._listeners
         if listeners:
             seconds = self._clock() - started
+            if callable(span_count):
+                span_count = span_count()
             for listener in listeners:
                 try:
                     listener(outcome, span_count, seconds)
