@@ -62,3 +62,20 @@ def test_env_selects_the_stock_encoder(monkeypatch) -> None:
 def test_bad_encoder_argument_raises() -> None:
     with pytest.raises(ConfigurationError, match="encoder"):
         otlp_span_exporter("http://127.0.0.1:9/v1/traces", encoder="turbo")
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, True, "64"])
+def test_bad_max_request_bytes_argument_raises(value: object) -> None:
+    with pytest.raises(ConfigurationError, match="max_request_bytes"):
+        otlp_span_exporter("http://127.0.0.1:9/v1/traces", max_request_bytes=value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("encoder", ["fast", "stock"])
+def test_max_request_bytes_is_the_codecs_limit(encoder: str) -> None:
+    exporter = otlp_span_exporter(
+        "http://127.0.0.1:9/v1/traces", timeout=1, encoder=encoder, max_request_bytes=4096
+    )
+    assert exporter.codec is not None
+    assert exporter.codec.max_request_bytes == 4096
+    assert exporter.codec.exports is True
+    exporter.shutdown(timeout_millis=100)

@@ -649,8 +649,8 @@ class SpanEncoder:
 
     The output decodes equal to the installed stock encoder's. The fast path covers the
     values the SDK produces and gives up on anything else (a lone surrogate, an int beyond
-    64 bits, an unknown type, ...): that span is encoded by the stock encoder, which drops,
-    logs or raises as it always does.
+    64 bits, an unknown type, ...): that span is encoded by the stock encoder, which drops
+    or raises as it always does (its attributes left out are counted, not logged each time).
 
     Encodings are cached across batches: resources and scopes by identity (the SDK makes
     them immutable), at most ``max_cached_resources`` and ``max_cached_scopes`` of them;

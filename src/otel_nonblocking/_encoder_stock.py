@@ -2,6 +2,9 @@
 
 Probes once what the installed stock encoder writes (span flags, ``None`` attribute values)
 and encodes, through its public ``encode_spans``, whatever the fast path does not cover.
+Every call into it here is quiet: an attribute it cannot encode is left out as it always
+is, but counted into one aggregated warning instead of an ERROR line (with the key and the
+value) per attribute.
 """
 
 from __future__ import annotations
@@ -22,23 +25,84 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, TraceFlags
 
+from ._log import AggregatedWarning
+
 _log = logging.getLogger(__name__)
 
 # The stock encoder logs, through loggers under this prefix, each attribute it drops.
 _STOCK_LOGGER_PREFIX = "opentelemetry.exporter.otlp.proto.common"
+# The one that logs "Failed to encode key ...", with a traceback, per attribute it drops.
+_STOCK_ATTRIBUTE_LOGGER = _STOCK_LOGGER_PREFIX + "._internal"
+
+
+class _Quiet(threading.local):
+    depth = 0  # inside how many _quiet_calls() this thread is
+    left_out = 0  # attributes left out since the outermost one began
+
+
+class _Total:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.left_out = 0
+
+
+_quiet = _Quiet()
+_total = _Total()
+_left_out_warning = AggregatedWarning("span attributes that cannot be encoded were left out")
+
+
+class _CountWhileQuiet(logging.Filter):
+    """Drops, and counts, the stock encoder's records from a thread inside :func:`_quiet_calls`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _quiet.depth:
+            _quiet.left_out += 1
+            return False
+        return True
+
+
+_COUNT_WHILE_QUIET = _CountWhileQuiet()
+_STOCK_LOGGER = logging.getLogger(_STOCK_ATTRIBUTE_LOGGER)
+
+
+@contextmanager
+def _quiet_calls() -> Iterator[None]:
+    if _COUNT_WHILE_QUIET not in _STOCK_LOGGER.filters:  # again after a logging reconfiguration
+        _STOCK_LOGGER.addFilter(_COUNT_WHILE_QUIET)
+    outer = _quiet.depth
+    _quiet.depth = outer + 1
+    try:
+        yield
+    finally:
+        _quiet.depth = outer
+        if not outer and _quiet.left_out:
+            left_out, _quiet.left_out = _quiet.left_out, 0
+            with _total.lock:
+                _total.left_out += left_out
+            _left_out_warning.add("attributes", left_out)
+
+
+def left_out_attributes() -> int:
+    """How many attributes the stock encoder, called from this package, has left out so far."""
+    with _total.lock:
+        return _total.left_out
 
 
 def stock_encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
     """The stock encoder's wire bytes: ``encode_spans(spans).SerializePartialToString()``.
 
     This is what ``OTLPSpanExporter`` sends; the fast encoder's output decodes equal to it.
+    An attribute the stock encoder cannot write is left out as it always is, but counted
+    (see :func:`left_out_attributes`) instead of logged as an ERROR each time.
     """
-    return _stock_encode_spans(spans).SerializePartialToString()  # type: ignore[no-any-return]
+    with _quiet_calls():
+        return _stock_encode_spans(spans).SerializePartialToString()  # type: ignore[no-any-return]
 
 
 def stock_span_bytes(span: ReadableSpan) -> bytes:
     """The serialized ``Span`` message the stock encoder writes for ``span`` (raises as it does)."""
-    request = _stock_encode_spans([span])
+    with _quiet_calls():
+        request = _stock_encode_spans([span])
     return request.resource_spans[0].scope_spans[0].spans[0].SerializePartialToString()  # type: ignore[no-any-return]
 
 
@@ -49,7 +113,8 @@ def _carrier(resource: Resource, scope: InstrumentationScope | None) -> ExportTr
         resource=resource,
         instrumentation_scope=scope,
     )
-    return _stock_encode_spans([span])
+    with _quiet_calls():
+        return _stock_encode_spans([span])
 
 
 def stock_resource_fields(resource: Resource) -> tuple[bytes, str]:

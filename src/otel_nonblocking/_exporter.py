@@ -14,7 +14,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
@@ -33,6 +33,7 @@ from ._suppress import start_thread
 
 if TYPE_CHECKING:
     from ._otlp import OTLPCodec
+    from ._requests import EncodedBatch
 
 # An abandoned attempt whose connection was cut usually ends within milliseconds, and
 # one spared because its request had gone out ends at its socket timeout, which
@@ -91,8 +92,12 @@ class ExportReport:
     #: On TIMEOUT: the abandoned attempt, which may still turn out to have delivered
     #: the batch (see :meth:`DeadlineSpanExporter.resolve`).
     attempt: Attempt[object] | None = field(default=None, compare=False, repr=False)
-    #: On SUCCESS: spans of the batch left out because no encoder could write them.
-    rejected: int = 0
+    #: On SUCCESS: spans of the batch left out of its requests, by reason
+    #: (``unencodable``: no encoder can write it; ``too_large``: over the size limit alone).
+    rejected: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    #: On SUCCESS with ``may_split``: nothing was sent, the batch is over the request size
+    #: limit and goes out once split (each of its spans fits alone).
+    too_large: bool = False
 
 
 #: ``cutoff()``: seconds an export already running may still take, or None (no new limit).
@@ -241,15 +246,47 @@ class DeadlineSpanExporter(SpanExporter):
         timeout: float | None = None,
         *,
         cutoff: Cutoff | None = None,
+        may_split: bool = False,
     ) -> ExportReport:
         """Like :meth:`export_outcome`, with the status, Retry-After and transience.
 
         ``cutoff()``, polled while the export runs, may shorten its deadline after it
         started: it returns the seconds still allowed, or None for no new limit.
+
+        With an OTLP exporter, a span that cannot be encoded or is too large alone is
+        left out and counted in ``rejected``; a batch over the request size limit goes
+        out as several requests, or, with ``may_split``, not at all (``too_large``), for
+        the caller to split it and send the parts as batches of their own.
         """
         batch = list(spans)
-        inner = self._inner
-        return self._run_report(lambda: inner.export(batch), len(batch), timeout, cutoff)
+        codec = self.codec
+        if codec is None or not codec.exports:
+            inner = self._inner
+            return self._run_report(lambda: inner.export(batch), len(batch), timeout, cutoff)
+        encoded: list[EncodedBatch] = []
+
+        def work() -> SpanExportResult:
+            assert codec is not None
+            plan = codec.encode_batch(batch, single=may_split)
+            encoded.append(plan)
+            if plan.split:
+                return SpanExportResult.SUCCESS  # nothing sent: the caller splits the batch
+            return codec.send_batch(plan)
+
+        def carried() -> int:  # the spans the requests carried: what listeners count
+            return sum(r.spans for r in encoded[0].requests) if encoded else len(batch)
+
+        report = self._run_report(work, carried, timeout, cutoff)
+        if report.outcome is not ExportOutcome.SUCCESS or not encoded:
+            return report
+        plan = encoded[0]
+        if plan.split:
+            return replace(report, request_bytes=None, too_large=True)
+        if not may_split:  # no caller to count them
+            for reason, count in plan.rejected.items():
+                self._warn.add(f"spans left out: {reason}", count)
+        sent = report.request_bytes if plan.requests else None
+        return replace(report, request_bytes=sent, rejected=plan.rejected)
 
     @property
     def codec(self) -> OTLPCodec | None:
@@ -280,7 +317,7 @@ class DeadlineSpanExporter(SpanExporter):
     def _run_report(
         self,
         work: Callable[[], object],
-        span_count: int,
+        span_count: int | Callable[[], int],
         timeout: float | None,
         cutoff: Cutoff | None,
     ) -> ExportReport:
@@ -290,6 +327,8 @@ class DeadlineSpanExporter(SpanExporter):
         listeners = self._listeners
         if listeners:
             seconds = self._clock() - started
+            if callable(span_count):
+                span_count = span_count()
             for listener in listeners:
                 try:
                     listener(outcome, span_count, seconds)
@@ -321,12 +360,7 @@ class DeadlineSpanExporter(SpanExporter):
             # FAILURE without an HTTP answer: a refused or reset connection where the
             # session saw one; from an exporter we cannot see into, assume transient.
             transient = connection_error or session is None
-        rejected = 0
-        if outcome is ExportOutcome.SUCCESS:
-            rejected = getattr(self._inner, "nb_rejected", 0)
-        return ExportReport(
-            outcome, status, retry_after, size, transient, attempt=attempt, rejected=rejected
-        )
+        return ExportReport(outcome, status, retry_after, size, transient, attempt=attempt)
 
     def _export(
         self, work: Callable[[], object], timeout: float | None, cutoff: Cutoff | None = None

@@ -7,6 +7,7 @@ variables for endpoint, headers, certificates and compression) with an
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from ._config import UNSET, _Unset
 from ._encoder_stock import stock_encode_spans
 from ._errors import ConfigurationError
 from ._exporter import DeadlineSpanExporter
+from ._log import AggregatedWarning
+from ._requests import EncodedBatch, encode_batch
 from ._session import InterruptibleSession
 
 _INNER_TIMEOUT_MARGIN_SECONDS = 0.1
@@ -35,13 +38,29 @@ def _compression(value: str | Compression | None) -> Compression:
     return next(member for member in Compression if member.value == name)
 
 
+def max_request_bytes(exporter: object) -> int:
+    """The exporter's request size limit in bytes (``max_request_size``; 0: none)."""
+    limit = getattr(exporter, "_max_request_size", 0)
+    return limit if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 else 0
+
+
+_left_out_warning = AggregatedWarning("spans left out of their batch")
+
+
+def _warn_left_out(encoded: EncodedBatch) -> None:
+    for reason, count in encoded.rejected.items():
+        _left_out_warning.add(reason, count)
+
+
 class _FastOTLPSpanExporter(OTLPSpanExporter):
     """The SDK's OTLP/HTTP exporter, encoding with :class:`SpanEncoder`.
 
     SDK releases differ in where the encoding happens: older ones call
     ``self._serialize_spans(spans)``; newer ones encode inline in ``export`` and hand
     the bytes to ``self._client.export``. Both shapes are detected, never assumed from
-    a version number; anything else keeps the stock encoder.
+    a version number; anything else keeps the stock encoder. Either way a span that
+    cannot be encoded, or is too large alone, is left out of its batch (see
+    :func:`encode_batch`), and a batch over ``max_request_size`` goes out as several requests.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -56,52 +75,20 @@ class _FastOTLPSpanExporter(OTLPSpanExporter):
             and hasattr(self, "_shutdown")
         )
 
-    #: Spans of the last batch that could not be encoded and were left out of it.
-    nb_rejected = 0
-
-    def _encode(self, spans: Sequence[ReadableSpan]) -> bytes:
-        """The batch's bytes; a span no encoder can write is left out, not the batch."""
-        self.nb_rejected = 0
-        try:
-            return self._nb_encoder.encode(spans)
-        except Exception:  # noqa: BLE001, S110 - find the span(s) at fault below
-            pass
-        good = []
-        for span in spans:
-            try:
-                self._nb_encoder.encode([span])
-            except Exception:  # noqa: BLE001, S112 - counted as rejected just below
-                continue
-            good.append(span)
-        self.nb_rejected = len(spans) - len(good)
-        if self.nb_rejected:
-            _logger.warning(
-                "Left %d span(s) that cannot be encoded out of a batch", self.nb_rejected
-            )
-        return self._nb_encoder.encode(good)
-
     def _serialize_spans(self, spans: Sequence[ReadableSpan]) -> bytes:
-        return self._encode(spans)
+        # Releases of this shape have no request size limit: one request, or none.
+        encoded = encode_batch(spans, self._nb_encoder.encode, 0)
+        _warn_left_out(encoded)
+        return b"".join(request.data for request in encoded.requests)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        self.nb_rejected = 0
         if not self._nb_inline:
             return super().export(spans)
         if self._shutdown:
             return SpanExportResult.FAILURE
-        try:
-            data = self._encode(spans)
-        except Exception as error:  # noqa: BLE001 - reported like the SDK does, as FAILURE
-            _logger.error("Failed to encode span batch: %s", type(error).__name__)
-            return SpanExportResult.FAILURE
-        if self.nb_rejected == len(spans):
-            return SpanExportResult.SUCCESS  # nothing left to send; all counted as rejected
-        limit = getattr(self, "_max_request_size", 0) or 0
-        if limit > 0 and len(data) > limit:
-            _logger.warning("Dropping span batch: %d bytes exceeds max_request_size", len(data))
-            return SpanExportResult.FAILURE
-        result = self._client.export(data)
-        return SpanExportResult.SUCCESS if result.success else SpanExportResult.FAILURE
+        encoded = encode_batch(spans, self._nb_encoder.encode, max_request_bytes(self))
+        _warn_left_out(encoded)
+        return _send_requests(lambda data: _send_encoded(self, data), encoded)
 
 
 def _send_encoded(exporter: OTLPSpanExporter, data: bytes) -> SpanExportResult:
@@ -112,20 +99,50 @@ def _send_encoded(exporter: OTLPSpanExporter, data: bytes) -> SpanExportResult:
     if callable(send_serialized):  # SDK 1.33-1.38: compression, session, retry loop
         result = send_serialized(data)
         return result if isinstance(result, SpanExportResult) else SpanExportResult.FAILURE
-    limit = getattr(exporter, "_max_request_size", 0) or 0
-    if isinstance(limit, int) and limit > 0 and len(data) > limit:
+    limit = max_request_bytes(exporter)
+    if limit and len(data) > limit:  # a spool file written under a larger limit
         _logger.warning("Dropping span batch: %d bytes exceeds max_request_size", len(data))
         return SpanExportResult.FAILURE
     result = exporter._client.export(data)  # newer SDKs: the HTTP client does the rest
     return SpanExportResult.SUCCESS if result.success else SpanExportResult.FAILURE
 
 
+def _send_requests(
+    send: Callable[[bytes], SpanExportResult], encoded: EncodedBatch
+) -> SpanExportResult:
+    """Send each request of ``encoded`` in turn; SUCCESS once all went out (or none was left)."""
+    for request in encoded.requests:
+        if send(request.data) is not SpanExportResult.SUCCESS:
+            return SpanExportResult.FAILURE
+    return SpanExportResult.SUCCESS
+
+
 @dataclass(frozen=True)
 class OTLPCodec:
-    """How to encode a batch as an OTLP request body, and send such a body later."""
+    """How to encode a batch as OTLP request bodies, and send such a body later.
+
+    ``encode`` is the raw encoder (it raises on a span it cannot write);
+    :meth:`encode_batch` is what every path uses: bad spans left out, requests under
+    ``max_request_bytes`` (0: no limit). ``exports`` is true when encoding and sending
+    through the codec is all the exporter's own ``export`` would do (it is not overridden).
+    """
 
     encode: Callable[[Sequence[ReadableSpan]], bytes]
     send: Callable[[bytes], SpanExportResult]
+    max_request_bytes: int = 0
+    exports: bool = False
+
+    def encode_batch(self, spans: Sequence[ReadableSpan], *, single: bool = False) -> EncodedBatch:
+        """``spans`` as requests under the size limit, and the spans left out by reason
+        (with ``single``: one request, or ``split`` set; see :func:`encode_batch`)."""
+        return encode_batch(spans, self.encode, self.max_request_bytes, single=single)
+
+    def send_batch(self, encoded: EncodedBatch) -> SpanExportResult:
+        """Send the requests of ``encoded`` in turn: SUCCESS once all went out."""
+        return _send_requests(self.send, encoded)
+
+
+_OWN_EXPORTS = (OTLPSpanExporter.export, _FastOTLPSpanExporter.export)
 
 
 def otlp_codec(exporter: object) -> OTLPCodec | None:
@@ -146,7 +163,13 @@ def otlp_codec(exporter: object) -> OTLPCodec | None:
         if isinstance(exporter, _FastOTLPSpanExporter)
         else stock_encode_spans
     )
-    return OTLPCodec(encode, lambda data: _send_encoded(exporter, data))
+    exports = type(exporter).export in _OWN_EXPORTS and "export" not in vars(exporter)
+    return OTLPCodec(
+        encode,
+        lambda data: _send_encoded(exporter, data),
+        max_request_bytes=max_request_bytes(exporter),
+        exports=exports,
+    )
 
 
 def otlp_exporter_class(encoder: str | None = None) -> type[OTLPSpanExporter]:
@@ -166,6 +189,7 @@ def otlp_span_exporter(
     compression: str | Compression | None = None,
     *,
     encoder: str | None = None,
+    max_request_bytes: int | None = None,
 ) -> DeadlineSpanExporter:
     """An OTLP/HTTP span exporter whose ``timeout`` (seconds, default 2) is a real deadline.
 
@@ -174,6 +198,9 @@ def otlp_span_exporter(
     Each export, from DNS lookup to the last byte of the response including the SDK's
     retries, returns within it. ``encoder`` is ``"fast"`` (the package's encoder, the
     default) or ``"stock"`` (the SDK's); ``OTEL_NONBLOCKING_ENCODER`` sets it too.
+    ``max_request_bytes`` limits the size of one request before compression (None: the
+    SDK's ``max_request_size`` default, 64 MiB where the SDK has one; 0: no limit): a
+    larger batch goes out as several requests, a span too large alone is dropped.
 
     >>> exporter = otlp_span_exporter("http://127.0.0.1:4318/v1/traces", timeout=2)
     """
@@ -186,7 +213,18 @@ def otlp_span_exporter(
     )
     if endpoint is not None and not endpoint.startswith(("http://", "https://")):
         raise ConfigurationError(f"endpoint must be an http:// or https:// URL, got {endpoint!r}")
+    if max_request_bytes is not None and (
+        isinstance(max_request_bytes, bool)
+        or not isinstance(max_request_bytes, int)
+        or max_request_bytes < 0
+    ):
+        raise ConfigurationError(
+            f"max_request_bytes must be an int >= 0 (0: no limit), got {max_request_bytes!r}"
+        )
     exporter_class = otlp_exporter_class(encoder)
+    limit: dict[str, Any] = {}
+    if max_request_bytes is not None and sdk_takes_max_request_size():
+        limit["max_request_size"] = max_request_bytes
     inner = exporter_class(
         endpoint=endpoint,
         headers=dict(headers) if headers is not None else None,
@@ -196,5 +234,15 @@ def otlp_span_exporter(
         timeout=timeout_millis / 1000 + _INNER_TIMEOUT_MARGIN_SECONDS,
         compression=_compression(compression),
         session=InterruptibleSession(),
+        **limit,
     )
+    if max_request_bytes is not None and not limit:
+        inner._max_request_size = max_request_bytes  # older SDKs: read by the codec only
     return DeadlineSpanExporter(inner, timeout_millis=timeout_millis)
+
+
+def sdk_takes_max_request_size() -> bool:
+    try:
+        return "max_request_size" in inspect.signature(OTLPSpanExporter).parameters
+    except (TypeError, ValueError):  # pragma: no cover - signature always readable today
+        return False

@@ -35,6 +35,8 @@ from ._errors import ConfigurationError
 from ._exporter import DeadlineSpanExporter, ExportOutcome, ExportReport
 from ._fork import after_fork_in_child
 from ._log import AggregatedWarning
+from ._requests import TOO_LARGE as TOO_LARGE  # re-exported: a drop reason
+from ._requests import UNENCODABLE as UNENCODABLE  # re-exported: a drop reason
 from ._retry import Batch, RetryBuffer
 from ._runner import Attempt
 from ._spool import Spool, SpoolFile, SpoolFullError, SpoolStats
@@ -48,7 +50,9 @@ EXPORT_FAILED = "export_failed"
 EXPORT_TIMEOUT = "export_timeout"
 RETRY_BUFFER_FULL = "retry_buffer_full"
 SHUTDOWN = "shutdown"
-UNENCODABLE = "unencodable"  # no encoder can write the span (e.g. a lone surrogate in its name)
+# UNENCODABLE ("unencodable": no encoder can write the span, e.g. a lone surrogate in its
+# name) and TOO_LARGE ("too_large": its request alone is over the size limit) come from
+# _requests, where spans are left out of their batch's requests.
 SPOOL_FULL = "spool_full"  # evicted from the spool to make room, or larger than it
 SPOOL_ERROR = "spool_error"  # the disk refused the write
 
@@ -409,10 +413,16 @@ class NonBlockingSpanProcessor(SpanProcessor):
             timeout = min(timeout, self._export_by.remaining())
         began = self._clock()
         cutoff = self._export_cutoff if self._spool is not None else None
-        report = self._exporter.export_report(batch.spans, timeout=timeout, cutoff=cutoff)
+        report = self._exporter.export_report(
+            batch.spans, timeout=timeout, cutoff=cutoff, may_split=True
+        )
         seconds = self._clock() - began
         outcome = report.outcome
-        went_out = outcome is not ExportOutcome.CIRCUIT_OPEN and outcome is not ExportOutcome.BUSY
+        went_out = (
+            outcome is not ExportOutcome.CIRCUIT_OPEN
+            and outcome is not ExportOutcome.BUSY
+            and not report.too_large  # nothing sent: the batch is to be split first
+        )
         if went_out:
             batch.attempts += 1
         if report.retry_after is not None and outcome is not ExportOutcome.SUCCESS:
@@ -424,13 +434,18 @@ class NonBlockingSpanProcessor(SpanProcessor):
             self._last_export_seconds = seconds
             if batch.retried and went_out:
                 self._retried += len(batch)
-            if outcome is ExportOutcome.SUCCESS:
-                rejected = min(report.rejected, len(batch))
-                self._exported += len(batch) - rejected
-                if rejected:
-                    self._drop(Batch(batch.spans[:rejected], batch.start), UNENCODABLE)
+            if outcome is ExportOutcome.SUCCESS and not report.too_large:
+                left_out = 0  # spans left out of the request, each counted by its reason
+                for reason, count in report.rejected.items():
+                    count = min(count, len(batch) - left_out)
+                    if count > 0:
+                        self._drop(Batch(batch.spans[:count], batch.start), reason)
+                        left_out += count
+                self._exported += len(batch) - left_out
                 keep_going = True
-            elif report.status == 413 and len(batch) > 1:
+            elif (report.too_large or report.status == 413) and len(batch) > 1:
+                # Over the request size limit (the exporter's, or the backend's): halved
+                # until each part fits; a span too large alone comes back as rejected.
                 first, second = batch.split()
                 self._requeue(second, front=True)
                 self._requeue(first, front=True)
@@ -575,13 +590,20 @@ class NonBlockingSpanProcessor(SpanProcessor):
         codec = self._exporter.codec
         reason: str | None = None
         evicted = []
+        written = 0  # spans on disk
+        left_out: Mapping[str, int] = {}  # spans no request can carry, by reason
         if spool is None or codec is None:
             reason = RETRY_BUFFER_FULL
         elif self._stop_by is not None and self._stop_by.expired():
             reason = SHUTDOWN
         else:
             try:
-                evicted = spool.write(codec.encode(batch.spans), len(batch))
+                # One file per request: bad spans left out, each file under the size limit.
+                encoded = codec.encode_batch(batch.spans)
+                left_out = encoded.rejected
+                for part in encoded.requests:
+                    evicted += spool.write(part.data, part.spans)
+                    written += part.spans
             except SpoolFullError:
                 reason = SPOOL_FULL
             except Exception as error:  # noqa: BLE001 - a full or broken disk: count, go on
@@ -589,16 +611,19 @@ class NonBlockingSpanProcessor(SpanProcessor):
                 spool.warn.add(f"spool write failed ({type(error).__name__})")
         with self._lock:
             self._spooling = [b for b in self._spooling if b is not batch]
-            if reason is None:
-                self._spooled += len(batch)
+            if written:
+                self._spooled += written
                 for request in self._flushes:
                     if batch.start < request.target:
                         request.ok = False  # on disk, not exported
                 # Look at the directory again at the next chance: this file is to be sent
                 # once the backend takes spans again.
                 self._spool_scanned_at = float("-inf")
-            else:
-                self._drop(batch, reason)
+            for why, count in left_out.items():
+                self._drop(Batch(batch.spans[:count], batch.start), why)
+            unwritten = len(batch) - written - sum(left_out.values())
+            if reason is not None and unwritten > 0:
+                self._drop(Batch(batch.spans[:unwritten], batch.start), reason)
             for gone in evicted:
                 if gone.own:
                     self._spooled -= gone.spans
@@ -607,8 +632,8 @@ class NonBlockingSpanProcessor(SpanProcessor):
                 elif spool is not None:
                     spool.warn.add("another process's spooled spans evicted", gone.spans)
             self._resolve_flushes()
-        if reason is None and spool is not None:
-            spool.warn.add("spans spooled to disk, to be sent later", len(batch))
+        if written and spool is not None:
+            spool.warn.add("spans spooled to disk, to be sent later", written)
 
     def _relieve_queue(self) -> None:
         """While the backend is unavailable, move queued batches to disk before the queue

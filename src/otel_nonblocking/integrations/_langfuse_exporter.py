@@ -7,7 +7,6 @@ headers and compression follow what the installed SDK's own exporter sends.
 from __future__ import annotations
 
 import base64
-import inspect
 import logging
 import os
 import threading
@@ -15,13 +14,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from opentelemetry.exporter.otlp.proto.http import Compression
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from .._errors import ConfigurationError
 from .._exporter import DeadlineSpanExporter
-from .._otlp import _INNER_TIMEOUT_MARGIN_SECONDS, otlp_exporter_class
+from .._otlp import (
+    _INNER_TIMEOUT_MARGIN_SECONDS,
+    otlp_exporter_class,
+    sdk_takes_max_request_size,
+)
 from .._session import InterruptibleSession
 from .._tally import Tally
 from . import _langfuse_sdk as sdk
@@ -191,13 +193,6 @@ def _endpoint(base_url: str) -> str:
     return f"{base_url}/{path or sdk.OTLP_TRACES_PATH}"
 
 
-def _supports_max_request_size() -> bool:
-    try:
-        return "max_request_size" in inspect.signature(OTLPSpanExporter).parameters
-    except (TypeError, ValueError):  # pragma: no cover - signature always readable today
-        return False
-
-
 def langfuse_span_exporter(
     timeout: float = 2.0,
     *,
@@ -254,7 +249,7 @@ def langfuse_span_exporter(
     url = resolve_base_url(base_url)
     extra: dict[str, Any] = {}
     limit = sdk.max_request_size()
-    if limit is not None and _supports_max_request_size():
+    if limit is not None and sdk_takes_max_request_size():
         extra["max_request_size"] = limit
     inner = exporter_class(
         endpoint=_endpoint(url),
