@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -278,6 +280,115 @@ def test_decode_rejects_what_encode_did_not_write() -> None:
     for bad in (b"", b"OTNBSPL", b"X" * 100):
         with pytest.raises(ValueError, match=r"."):
             decode_file(bad)
+
+
+_BATCH_NAME = f"{1:020d}-{'ab' * 8}-{0:08d}.otlp"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX FIFOs")
+def test_a_fifo_named_like_a_batch_is_set_aside_and_never_blocks_the_worker(
+    tmp_path, backend
+) -> None:
+    fifo = tmp_path / _BATCH_NAME
+    os.mkfifo(fifo)
+    processor, provider = _pipeline(backend.endpoint, tmp_path, max_export_batch_size=50)
+    try:
+        assert _wait_for(lambda: not fifo.exists())  # the worker has taken it up
+        end_spans(provider, 500)
+        assert processor.force_flush(5000)
+        assert processor.stats().exported == 500
+        assert processor.spool_stats().corrupt_files == 1
+        assert (tmp_path / f"{_BATCH_NAME}.corrupt").exists()
+    finally:
+        processor.shutdown(timeout_millis=500)
+        for path in (fifo, tmp_path / f"{_BATCH_NAME}.corrupt"):
+            with contextlib.suppress(OSError):  # frees a worker stuck in open() (old code)
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+
+
+def test_a_symlink_named_like_a_batch_is_never_followed(tmp_path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_bytes(encode_file(b"secret", 1))
+    spool_dir = tmp_path / "spool"
+    spool = Spool(str(spool_dir), 1 << 20)
+    spool.open()
+    (spool_dir / _BATCH_NAME).symlink_to(elsewhere)
+    assert spool.claim(_BATCH_NAME) is None
+    assert spool.stats().corrupt_files == 1
+    assert elsewhere.read_bytes() == encode_file(b"secret", 1)  # neither read nor moved
+
+
+def test_a_file_larger_than_the_cap_is_never_read(tmp_path) -> None:
+    spool = Spool(str(tmp_path), 1 << 20)
+    spool.open()
+    big = tmp_path / _BATCH_NAME
+    with open(big, "wb") as file:  # sparse: 64 MiB of nothing on disk
+        file.write(encode_file(b"x", 1)[: HEADER.size])
+        file.truncate(64 << 20)
+    tracemalloc.start()
+    try:
+        assert spool.claim(_BATCH_NAME) is None
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20
+    assert (tmp_path / f"{_BATCH_NAME}.corrupt").exists()
+
+
+def test_the_checksum_covers_the_span_count_in_the_header() -> None:
+    data = bytearray(encode_file(b"payload", 3))
+    spans_at = 8 + 2 + 2  # after magic, version, flags
+    data[spans_at : spans_at + 4] = (4_000_000_000).to_bytes(4, "big")
+    with pytest.raises(ValueError, match="checksum"):
+        decode_file(bytes(data))
+
+
+def test_an_old_format_file_is_delivered_with_the_span_count_of_its_payload(tmp_path) -> None:
+    import zlib
+
+    payload = _payload(3)
+    # Version 1: its checksum covered the payload only, so its span count is not trusted.
+    header = HEADER.pack(b"OTNBSPL\x00", 1, 0, 4_000_000_000, len(payload), zlib.crc32(payload))
+    (tmp_path / _BATCH_NAME).write_bytes(header + payload)
+    spool = Spool(str(tmp_path), 1 << 20)
+    spool.open()
+    file = spool.claim(_BATCH_NAME)
+    assert file is not None
+    assert (file.payload, file.spans) == (payload, 3)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+@pytest.mark.parametrize("unsafe", ["world_writable", "group_writable", "symlink", "other_owner"])
+def test_a_directory_others_control_turns_the_spool_off_with_a_warning(
+    tmp_path, backend, caplog, monkeypatch, unsafe
+) -> None:
+    target = tmp_path / "target"
+    target.mkdir(mode=0o700)
+    spool_dir = target
+    if unsafe == "world_writable":
+        target.chmod(0o777)
+    elif unsafe == "group_writable":
+        target.chmod(0o770)
+    elif unsafe == "symlink":
+        spool_dir = tmp_path / "link"
+        spool_dir.symlink_to(target)
+    else:
+        from otel_nonblocking import _spool
+
+        monkeypatch.setattr(_spool.os, "geteuid", lambda: target.stat().st_uid + 1)
+    with caplog.at_level(logging.WARNING, logger="otel_nonblocking"):
+        processor, provider = _pipeline(refused_endpoint(), spool_dir)
+        try:
+            assert _wait_for(lambda: processor.spool_stats() is None)
+            end_spans(provider, 20)
+        finally:
+            processor.shutdown(timeout_millis=500)
+    assert os.listdir(target) == []  # nothing written there
+    assert processor.stats().spooled == 0
+    warnings = [r.getMessage() for r in caplog.records if "spool off" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "OTEL_NONBLOCKING_SPOOL_DIR" in warnings[0]
+    assert str(tmp_path) not in warnings[0]  # the setting is named, its value never quoted
 
 
 def test_foreign_files_are_left_alone_with_a_warning(tmp_path, caplog) -> None:

@@ -37,7 +37,7 @@ from ._fork import after_fork_in_child
 from ._log import AggregatedWarning
 from ._retry import Batch, RetryBuffer
 from ._runner import Attempt
-from ._spool import Spool, SpoolFile, SpoolFullError, SpoolStats
+from ._spool import Spool, SpoolFile, SpoolFullError, SpoolStats, UnsafeSpoolDirectoryError
 from ._tally import Tally
 
 #: Why a span was dropped: the keys of :attr:`ProcessorStats.dropped`. A batch the
@@ -459,6 +459,16 @@ class NonBlockingSpanProcessor(SpanProcessor):
         try:
             spool.open()
             self._spool_backlog = spool.backlog()
+        except UnsafeSpoolDirectoryError as error:
+            # The path is named by its setting, never quoted: it may say more than it should.
+            _logger.warning(
+                "otel_nonblocking: span spool off: the directory set by spool_dir / "
+                "OTEL_NONBLOCKING_SPOOL_DIR %s, so other users could read, plant or remove "
+                "batches; spans that cannot be delivered are dropped",
+                error,
+            )
+            self._spool = None
+            return
         except Exception as error:  # noqa: BLE001 - no spool is better than no worker
             _logger.warning(
                 "otel_nonblocking: span spool unavailable (%s); spans that cannot be "
