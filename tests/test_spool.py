@@ -632,6 +632,92 @@ def test_two_processes_sharing_a_spool_deliver_each_batch_once(tmp_path, backend
     assert max(received.values()) == 1
 
 
+# A process that claims spool files until none is left, tidying the directory (as a
+# starting process does) between claims, and prints the names it claimed as JSON.
+_CLAIMER = r"""
+import json, os, sys
+from otel_nonblocking._spool import Spool
+
+args = json.loads(sys.argv[1])
+got = []
+while True:
+    spool = Spool(args["spool"], 1 << 30)
+    spool.open()  # releases the claims it takes for stale
+    names = spool.backlog()
+    if not names and not any(".claimed-" in n for n in os.listdir(args["spool"])):
+        break
+    for name in names:
+        file = spool.claim(name)
+        if file is not None:
+            got.append(name)
+            spool.open()
+            spool.remove(file)
+print(json.dumps(got), flush=True)
+"""
+
+# A process that claims every file in the spool, says so, and holds the claims until
+# its standard input closes (a delivery that takes long, or a process that is paused).
+_HOLDER = r"""
+import json, sys
+from otel_nonblocking._spool import Spool
+
+spool = Spool(json.loads(sys.argv[1])["spool"], 1 << 30)
+spool.open()
+held = [spool.claim(name) for name in spool.backlog()]
+print(json.dumps(len([f for f in held if f is not None])), flush=True)
+sys.stdin.read()
+"""
+
+
+def _age(directory: Path, seconds: float) -> None:
+    then = time.time() - seconds
+    for path in directory.iterdir():
+        os.utime(path, (then, then))
+
+
+def test_processes_racing_over_a_shared_spool_never_take_one_file_twice(tmp_path) -> None:
+    spool = tmp_path / "spool"
+    writer = Spool(str(spool), 1 << 30)
+    writer.open()
+    for _ in range(300):
+        writer.write(b"batch", 1)
+    _age(spool, 3600)  # written during a long outage: older than any claim's age limit
+    claimers = [_start(_CLAIMER, {"spool": str(spool)}) for _ in range(4)]
+    claimed: Counter[str] = Counter()
+    for process in claimers:
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 0, err
+        claimed.update(json.loads(out.strip().splitlines()[-1]))
+    assert len(claimed) == 300
+    assert max(claimed.values()) == 1, [n for n, c in claimed.items() if c > 1][:5]
+
+
+def test_a_live_claim_is_never_taken_over_however_old_it_looks(tmp_path) -> None:
+    spool = tmp_path / "spool"
+    writer = Spool(str(spool), 1 << 30)
+    writer.open()
+    for _ in range(5):
+        writer.write(b"batch", 1)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, json.dumps({"spool": str(spool)})],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=_REPO,
+    )
+    try:
+        assert holder.stdout is not None
+        assert json.loads(holder.stdout.readline()) == 5
+        _age(spool, 3600)  # a paused process, or one in another pid namespace
+        other = Spool(str(spool), 1 << 30)
+        other.open()
+        assert other.backlog() == []  # nothing taken over while its claimant lives
+    finally:
+        holder.communicate(input="", timeout=30)
+    other.open()  # the claimant has ended: its claims are stale now
+    assert len(other.backlog()) == 5
+
+
 def test_a_restarted_process_delivers_what_a_crashed_one_spooled(tmp_path, backend) -> None:
     spool = tmp_path / "spool"
     result = _run(
