@@ -385,3 +385,28 @@ def test_a_batch_out_of_attempts_whose_late_answer_delivers_it_is_exported(tmp_p
     finally:
         processor.shutdown(timeout_millis=500)
         backend.stop()
+
+
+@pytest.mark.parametrize("spool", [False, True], ids=["no_spool", "spool"])
+def test_a_batch_pushed_out_of_the_retry_buffer_while_its_answer_is_out_is_not_lost_or_resent(
+    tmp_path, spool
+) -> None:
+    # The retry buffer is smaller than the batch, so the timed-out batch is pushed out at
+    # once (retry_buffer_full, or to the spool); its late 200 then delivers it.
+    backend = FakeOTLPBackend(Mode.SLOW, delay=0.8).start()
+    options: dict[str, object] = {"retry_buffer_size": 5}
+    if spool:
+        options["spool_dir"] = str(tmp_path)
+    exporter, processor, provider = _late_answer_pipeline(backend, **options)
+    try:
+        end_spans(provider, 10)
+        _wait_for_timeout(exporter)
+        assert processor.force_flush(3000)
+        stats = processor.stats()
+        assert (stats.exported, stats.dropped_total, stats.spooled, stats.pending) == (10, 0, 0, 0)
+        assert list(tmp_path.glob("*.otlp")) == []
+        accepted = [span.span_id for span in backend.accepted_spans()]
+        assert len(accepted) == len(set(accepted)) == 10
+    finally:
+        processor.shutdown(timeout_millis=500)
+        backend.stop()
