@@ -28,7 +28,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from . import _config
+from . import _config, _spool
 from ._config import UNSET, _Unset
 from ._deadline import Clock, Deadline, millis_to_seconds
 from ._errors import ConfigurationError
@@ -37,7 +37,7 @@ from ._fork import after_fork_in_child
 from ._log import AggregatedWarning
 from ._retry import Batch, RetryBuffer
 from ._runner import Attempt
-from ._spool import Spool, SpoolFile, SpoolFullError, SpoolStats, UnsafeSpoolDirectoryError
+from ._spool import Spool, SpoolFile, SpoolFullError, SpoolStats
 from ._tally import Tally
 
 #: Why a span was dropped: the keys of :attr:`ProcessorStats.dropped`. A batch the
@@ -490,7 +490,7 @@ class NonBlockingSpanProcessor(SpanProcessor):
         try:
             spool.open()
             self._spool_backlog = spool.backlog()
-        except UnsafeSpoolDirectoryError as error:
+        except _spool.UnsafeSpoolDirectoryError as error:
             # The path is named by its setting, never quoted: it may say more than it should.
             _logger.warning(
                 "otel_nonblocking: span spool off: the directory set by spool_dir / "
