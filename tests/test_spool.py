@@ -718,6 +718,44 @@ def test_a_live_claim_is_never_taken_over_however_old_it_looks(tmp_path) -> None
     assert len(other.backlog()) == 5
 
 
+# Claims a file, forks a child that lives on, gives the file back, and prints whether
+# another claimant can take it then (a child holding the claim's lock would stop it).
+_FORKER = r"""
+import json, os, sys
+from otel_nonblocking._spool import Spool
+
+directory = json.loads(sys.argv[1])["spool"]
+spool = Spool(directory, 1 << 30)
+spool.open()
+(name,) = spool.backlog()
+held = spool.claim(name)
+read, write = os.pipe()
+ready_read, ready_write = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(write)
+    os.write(ready_write, b"x")  # the fork hooks have run
+    os.read(read, 1)  # lives until the parent is done
+    os._exit(0)
+os.close(read)
+os.read(ready_read, 1)
+spool.release(held)
+other = Spool(directory, 1 << 30)
+taken = other.claim(name)
+os.close(write)
+os.waitpid(pid, 0)
+print(json.dumps(taken is not None), flush=True)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
+def test_a_forked_child_does_not_keep_its_parents_claims(tmp_path) -> None:
+    writer = Spool(str(tmp_path), 1 << 20)
+    writer.open()
+    writer.write(b"batch", 1)
+    assert _run(_FORKER, {"spool": str(tmp_path)}) is True
+
+
 def test_a_restarted_process_delivers_what_a_crashed_one_spooled(tmp_path, backend) -> None:
     spool = tmp_path / "spool"
     result = _run(

@@ -47,7 +47,6 @@ import time
 import zlib
 from dataclasses import dataclass
 
-from ._fork import after_fork_in_child
 from ._log import AggregatedWarning
 
 try:
@@ -254,17 +253,7 @@ class Spool:
         self._evicted_spans = 0
         self._corrupt = 0
         self._foreign: set[str] = set()
-        self._held: set[int] = set()  # fds of this spool's claims, holding their locks
         self.warn = AggregatedWarning("span spool")
-        after_fork_in_child(self._forget_claims)
-
-    def _forget_claims(self) -> None:
-        """In a forked child: close the inherited fds of the parent's claims. Closing a
-        copy keeps the parent's lock; holding it would keep the claim alive after the
-        parent ends (or keep the parent from claiming the file again once released)."""
-        for fd in self._held:
-            _close(fd)
-        self._held = set()
 
     # -- setup --
 
@@ -456,7 +445,7 @@ class Spool:
         fd = _lock(path)
         if fd is None:
             return None
-        self._held.add(fd)
+        _HELD.add(fd)
         try:
             os.rename(path, claimed)
         except OSError:
@@ -499,7 +488,7 @@ class Spool:
             self._unhold(file.fd)  # only now: the file is gone before its lock is
 
     def _unhold(self, fd: int) -> None:
-        self._held.discard(fd)
+        _HELD.discard(fd)
         _close(fd)
 
     def stats(self) -> SpoolStats:
@@ -512,6 +501,23 @@ class Spool:
                 corrupt_files=self._corrupt,
                 foreign_files=len(self._foreign),
             )
+
+
+# The fds holding the locks of this process's claims (every Spool's).
+_HELD: set[int] = set()
+
+
+def _forget_claims() -> None:
+    """In a forked child: close the inherited fds of the parent's claims. Closing a copy
+    keeps the parent's lock; holding it would keep the claim alive after the parent ends
+    (or keep the parent from claiming the file again once it gave it back)."""
+    for fd in list(_HELD):
+        _close(fd)
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_claims)
 
 
 def _close(fd: int) -> None:
