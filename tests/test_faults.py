@@ -282,3 +282,131 @@ def test_no_secret_appears_in_logs_or_reprs(fault, endpoint_for, caplog) -> None
     for text in texts:
         assert "c3VwZXItc2VjcmV0LXZhbHVl" not in text
         assert "k-123456" not in text
+
+
+def _late_answer_pipeline(
+    backend: FakeOTLPBackend, **options: object
+) -> tuple[DeadlineSpanExporter, NonBlockingSpanProcessor, TracerProvider]:
+    # A 0.5 s deadline with a 5 s socket timeout; the breaker opens on the first timeout.
+    inner = OTLPSpanExporter(endpoint=backend.endpoint, timeout=5, session=InterruptibleSession())
+    exporter = DeadlineSpanExporter(inner, timeout_millis=500, failure_threshold=1)
+    processor = NonBlockingSpanProcessor(
+        exporter, max_export_batch_size=100, schedule_delay_millis=20, **options
+    )
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    return exporter, processor, provider
+
+
+def _wait_for_timeout(exporter: DeadlineSpanExporter) -> None:
+    deadline = time.monotonic() + 5
+    while not exporter.stats().outcomes.get("export_timeout") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert exporter.stats().breaker_state == "open"
+
+
+@pytest.mark.parametrize("spool", [False, True], ids=["no_spool", "spool"])
+def test_a_late_answer_with_the_breaker_open_at_shutdown_is_exported_not_dropped_or_spooled(
+    tmp_path, spool
+) -> None:
+    # The backend takes the batch and answers 200 0.7 s after the deadline, before the
+    # socket timeout; the breaker is open when shutdown begins. The budget is long enough
+    # to learn the answer: the batch is exported, neither dropped nor spooled (a later
+    # process would send it again).
+    backend = FakeOTLPBackend(Mode.SLOW, delay=1.2).start()
+    options = {"spool_dir": str(tmp_path)} if spool else {}
+    exporter, processor, provider = _late_answer_pipeline(backend, **options)
+    try:
+        end_spans(provider, 100)
+        _wait_for_timeout(exporter)
+        started = time.monotonic()
+        processor.shutdown(timeout_millis=2000)
+        assert time.monotonic() - started < 2.0 + SLACK
+        stats = processor.stats()
+        assert (stats.exported, stats.dropped_total, stats.spooled, stats.pending) == (
+            100,
+            0,
+            0,
+            0,
+        ), stats
+        assert list(tmp_path.glob("*.otlp")) == []
+        assert exporter.stats().outcomes["late_success"] == 1
+        assert len(backend.accepted_spans()) == 100
+    finally:
+        backend.stop()
+
+
+@pytest.mark.parametrize("spool", [False, True], ids=["no_spool", "spool"])
+def test_a_batch_whose_answer_is_still_out_when_shutdown_ends_is_counted_maybe_delivered(
+    tmp_path, spool
+) -> None:
+    # The request went out and the backend holds it without answering; the shutdown budget
+    # ends first. The backend may have the batch: it is neither claimed dropped nor spooled
+    # (which would send it again), but counted as maybe_delivered.
+    backend = FakeOTLPBackend(Mode.HANG, hang_limit=30).start()
+    options = {"spool_dir": str(tmp_path)} if spool else {}
+    exporter, processor, provider = _late_answer_pipeline(backend, **options)
+    try:
+        end_spans(provider, 100)
+        _wait_for_timeout(exporter)
+        started = time.monotonic()
+        processor.shutdown(timeout_millis=300)
+        assert time.monotonic() - started < 0.3 + SLACK
+        stats = processor.stats()
+        assert dict(stats.dropped) == {"maybe_delivered": 100}, stats
+        assert (stats.exported, stats.spooled, stats.pending) == (0, 0, 0)
+        assert stats.enqueued == stats.exported + stats.dropped_total + stats.pending
+        assert list(tmp_path.glob("*.otlp")) == []
+        assert backend.request_count == 1
+    finally:
+        backend.stop()
+
+
+@pytest.mark.parametrize("spool", [False, True], ids=["no_spool", "spool"])
+def test_a_batch_out_of_attempts_whose_late_answer_delivers_it_is_exported(tmp_path, spool) -> None:
+    # Its only attempt timed out, then the backend answered 200: counting it as dropped
+    # (export_timeout) would claim a loss the backend never saw, and spooling it would
+    # send it again. (The answer comes 0.3 s after the deadline: within a whole deadline,
+    # past which an abandoned attempt is cut.)
+    backend = FakeOTLPBackend(Mode.SLOW, delay=0.8).start()
+    options: dict[str, object] = {"max_export_attempts": 1}
+    if spool:
+        options["spool_dir"] = str(tmp_path)
+    exporter, processor, provider = _late_answer_pipeline(backend, **options)
+    try:
+        end_spans(provider, 5)
+        _wait_for_timeout(exporter)
+        assert processor.force_flush(3000)  # waits for the answer, then it is exported
+        stats = processor.stats()
+        assert (stats.exported, stats.dropped_total, stats.spooled, stats.pending) == (5, 0, 0, 0)
+        assert list(tmp_path.glob("*.otlp")) == []
+        accepted = [span.span_id for span in backend.accepted_spans()]
+        assert len(accepted) == len(set(accepted)) == 5
+    finally:
+        processor.shutdown(timeout_millis=500)
+        backend.stop()
+
+
+@pytest.mark.parametrize("spool", [False, True], ids=["no_spool", "spool"])
+def test_a_batch_pushed_out_of_the_retry_buffer_while_its_answer_is_out_is_not_lost_or_resent(
+    tmp_path, spool
+) -> None:
+    # The retry buffer is smaller than the batch, so the timed-out batch is pushed out at
+    # once (retry_buffer_full, or to the spool); its late 200 then delivers it.
+    backend = FakeOTLPBackend(Mode.SLOW, delay=0.8).start()
+    options: dict[str, object] = {"retry_buffer_size": 5}
+    if spool:
+        options["spool_dir"] = str(tmp_path)
+    exporter, processor, provider = _late_answer_pipeline(backend, **options)
+    try:
+        end_spans(provider, 10)
+        _wait_for_timeout(exporter)
+        assert processor.force_flush(3000)
+        stats = processor.stats()
+        assert (stats.exported, stats.dropped_total, stats.spooled, stats.pending) == (10, 0, 0, 0)
+        assert list(tmp_path.glob("*.otlp")) == []
+        accepted = [span.span_id for span in backend.accepted_spans()]
+        assert len(accepted) == len(set(accepted)) == 10
+    finally:
+        processor.shutdown(timeout_millis=500)
+        backend.stop()

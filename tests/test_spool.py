@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -280,6 +282,115 @@ def test_decode_rejects_what_encode_did_not_write() -> None:
             decode_file(bad)
 
 
+_BATCH_NAME = f"{1:020d}-{'ab' * 8}-{0:08d}.otlp"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX FIFOs")
+def test_a_fifo_named_like_a_batch_is_set_aside_and_never_blocks_the_worker(
+    tmp_path, backend
+) -> None:
+    fifo = tmp_path / _BATCH_NAME
+    os.mkfifo(fifo)
+    processor, provider = _pipeline(backend.endpoint, tmp_path, max_export_batch_size=50)
+    try:
+        assert _wait_for(lambda: not fifo.exists())  # the worker has taken it up
+        end_spans(provider, 500)
+        assert processor.force_flush(5000)
+        assert processor.stats().exported == 500
+        assert processor.spool_stats().corrupt_files == 1
+        assert (tmp_path / f"{_BATCH_NAME}.corrupt").exists()
+    finally:
+        processor.shutdown(timeout_millis=500)
+        for path in (fifo, tmp_path / f"{_BATCH_NAME}.corrupt"):
+            with contextlib.suppress(OSError):  # frees a worker stuck in open() (old code)
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+
+
+def test_a_symlink_named_like_a_batch_is_never_followed(tmp_path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_bytes(encode_file(b"secret", 1))
+    spool_dir = tmp_path / "spool"
+    spool = Spool(str(spool_dir), 1 << 20)
+    spool.open()
+    (spool_dir / _BATCH_NAME).symlink_to(elsewhere)
+    assert spool.claim(_BATCH_NAME) is None
+    assert spool.stats().corrupt_files == 1
+    assert elsewhere.read_bytes() == encode_file(b"secret", 1)  # neither read nor moved
+
+
+def test_a_file_larger_than_the_cap_is_never_read(tmp_path) -> None:
+    spool = Spool(str(tmp_path), 1 << 20)
+    spool.open()
+    big = tmp_path / _BATCH_NAME
+    with open(big, "wb") as file:  # sparse: 64 MiB of nothing on disk
+        file.write(encode_file(b"x", 1)[: HEADER.size])
+        file.truncate(64 << 20)
+    tracemalloc.start()
+    try:
+        assert spool.claim(_BATCH_NAME) is None
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20
+    assert (tmp_path / f"{_BATCH_NAME}.corrupt").exists()
+
+
+def test_the_checksum_covers_the_span_count_in_the_header() -> None:
+    data = bytearray(encode_file(b"payload", 3))
+    spans_at = 8 + 2 + 2  # after magic, version, flags
+    data[spans_at : spans_at + 4] = (4_000_000_000).to_bytes(4, "big")
+    with pytest.raises(ValueError, match="checksum"):
+        decode_file(bytes(data))
+
+
+def test_an_old_format_file_is_delivered_with_the_span_count_of_its_payload(tmp_path) -> None:
+    import zlib
+
+    payload = _payload(3)
+    # Version 1: its checksum covered the payload only, so its span count is not trusted.
+    header = HEADER.pack(b"OTNBSPL\x00", 1, 0, 4_000_000_000, len(payload), zlib.crc32(payload))
+    (tmp_path / _BATCH_NAME).write_bytes(header + payload)
+    spool = Spool(str(tmp_path), 1 << 20)
+    spool.open()
+    file = spool.claim(_BATCH_NAME)
+    assert file is not None
+    assert (file.payload, file.spans) == (payload, 3)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+@pytest.mark.parametrize("unsafe", ["world_writable", "group_writable", "symlink", "other_owner"])
+def test_a_directory_others_control_turns_the_spool_off_with_a_warning(
+    tmp_path, backend, caplog, monkeypatch, unsafe
+) -> None:
+    target = tmp_path / "target"
+    target.mkdir(mode=0o700)
+    spool_dir = target
+    if unsafe == "world_writable":
+        target.chmod(0o777)
+    elif unsafe == "group_writable":
+        target.chmod(0o770)
+    elif unsafe == "symlink":
+        spool_dir = tmp_path / "link"
+        spool_dir.symlink_to(target)
+    else:
+        from otel_nonblocking import _spool
+
+        monkeypatch.setattr(_spool.os, "geteuid", lambda: target.stat().st_uid + 1)
+    with caplog.at_level(logging.WARNING, logger="otel_nonblocking"):
+        processor, provider = _pipeline(refused_endpoint(), spool_dir)
+        try:
+            assert _wait_for(lambda: processor.spool_stats() is None)
+            end_spans(provider, 20)
+        finally:
+            processor.shutdown(timeout_millis=500)
+    assert os.listdir(target) == []  # nothing written there
+    assert processor.stats().spooled == 0
+    warnings = [r.getMessage() for r in caplog.records if "spool off" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "OTEL_NONBLOCKING_SPOOL_DIR" in warnings[0]
+    assert str(tmp_path) not in warnings[0]  # the setting is named, its value never quoted
+
+
 def test_foreign_files_are_left_alone_with_a_warning(tmp_path, caplog) -> None:
     (tmp_path / "notes.txt").write_text("not a batch")
     (tmp_path / "1.otlp").write_bytes(b"not ours either")
@@ -521,6 +632,130 @@ def test_two_processes_sharing_a_spool_deliver_each_batch_once(tmp_path, backend
     assert max(received.values()) == 1
 
 
+# A process that claims spool files until none is left, tidying the directory (as a
+# starting process does) between claims, and prints the names it claimed as JSON.
+_CLAIMER = r"""
+import json, os, sys
+from otel_nonblocking._spool import Spool
+
+args = json.loads(sys.argv[1])
+got = []
+while True:
+    spool = Spool(args["spool"], 1 << 30)
+    spool.open()  # releases the claims it takes for stale
+    names = spool.backlog()
+    if not names and not any(".claimed-" in n for n in os.listdir(args["spool"])):
+        break
+    for name in names:
+        file = spool.claim(name)
+        if file is not None:
+            got.append(name)
+            spool.open()
+            spool.remove(file)
+print(json.dumps(got), flush=True)
+"""
+
+# A process that claims every file in the spool, says so, and holds the claims until
+# its standard input closes (a delivery that takes long, or a process that is paused).
+_HOLDER = r"""
+import json, sys
+from otel_nonblocking._spool import Spool
+
+spool = Spool(json.loads(sys.argv[1])["spool"], 1 << 30)
+spool.open()
+held = [spool.claim(name) for name in spool.backlog()]
+print(json.dumps(len([f for f in held if f is not None])), flush=True)
+sys.stdin.read()
+"""
+
+
+def _age(directory: Path, seconds: float) -> None:
+    then = time.time() - seconds
+    for path in directory.iterdir():
+        os.utime(path, (then, then))
+
+
+def test_processes_racing_over_a_shared_spool_never_take_one_file_twice(tmp_path) -> None:
+    spool = tmp_path / "spool"
+    writer = Spool(str(spool), 1 << 30)
+    writer.open()
+    for _ in range(300):
+        writer.write(b"batch", 1)
+    _age(spool, 3600)  # written during a long outage: older than any claim's age limit
+    claimers = [_start(_CLAIMER, {"spool": str(spool)}) for _ in range(4)]
+    claimed: Counter[str] = Counter()
+    for process in claimers:
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 0, err
+        claimed.update(json.loads(out.strip().splitlines()[-1]))
+    assert len(claimed) == 300
+    assert max(claimed.values()) == 1, [n for n, c in claimed.items() if c > 1][:5]
+
+
+def test_a_live_claim_is_never_taken_over_however_old_it_looks(tmp_path) -> None:
+    spool = tmp_path / "spool"
+    writer = Spool(str(spool), 1 << 30)
+    writer.open()
+    for _ in range(5):
+        writer.write(b"batch", 1)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, json.dumps({"spool": str(spool)})],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=_REPO,
+    )
+    try:
+        assert holder.stdout is not None
+        assert json.loads(holder.stdout.readline()) == 5
+        _age(spool, 3600)  # a paused process, or one in another pid namespace
+        other = Spool(str(spool), 1 << 30)
+        other.open()
+        assert other.backlog() == []  # nothing taken over while its claimant lives
+    finally:
+        holder.communicate(input="", timeout=30)
+    other.open()  # the claimant has ended: its claims are stale now
+    assert len(other.backlog()) == 5
+
+
+# Claims a file, forks a child that lives on, gives the file back, and prints whether
+# another claimant can take it then (a child holding the claim's lock would stop it).
+_FORKER = r"""
+import json, os, sys
+from otel_nonblocking._spool import Spool
+
+directory = json.loads(sys.argv[1])["spool"]
+spool = Spool(directory, 1 << 30)
+spool.open()
+(name,) = spool.backlog()
+held = spool.claim(name)
+read, write = os.pipe()
+ready_read, ready_write = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(write)
+    os.write(ready_write, b"x")  # the fork hooks have run
+    os.read(read, 1)  # lives until the parent is done
+    os._exit(0)
+os.close(read)
+os.read(ready_read, 1)
+spool.release(held)
+other = Spool(directory, 1 << 30)
+taken = other.claim(name)
+os.close(write)
+os.waitpid(pid, 0)
+print(json.dumps(taken is not None), flush=True)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
+def test_a_forked_child_does_not_keep_its_parents_claims(tmp_path) -> None:
+    writer = Spool(str(tmp_path), 1 << 20)
+    writer.open()
+    writer.write(b"batch", 1)
+    assert _run(_FORKER, {"spool": str(tmp_path)}) is True
+
+
 def test_a_restarted_process_delivers_what_a_crashed_one_spooled(tmp_path, backend) -> None:
     spool = tmp_path / "spool"
     result = _run(
@@ -566,7 +801,7 @@ def test_load_spool_and_restart_loses_nothing_that_fit(tmp_path) -> None:
     assert set(received) <= set(result["ids"])
 
 
-def test_an_export_hanging_at_shutdown_is_cut_in_time_to_spool_its_batch(tmp_path, backend) -> None:
+def test_an_export_hanging_at_shutdown_ends_in_time_to_spool_the_rest(tmp_path, backend) -> None:
     backend.mode = Mode.HANG
     exporter = otlp_span_exporter(backend.endpoint, timeout=10)  # far beyond the budget
     processor = NonBlockingSpanProcessor(
@@ -580,8 +815,10 @@ def test_an_export_hanging_at_shutdown_is_cut_in_time_to_spool_its_batch(tmp_pat
     processor.shutdown(timeout_millis=1000)
     assert time.monotonic() - started < 1.5
     stats = processor.stats()
-    assert stats.spooled == 25
-    assert stats.dropped_total == 0
+    assert stats.spooled == 15
+    # The stuck batch's request had gone out: the backend may have it, so it is not
+    # spooled to be sent again, and not claimed lost either.
+    assert dict(stats.dropped) == {"maybe_delivered": 10}
     assert _settled(processor)
 
 
@@ -700,6 +937,44 @@ def test_a_spooled_batch_whose_send_timed_out_but_got_through_is_not_sent_again(
     finally:
         gate.set()
         processor.shutdown(timeout_millis=1000)
+
+
+@pytest.mark.parametrize("answer", ["within_the_budget", "never"])
+def test_a_spooled_batch_in_doubt_at_shutdown_is_never_given_back_to_be_sent_again(
+    tmp_path, backend, monkeypatch, answer
+) -> None:
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    from otel_nonblocking import _otlp
+
+    earlier = Spool(str(tmp_path), 1 << 20)
+    earlier.open()
+    earlier.write(_payload(3), 3)
+    gate = threading.Event()
+    sends: list[int] = []
+
+    def slow_then_delivered(exporter: object, data: bytes) -> SpanExportResult:
+        sends.append(len(data))
+        gate.wait(10)  # past the 0.5 s deadline; then the backend has it after all
+        return SpanExportResult.SUCCESS
+
+    monkeypatch.setattr(_otlp, "_send_encoded", slow_then_delivered)
+    processor, _provider = _pipeline(backend.endpoint, tmp_path)
+    try:
+        assert _wait_for(lambda: processor.exporter.stats().outcomes.get("export_timeout", 0) == 1)
+        if answer == "within_the_budget":
+            threading.Timer(0.3, gate.set).start()
+        processor.shutdown(timeout_millis=1500 if answer == "within_the_budget" else 300)
+        if answer == "within_the_budget":
+            assert processor.stats().recovered == 3  # learnt before the end: delivered
+        else:
+            assert processor.stats().recovered == 0  # unknown: the backend may have it
+        # Either way the file is gone: a later process would send it a second time.
+        assert _batches(tmp_path) == []
+        assert not list(tmp_path.glob("*.claimed-*"))
+        assert len(sends) == 1
+    finally:
+        gate.set()
 
 
 def test_a_spooled_batch_the_backend_refuses_for_good_is_removed_with_a_warning(

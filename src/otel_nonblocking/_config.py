@@ -260,7 +260,9 @@ SPOOL_DIR: Final = Setting(
     str,
     "",
     "path",
-    "Directory of the disk spool (created owner-only): batches that could not be delivered "
+    "Directory of the disk spool (created owner-only; a symlink, or a directory another "
+    "user owns or that group or others can write to, turns the spool off with a warning): "
+    "batches that could not be delivered "
     "before the retry buffer or the shutdown budget ran out are written there, encoded, and "
     "sent once the backend takes spans again, by this process or the next one that starts "
     "with the same directory. Empty: no spool. Needs an OTLP/HTTP exporter.",

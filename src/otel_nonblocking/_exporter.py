@@ -452,11 +452,19 @@ class DeadlineSpanExporter(SpanExporter):
             self._abandon()
             if not attempt.done.wait(_ABANDONED_GRACE_SECONDS):
                 return None
-        delivered = attempt.error is None and attempt.result is SpanExportResult.SUCCESS
+        delivered = self.peek(attempt)
         if delivered:
             with self._lock:
                 self._outcomes["late_success"] += 1
         return delivered
+
+    @staticmethod
+    def peek(attempt: Attempt[object]) -> bool | None:
+        """What became of ``attempt`` so far, without waiting, cutting or counting: True
+        if it delivered the batch, False if it failed, None while it still runs."""
+        if not attempt.done.is_set():
+            return None
+        return attempt.error is None and attempt.result is SpanExportResult.SUCCESS
 
     def available_in(self) -> float:
         """Seconds until the breaker lets an export out again (0 when it does now)."""

@@ -28,7 +28,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from . import _config
+from . import _config, _spool
 from ._config import UNSET, _Unset
 from ._deadline import Clock, Deadline, millis_to_seconds
 from ._errors import ConfigurationError
@@ -55,6 +55,11 @@ SHUTDOWN = "shutdown"
 # _requests, where spans are left out of their batch's requests.
 SPOOL_FULL = "spool_full"  # evicted from the spool to make room, or larger than it
 SPOOL_ERROR = "spool_error"  # the disk refused the write
+# Given up on while the answer to its request was still out: the backend may have it (it
+# had the whole request), so it is neither sent again nor spooled. Not a known loss.
+MAYBE_DELIVERED = "maybe_delivered"
+# The destination of a parked batch that is to be spooled once known to be undelivered.
+_TO_SPOOL = "to_spool"
 
 _logger = logging.getLogger("otel_nonblocking")
 
@@ -70,6 +75,8 @@ _SPOOL_RESERVE_MIN_SECONDS = 0.1
 _SPOOL_RESCAN_SECONDS = 60.0
 # While exports are held back, how often the worker checks whether the queue needs spooling.
 _SPOOL_POLL_SECONDS = 0.1
+# How often the worker looks whether a parked batch's abandoned attempt has ended.
+_DOUBT_POLL_SECONDS = 0.05
 # How often the worker looks again at an overdue partial batch it could not send.
 _OVERDUE_POLL_SECONDS = 0.05
 
@@ -81,11 +88,14 @@ class ProcessorStats:
     ``enqueued`` counts every sampled span handed to ``on_end``, including those the
     full queue turned away at once (they are also in ``dropped["queue_full"]``).
     ``pending`` counts spans queued, in flight, waiting in the retry buffer
-    (``retrying``) or being written to the spool; ``retried`` counts spans sent again
+    (``retrying``), being written to the spool, or given up on while their timed-out
+    attempt may still deliver them (exported if it does); ``retried`` counts spans sent again
     after a transient failure. ``spooled`` counts this processor's spans on disk, waiting
     to be delivered (when this processor delivers them they move to ``exported``; spans
     evicted from the spool move to ``dropped["spool_full"]``); ``recovered`` counts spans
     other processes spooled that this one delivered (never part of ``enqueued``).
+    ``dropped["maybe_delivered"]`` counts spans shutdown gave up on while the answer to
+    their request was still out: the backend may have them, so they are not sent again.
     """
 
     enqueued: int
@@ -225,6 +235,11 @@ class NonBlockingSpanProcessor(SpanProcessor):
         # The disk spool (None: off). The worker opens it; only the worker touches it.
         self._spool = Spool(self._spool_dir, self._spool_max_bytes) if self._spool_dir else None
         self._spooling: list[Batch] = []  # batches on their way to disk (pending)
+        # Batches to be dropped or spooled whose timed-out attempt may still deliver them,
+        # with where each goes if it did not (a drop reason, or _TO_SPOOL); pending until
+        # the attempt's fate is known. Nothing is counted lost, or spooled to be sent
+        # again, while the backend may have it.
+        self._doubtful: list[tuple[Batch, str]] = []
         self._spooled = 0
         self._recovered = 0
         self._spool_backlog: list[str] = []
@@ -281,15 +296,23 @@ class NonBlockingSpanProcessor(SpanProcessor):
                     held = min(held, self._stop_by.remaining())
                 if self._spool is not None:
                     held = min(held, _SPOOL_POLL_SECONDS)  # to watch the queue fill up
+                if self._doubtful:
+                    held = min(held, _DOUBT_POLL_SECONDS)  # to learn what became of them
                 self._urgent.wait(held)
             else:
-                self._wake.wait(self._partial_due_in())
+                due = self._partial_due_in()
+                self._wake.wait(min(due, _DOUBT_POLL_SECONDS) if self._doubtful else due)
             self._wake.clear()
             self._urgent.clear()
             try:
+                self._settle_doubts(None)
                 self._pump()
                 if self._spool is not None and not self._closed:
                     self._relieve_queue()
+                if self._closed and self._spool is None:
+                    # Nothing else can go out while an abandoned attempt runs: spend the
+                    # budget learning its fate rather than dropping a batch it delivers.
+                    self._settle_doubts(self._export_by, retrying=True)
             except Exception as error:  # noqa: BLE001 - the worker must survive anything
                 self._warn.add(f"worker error {type(error).__name__}")
                 self._recover_in_flight()
@@ -297,8 +320,12 @@ class NonBlockingSpanProcessor(SpanProcessor):
                 try:
                     self._write_spooling()
                     if self._closed and not self._idle():
-                        # Nothing more can go out in time: the rest goes to disk.
+                        # Nothing more can go out in time: the rest goes to disk, once it
+                        # is known not to have been delivered.
                         self._spool_the_rest()
+                    if self._closed:
+                        self._settle_doubts(self._export_by)
+                        self._write_spooling()
                 except Exception as error:  # noqa: BLE001 - the worker must survive anything
                     self._warn.add(f"worker error {type(error).__name__}")
             self._report_door_drops()
@@ -321,7 +348,11 @@ class NonBlockingSpanProcessor(SpanProcessor):
 
     def _idle(self) -> bool:
         return (
-            not self._queue and not self._retry and self._in_flight is None and not self._spooling
+            not self._queue
+            and not self._retry
+            and self._in_flight is None
+            and not self._spooling
+            and not self._doubtful
         )
 
     def _out_of_time(self) -> bool:
@@ -425,6 +456,7 @@ class NonBlockingSpanProcessor(SpanProcessor):
         )
         if went_out:
             batch.attempts += 1
+        batch.doubt = report.attempt  # a timed-out attempt may still deliver the batch
         if report.retry_after is not None and outcome is not ExportOutcome.SUCCESS:
             self._hold_until = self._clock() + min(report.retry_after, _MAX_HOLD_SECONDS)
         self._learn_span_size(report, len(batch))
@@ -452,7 +484,6 @@ class NonBlockingSpanProcessor(SpanProcessor):
                 keep_going = True
             elif report.transient and self._may_retry(batch):
                 batch.retried = True
-                batch.doubt = report.attempt
                 self._requeue(batch, front=True)
                 keep_going = False
             elif report.transient and self._spool is not None:
@@ -477,6 +508,16 @@ class NonBlockingSpanProcessor(SpanProcessor):
         try:
             spool.open()
             self._spool_backlog = spool.backlog()
+        except _spool.UnsafeSpoolDirectoryError as error:
+            # The path is named by its setting, never quoted: it may say more than it should.
+            _logger.warning(
+                "otel_nonblocking: span spool off: the directory set by spool_dir / "
+                "OTEL_NONBLOCKING_SPOOL_DIR %s, so other users could read, plant or remove "
+                "batches; spans that cannot be delivered are dropped",
+                error,
+            )
+            self._spool = None
+            return
         except Exception as error:  # noqa: BLE001 - no spool is better than no worker
             _logger.warning(
                 "otel_nonblocking: span spool unavailable (%s); spans that cannot be "
@@ -565,14 +606,27 @@ class NonBlockingSpanProcessor(SpanProcessor):
         return True
 
     def _give_back_spool_doubt(self) -> None:
-        """At the end: settle a spool file still in doubt if its attempt has finished,
-        else release it (a later process sends it again; the backend may then see it twice)."""
+        """At the end: learn, within the export budget, what became of a spool file whose
+        send timed out. Still unknown, the backend may have it: the file is removed, not
+        given back for the next process to send again; this processor's own spans in it
+        count as ``maybe_delivered``."""
         try:
-            if not self._settle_spool_doubt(wait=0.0):
-                assert self._spool is not None
-                assert self._spool_doubt is not None
-                self._spool.release(self._spool_doubt[0])
-                self._spool_doubt = None
+            wait = 0.0 if self._export_by is None else self._export_by.remaining()
+            if self._settle_spool_doubt(wait=wait):
+                return
+            assert self._spool is not None
+            assert self._spool_doubt is not None
+            file, self._spool_doubt = self._spool_doubt[0], None
+            self._spool.remove(file)
+            if file.own:
+                with self._lock:
+                    self._spooled -= file.spans
+                    self._dropped[MAYBE_DELIVERED] += file.spans
+                    self._warn.add(MAYBE_DELIVERED, file.spans)
+            else:
+                self._spool.warn.add(
+                    "spooled spans whose delivery is unknown not sent again", file.spans
+                )
         except Exception as error:  # noqa: BLE001 - the worker must end cleanly
             self._warn.add(f"worker error {type(error).__name__}")
 
@@ -586,6 +640,12 @@ class NonBlockingSpanProcessor(SpanProcessor):
             self._write_one(batch)
 
     def _write_one(self, batch: Batch) -> None:
+        if batch.doubt is not None:
+            # Written now, it would be sent again even if its attempt delivers it.
+            with self._lock:
+                self._spooling = [b for b in self._spooling if b is not batch]
+                self._doubtful.append((batch, _TO_SPOOL))
+            return
         spool = self._spool
         codec = self._exporter.codec
         reason: str | None = None
@@ -674,12 +734,75 @@ class NonBlockingSpanProcessor(SpanProcessor):
                 self._drop(evicted, RETRY_BUFFER_FULL)
 
     def _drop(self, batch: Batch, reason: str) -> None:
-        """Count ``batch`` as dropped (caller holds the lock); flushes covering it fail."""
+        """Count ``batch`` as dropped (caller holds the lock); flushes covering it fail.
+
+        A batch whose timed-out attempt may still deliver it is parked instead, and
+        dropped for ``reason`` only once that attempt is known to have failed."""
+        if batch.doubt is not None:
+            self._doubtful.append((batch, reason))
+            return
         self._dropped[reason] += len(batch)
         for request in self._flushes:
             if batch.start < request.target:
                 request.ok = False
         self._warn.add(reason, len(batch))
+
+    # -- batches in doubt: an abandoned attempt may still deliver them --
+
+    def _settle_doubts(self, until: Deadline | None, *, retrying: bool = False) -> None:
+        """Learn what became of the parked batches (and, with ``retrying``, of the retry
+        buffer's) whose abandoned attempt may still deliver them, waiting until ``until``
+        at most (None: only attempts already over). Delivered: exported. Not delivered:
+        a parked batch goes on where it was going (its drop reason, or the spool); a
+        retry batch may be sent again."""
+        with self._lock:
+            batches = [batch for batch, _ in self._doubtful]
+            if retrying:
+                batches += [batch for batch in self._retry if batch.doubt is not None]
+        for batch in batches:
+            attempt = batch.doubt
+            if attempt is None:
+                continue
+            wait = 0.0 if until is None else until.remaining()
+            verdict = self._exporter.resolve(attempt, wait)
+            if verdict is None:
+                continue
+            with self._lock:
+                self._apply_verdict(batch, verdict)
+                self._resolve_flushes()
+
+    def _apply_verdict(self, batch: Batch, delivered: bool) -> None:
+        """Settle a batch in doubt, parked or in the retry buffer (caller holds the lock)."""
+        parked = next((i for i, (b, _) in enumerate(self._doubtful) if b is batch), None)
+        if parked is None and not any(b is batch for b in self._retry):
+            return  # settled meanwhile (by shutdown)
+        batch.doubt = None
+        if parked is None:
+            if delivered:
+                self._retry.remove(batch)
+                self._exported += len(batch)
+            return
+        _, then = self._doubtful.pop(parked)
+        if delivered:
+            self._exported += len(batch)
+        elif then == _TO_SPOOL:
+            self._spooling.append(batch)
+        else:
+            self._drop(batch, then)
+
+    def _give_up(self, batch: Batch, reason: str) -> None:
+        """At the end of shutdown: drop ``batch`` for ``reason``, unless its abandoned
+        attempt delivered it (exported) or may still (``maybe_delivered``). Caller holds
+        the lock."""
+        attempt, batch.doubt = batch.doubt, None
+        if attempt is not None:
+            verdict = self._exporter.peek(attempt)
+            if verdict:
+                self._exported += len(batch)
+                return
+            if verdict is None:
+                reason = MAYBE_DELIVERED
+        self._drop(batch, reason)
 
     def _resolve_flushes(self) -> None:
         """Complete the flush requests whose spans are all settled (caller holds the lock)."""
@@ -692,6 +815,7 @@ class NonBlockingSpanProcessor(SpanProcessor):
         if oldest_retry is not None:
             unsettled.append(oldest_retry)
         unsettled.extend(batch.start for batch in self._spooling)
+        unsettled.extend(batch.start for batch, _ in self._doubtful)
         settled_below = min(unsettled)
         waiting = []
         for request in self._flushes:
@@ -789,7 +913,10 @@ class NonBlockingSpanProcessor(SpanProcessor):
             self._taken += len(left)
             for batch in (*self._retry.clear(), left):
                 if batch.spans:
-                    self._drop(batch, SHUTDOWN)
+                    self._give_up(batch, SHUTDOWN)
+            for batch, reason in self._doubtful:
+                self._give_up(batch, SHUTDOWN if reason == _TO_SPOOL else reason)
+            self._doubtful.clear()
             self._resolve_flushes()
         self._exporter.shutdown(timeout_millis=deadline.remaining() * 1000)
         self._warn.maybe_emit(force=True)
@@ -806,6 +933,7 @@ class NonBlockingSpanProcessor(SpanProcessor):
             in_flight = 0 if self._in_flight is None else len(self._in_flight)
             retrying = self._retry.spans
             spooling = sum(len(batch) for batch in self._spooling)
+            spooling += sum(len(batch) for batch, _ in self._doubtful)
             spooled, recovered = self._spooled, self._recovered
             taken, exported, retried = self._taken, self._exported, self._retried
             export_count, last = self._export_count, self._last_export_seconds

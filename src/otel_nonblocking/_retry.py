@@ -80,6 +80,14 @@ class RetryBuffer:
         self.spans -= len(batch)
         return batch
 
+    def remove(self, batch: Batch) -> None:
+        """Take ``batch`` (this very object) out of the buffer, if it is there."""
+        for index, held in enumerate(self._batches):
+            if held is batch:
+                del self._batches[index]
+                self.spans -= len(batch)
+                return
+
     def clear(self) -> list[Batch]:
         batches = list(self._batches)
         self._batches.clear()

@@ -8,18 +8,29 @@ application's threads. Every write is atomic (temporary file, fsync, rename).
 File format (one batch per file, named ``<time_ns>-<writer>-<seq>.otlp``)::
 
     magic   8 bytes   b"OTNBSPL\\x00"
-    version u16       1
+    version u16       2
     flags   u16       0
     spans   u32       number of spans in the payload
     length  u64       payload length in bytes
-    crc32   u32       zlib.crc32 of the payload
+    crc32   u32       zlib.crc32 of the 24 header bytes before it, then of the payload
     payload           ExportTraceServiceRequest wire bytes, uncompressed
 
-Claim protocol: a process delivers (or evicts) a file only after renaming it to
-``<name>.claimed-<pid>``; the rename is atomic, so of two processes sharing a spool only
-one gets each file. A claim whose process is gone, or older than ten minutes, is stale and
-renamed back. A file that fails validation is renamed ``<name>.corrupt`` (kept for
-inspection, evicted first when space is needed); files with other names are left alone.
+Version 1 files (whose checksum covered only the payload) are still read; their span
+count is taken from the payload itself, never from the unprotected header.
+
+Nothing in the directory is trusted: it must be a real directory (not a symlink) owned by
+this user that no one else can write to, else the spool is off. Only regular files are
+opened (``O_NOFOLLOW | O_NONBLOCK``: a symlink or a FIFO named like a batch is set aside,
+never followed or waited on), and a file larger than the size cap is never read.
+
+Claim protocol: a process delivers (or evicts) a file only while it holds an exclusive
+``flock`` on it, taken *before* it renames the file to ``<name>.claimed-<pid>`` and kept
+until the file is deleted or renamed back. The kernel drops the lock when the process
+dies, so a claim whose lock can be taken is stale and renamed back, whatever its pid or
+age says (pids mean nothing across containers sharing a volume). Every rename of a batch
+file happens under that lock, so of two processes sharing a spool only one ever sends a
+file. A file that fails validation is renamed ``<name>.corrupt`` (kept for inspection,
+evicted first when space is needed); files with other names are left alone.
 """
 
 from __future__ import annotations
@@ -38,9 +49,16 @@ from dataclasses import dataclass
 
 from ._log import AggregatedWarning
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: open() refuses the spool
+    fcntl = None  # type: ignore[assignment]
+
 MAGIC = b"OTNBSPL\x00"
-VERSION = 1
+VERSION = 2
+_OLD_VERSION = 1  # checksum over the payload only: read, span count taken from the payload
 HEADER = struct.Struct(">8sHHIQI")  # magic, version, flags, spans, payload length, crc32
+_CHECKED = HEADER.size - 4  # the header bytes the version 2 checksum covers (all but itself)
 SUFFIX = ".otlp"
 CORRUPT_SUFFIX = ".corrupt"
 
@@ -49,15 +67,18 @@ _CLAIMED = re.compile(r"^(\d{20}-[0-9a-f]{16}-\d{8}\.otlp)\.claimed-(\d+)$")
 _TMP = re.compile(r"^\.tmp-(\d+)-[0-9a-f]+$")
 _CORRUPT = re.compile(r"^\d{20}-[0-9a-f]{16}-\d{8}\.otlp\.corrupt$")
 
-#: A claim older than this is released even if its process seems alive (pid reuse,
-#: another container sharing the volume); a delivery never holds a claim this long.
-STALE_CLAIM_SECONDS = 600.0
 #: A temporary file older than this is a crashed writer's leftover.
 STALE_TMP_SECONDS = 60.0
+# Opening a spool file: never follow a symlink, never wait on a FIFO or a device.
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 
 
 class SpoolFullError(Exception):
     """The batch alone is larger than the spool's size cap."""
+
+
+class UnsafeSpoolDirectoryError(OSError):
+    """The spool directory is not one only this user controls; the spool stays off."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +100,7 @@ class SpoolFile:
     payload: bytes
     spans: int
     own: bool = False  # written by this spool (its spans are in this processor's accounting)
+    fd: int = -1  # holds the claim's lock until the file is removed or released
 
 
 @dataclass(frozen=True)
@@ -93,10 +115,15 @@ class SpoolStats:
     foreign_files: int = 0
 
 
+def _checksum(header: bytes, payload: bytes) -> int:
+    return zlib.crc32(payload, zlib.crc32(header[:_CHECKED]))
+
+
 def encode_file(payload: bytes, spans: int) -> bytes:
     """The bytes of a spool file holding ``payload`` (``spans`` spans)."""
-    header = HEADER.pack(MAGIC, VERSION, 0, spans, len(payload), zlib.crc32(payload))
-    return header + payload
+    header = HEADER.pack(MAGIC, VERSION, 0, spans, len(payload), 0)
+    crc = _checksum(header, payload)
+    return HEADER.pack(MAGIC, VERSION, 0, spans, len(payload), crc) + payload
 
 
 def decode_file(data: bytes) -> tuple[bytes, int]:
@@ -106,14 +133,87 @@ def decode_file(data: bytes) -> tuple[bytes, int]:
     magic, version, _flags, spans, length, crc = HEADER.unpack_from(data)
     if magic != MAGIC:
         raise ValueError("not a spool file")
-    if version != VERSION:
+    if version not in (VERSION, _OLD_VERSION):
         raise ValueError(f"unknown version {version}")
     payload = data[HEADER.size :]
     if len(payload) != length:
         raise ValueError("truncated payload")
-    if zlib.crc32(payload) != crc:
+    if version == _OLD_VERSION:
+        if zlib.crc32(payload) != crc:
+            raise ValueError("checksum mismatch")
+        return payload, _count_spans(payload)
+    if _checksum(data, payload) != crc:
         raise ValueError("checksum mismatch")
     return payload, spans
+
+
+def _count_spans(payload: bytes) -> int:
+    """Spans in an ExportTraceServiceRequest body (for files whose header is unprotected)."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    request = ExportTraceServiceRequest()
+    try:
+        request.ParseFromString(payload)
+    except Exception as error:  # protobuf's DecodeError, or whatever its C parser raises
+        raise ValueError("undecodable payload") from error
+    return sum(len(scope.spans) for rs in request.resource_spans for scope in rs.scope_spans)
+
+
+def _read_regular(fd: int, limit: int) -> bytes:
+    """The bytes of the open file ``fd``: only a regular file, only up to ``limit`` bytes
+    (checked before anything is read); raises ValueError otherwise."""
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError("not a regular file")
+    if info.st_size > limit:
+        raise ValueError("larger than the spool's size cap")
+    chunks = []
+    left = info.st_size
+    while left > 0:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _lock(path: str) -> int | None:
+    """An fd of the regular file ``path`` holding its exclusive lock, or None (gone, not a
+    regular file, or locked by a live claimant)."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError("not a regular file")
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # Still the file of that name (not removed, or renamed away, before we locked it)?
+        now, held = os.lstat(path), os.fstat(fd)
+        if (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
+            raise OSError("renamed meanwhile")
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def check_directory(directory: str) -> None:
+    """Raise :class:`UnsafeSpoolDirectoryError` unless ``directory`` is a real directory
+    owned by this user that neither group nor others may write to."""
+    info = os.lstat(directory)
+    if stat.S_ISLNK(info.st_mode):
+        raise UnsafeSpoolDirectoryError("is a symbolic link")
+    if not stat.S_ISDIR(info.st_mode):
+        raise UnsafeSpoolDirectoryError("is not a directory")
+    if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
+        raise UnsafeSpoolDirectoryError("is owned by another user")
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o022:
+        raise UnsafeSpoolDirectoryError(f"is writable by other users (mode {mode:o})")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -158,31 +258,40 @@ class Spool:
     # -- setup --
 
     def open(self) -> None:
-        """Create the directory (owner-only) and tidy leftovers; raises OSError."""
-        os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        mode = stat.S_IMODE(os.stat(self.directory).st_mode)
+        """Create the directory (owner-only), check that no one else controls it, and tidy
+        leftovers; raises OSError (:class:`UnsafeSpoolDirectoryError` for an unsafe one)."""
+        if fcntl is None:  # pragma: no cover
+            raise UnsafeSpoolDirectoryError("needs POSIX file locks")
+        if not os.path.lexists(self.directory):
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        check_directory(self.directory)
+        mode = stat.S_IMODE(os.lstat(self.directory).st_mode)
         if mode & 0o077:
-            self.warn.add(f"spool directory is accessible to others (mode {mode:o})")
+            self.warn.add(f"spool directory is readable by others (mode {mode:o})")
         self._tidy()
 
     def _tidy(self) -> None:
-        """Remove crashed writers' temporary files; release stale claims."""
+        """Remove crashed writers' temporary files; release claims no live process holds."""
         now = time.time()
         for entry in self._scan():
             name = entry.name
             tmp = _TMP.match(name)
             claimed = _CLAIMED.match(name)
             try:
-                age = now - entry.stat().st_mtime
                 if tmp is not None:
+                    age = now - entry.stat(follow_symlinks=False).st_mtime
                     pid = int(tmp.group(1))
                     dead = pid != os.getpid() and not _pid_alive(pid)
                     if dead or age > STALE_TMP_SECONDS:
                         os.unlink(entry.path)
-                elif claimed is not None and (
-                    age > STALE_CLAIM_SECONDS or not _pid_alive(int(claimed.group(2)))
-                ):
-                    os.rename(entry.path, os.path.join(self.directory, claimed.group(1)))
+                elif claimed is not None:
+                    fd = _lock(entry.path)
+                    if fd is None:
+                        continue  # a live process holds it (or it is not a regular file)
+                    try:
+                        os.rename(entry.path, os.path.join(self.directory, claimed.group(1)))
+                    finally:
+                        os.close(fd)
             except OSError:
                 continue  # another process got there first
 
@@ -247,7 +356,7 @@ class Spool:
         for entry in self._scan():
             name = entry.name
             try:
-                size = entry.stat().st_size
+                size = entry.stat(follow_symlinks=False).st_size
             except OSError:
                 continue
             if _NAME.match(name):
@@ -258,20 +367,29 @@ class Spool:
                 continue  # temporary or foreign files: not ours to count or remove
             total += size
         evicted: list[Evicted] = []
-        for name, path in sorted(corrupt) + sorted(batches):
+        for _name, path in sorted(corrupt):
             if total + needed <= self.max_bytes:
-                break
-            claimed = f"{path}.claimed-{os.getpid()}"
+                return evicted
             try:
-                os.rename(path, claimed)
-            except OSError:
-                continue  # claimed by another process meanwhile
-            try:
-                size = os.stat(claimed).st_size
-                spans = 0 if name.endswith(CORRUPT_SUFFIX) else self._span_count(name, claimed)
-                os.unlink(claimed)
+                size = os.lstat(path).st_size
+                os.unlink(path)
             except OSError:
                 continue
+            total -= size
+        for name, path in sorted(batches):
+            if total + needed <= self.max_bytes:
+                break
+            fd = _lock(path)
+            if fd is None:
+                continue  # claimed by another process meanwhile, or not a regular file
+            try:
+                size = os.fstat(fd).st_size
+                spans = self._span_count(name, fd)
+                os.unlink(path)
+            except OSError:
+                continue
+            finally:
+                os.close(fd)
             total -= size
             with self._lock:
                 own = self._own.pop(name, None) is not None
@@ -280,18 +398,15 @@ class Spool:
                 evicted.append(Evicted(name, spans, own))
         return evicted
 
-    def _span_count(self, name: str, path: str) -> int:
+    def _span_count(self, name: str, fd: int) -> int:
         with self._lock:
             known = self._own.get(name)
         if known is not None:
             return known
         try:
-            with open(path, "rb") as file:
-                head = file.read(HEADER.size)
-            magic, version, _flags, spans, _length, _crc = HEADER.unpack(head)
-        except (OSError, struct.error):
+            return decode_file(_read_regular(fd, self.max_bytes))[1]
+        except (OSError, ValueError):
             return 0
-        return int(spans) if magic == MAGIC and version == VERSION else 0
 
     # -- reading --
 
@@ -313,22 +428,38 @@ class Spool:
         return sorted(names)
 
     def claim(self, name: str) -> SpoolFile | None:
-        """Take ``name`` for delivery; None if another process has it or it is corrupt."""
+        """Take ``name`` for delivery; None if another process has it or it is corrupt.
+
+        The file's lock is taken before it is renamed and held until :meth:`remove` or
+        :meth:`release`, so no other process can send it meanwhile.
+        """
         path = os.path.join(self.directory, name)
         claimed = f"{path}.claimed-{os.getpid()}"
         try:
+            info = os.lstat(path)
+        except OSError:
+            return None  # another process has it
+        if not stat.S_ISREG(info.st_mode):  # a symlink, a FIFO, a device: never opened
+            self._set_aside(path, path, "not a regular file")
+            return None
+        fd = _lock(path)
+        if fd is None:
+            return None
+        _HELD.add(fd)
+        try:
             os.rename(path, claimed)
         except OSError:
+            self._unhold(fd)
             return None
         try:
-            os.utime(claimed)  # the claim's age starts now (rename keeps the mtime)
-            with open(claimed, "rb") as file:
-                data = file.read()
+            data = _read_regular(fd, self.max_bytes)
             payload, spans = decode_file(data)
         except (OSError, ValueError) as error:
-            self._set_aside(claimed, path, type(error).__name__)
+            why = str(error) if isinstance(error, ValueError) else type(error).__name__
+            self._set_aside(claimed, path, why)
+            self._unhold(fd)
             return None
-        return SpoolFile(name, claimed, payload, spans, own=name in self._own)
+        return SpoolFile(name, claimed, payload, spans, own=name in self._own, fd=fd)
 
     def _set_aside(self, claimed: str, path: str, why: str) -> None:
         with self._lock:
@@ -343,6 +474,8 @@ class Spool:
             os.rename(file.claimed_path, os.path.join(self.directory, file.name))
         except OSError:
             self.warn.add("could not release a claimed spool file")
+        finally:
+            self._unhold(file.fd)
 
     def remove(self, file: SpoolFile) -> None:
         """Delete a claimed file (delivered, or refused for good by the backend)."""
@@ -351,6 +484,12 @@ class Spool:
             os.unlink(file.claimed_path)
         except OSError:
             self.warn.add("could not remove a delivered spool file")
+        finally:
+            self._unhold(file.fd)  # only now: the file is gone before its lock is
+
+    def _unhold(self, fd: int) -> None:
+        _HELD.discard(fd)
+        _close(fd)
 
     def stats(self) -> SpoolStats:
         with self._lock:
@@ -362,3 +501,26 @@ class Spool:
                 corrupt_files=self._corrupt,
                 foreign_files=len(self._foreign),
             )
+
+
+# The fds holding the locks of this process's claims (every Spool's).
+_HELD: set[int] = set()
+
+
+def _forget_claims() -> None:
+    """In a forked child: close the inherited fds of the parent's claims. Closing a copy
+    keeps the parent's lock; holding it would keep the claim alive after the parent ends
+    (or keep the parent from claiming the file again once it gave it back)."""
+    for fd in list(_HELD):
+        _close(fd)
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_claims)
+
+
+def _close(fd: int) -> None:
+    if fd >= 0:
+        with contextlib.suppress(OSError):
+            os.close(fd)
