@@ -58,7 +58,9 @@ _SDK_VARIABLES: tuple[tuple[str, str, str], ...] = (
     (
         "`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`",
         "OTLP exporter",
-        "Full URL of the trace endpoint, used as given. The `endpoint=` argument wins.",
+        "Full URL of the trace endpoint, used as given. The `endpoint=` argument wins. The "
+        "package reads it (not the SDK): one that is not an http(s) URL with a host and a "
+        "valid port warns once, naming the variable, and the next source applies.",
     ),
     (
         "`OTEL_EXPORTER_OTLP_ENDPOINT`",
@@ -71,8 +73,10 @@ _SDK_VARIABLES: tuple[tuple[str, str, str], ...] = (
         "OTLP exporter",
         "`key=value` pairs separated by commas (values URL-encoded), sent with every "
         "export. A `headers=` argument wins (SDK 1.33 then ignores the variables; newer "
-        "SDKs merge them, the argument winning per key). The package never logs header "
-        "values.",
+        "SDKs merge them, the argument winning per key). The package parses them itself: "
+        "an entry that is malformed or holds a control character (a URL-encoded CR or LF) "
+        "is left out, with one warning naming the variable. The package never logs header "
+        "values, and hides the entry the SDK's own parser would quote.",
     ),
     (
         "`OTEL_EXPORTER_OTLP_TRACES_COMPRESSION`, `OTEL_EXPORTER_OTLP_COMPRESSION`",

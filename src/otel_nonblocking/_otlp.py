@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -22,10 +22,84 @@ from ._config import UNSET, _Unset
 from ._encoder_stock import stock_encode_spans
 from ._errors import ConfigurationError
 from ._exporter import DeadlineSpanExporter
+from ._log import AggregatedWarning
 from ._session import InterruptibleSession
+from ._urls import check_headers, header_problem, redact_url, url_problem
 
 _INNER_TIMEOUT_MARGIN_SECONDS = 0.1
 _logger = logging.getLogger("otel_nonblocking")
+
+# The SDK's parser of OTEL_EXPORTER_OTLP_*HEADERS logs a malformed entry in full, key
+# included. The package parses the variables itself and hands the SDK explicit headers,
+# but SDK 1.45 parses the variables again whatever it is given; this filter on the
+# parser's logger keeps its warning and drops the quoted entry.
+_SDK_HEADER_PARSER_LOGGER: Final = "opentelemetry.util.re"
+_HIDDEN_ENTRY: Final = "<entry not shown: it may hold a secret>"
+
+
+class _HideHeaderEntries(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith("Header format invalid"):
+            record.args = (_HIDDEN_ENTRY,)
+        return True
+
+
+def _hide_sdk_header_entries() -> None:
+    sdk_logger = logging.getLogger(_SDK_HEADER_PARSER_LOGGER)
+    if not any(isinstance(f, _HideHeaderEntries) for f in sdk_logger.filters):
+        sdk_logger.addFilter(_HideHeaderEntries())
+
+
+_hide_sdk_header_entries()
+
+# Sent by the SDK with every request anyway; also makes explicit headers never empty, since
+# SDK 1.33 parses the variables itself when the headers it is given are empty.
+_CONTENT_TYPE: Final = {"content-type": "application/x-protobuf"}
+
+
+def checked_endpoint(endpoint: object, name: str = "endpoint") -> str:
+    """``endpoint`` if it is a usable http(s) URL, else :class:`ConfigurationError`
+    (the URL shown without its user-info or query string)."""
+    if not isinstance(endpoint, str):
+        raise ConfigurationError(f"{name} must be a string URL, got {type(endpoint).__name__}")
+    problem = url_problem(endpoint.strip())
+    if problem is not None:
+        raise ConfigurationError(f"{name} {problem}, got {redact_url(endpoint)!r}")
+    return endpoint.strip()
+
+
+def checked_headers(headers: object, name: str = "headers") -> dict[str, str]:
+    """``headers`` as a dict if every one can be sent, else :class:`ConfigurationError`
+    (which never quotes a value)."""
+    if not isinstance(headers, Mapping):
+        raise ConfigurationError(f"{name} must be a mapping, got {type(headers).__name__}")
+    good, problems = check_headers(headers)
+    if problems:
+        raise ConfigurationError(f"{name}: {problems[0]}")
+    return good
+
+
+def _scrub_sdk_headers(exporter: OTLPSpanExporter) -> None:
+    """Drop headers the SDK took from the environment that the HTTP client would refuse
+    (SDK 1.45 merges the variables into explicit headers; 1.33 never reads them then)."""
+    client = getattr(exporter, "_client", None)
+    headers = getattr(client, "_headers", None)
+    if isinstance(headers, dict):
+        for key in [k for k, v in headers.items() if header_problem(k, v) is not None]:
+            del headers[key]
+
+
+def build_otlp_exporter(
+    exporter_class: type[OTLPSpanExporter],
+    endpoint: str,
+    headers: Mapping[str, str],
+    **kwargs: Any,
+) -> OTLPSpanExporter:
+    """``exporter_class`` with a checked endpoint and headers given explicitly, so that the
+    SDK never reads (nor logs) the endpoint and headers variables."""
+    exporter = exporter_class(endpoint=endpoint, headers={**_CONTENT_TYPE, **headers}, **kwargs)
+    _scrub_sdk_headers(exporter)
+    return exporter
 
 
 def _compression(value: str | Compression | None) -> Compression:
@@ -49,6 +123,8 @@ class _FastOTLPSpanExporter(OTLPSpanExporter):
 
         super().__init__(*args, **kwargs)
         self._nb_encoder = SpanEncoder()
+        # One line per interval with counts, never one per batch (nor any span content).
+        self._nb_warning = AggregatedWarning("spans left out of OTLP export batches")
         client = getattr(self, "_client", None)
         self._nb_inline = (
             not hasattr(OTLPSpanExporter, "_serialize_spans")
@@ -74,10 +150,7 @@ class _FastOTLPSpanExporter(OTLPSpanExporter):
                 continue
             good.append(span)
         self.nb_rejected = len(spans) - len(good)
-        if self.nb_rejected:
-            _logger.warning(
-                "Left %d span(s) that cannot be encoded out of a batch", self.nb_rejected
-            )
+        self._nb_warning.add("unencodable", self.nb_rejected)
         return self._nb_encoder.encode(good)
 
     def _serialize_spans(self, spans: Sequence[ReadableSpan]) -> bytes:
@@ -92,16 +165,19 @@ class _FastOTLPSpanExporter(OTLPSpanExporter):
         try:
             data = self._encode(spans)
         except Exception as error:  # noqa: BLE001 - reported like the SDK does, as FAILURE
-            _logger.error("Failed to encode span batch: %s", type(error).__name__)
+            self._nb_warning.add(f"encoding_failed: {type(error).__name__}", len(spans))
             return SpanExportResult.FAILURE
         if self.nb_rejected == len(spans):
             return SpanExportResult.SUCCESS  # nothing left to send; all counted as rejected
         limit = getattr(self, "_max_request_size", 0) or 0
         if limit > 0 and len(data) > limit:
-            _logger.warning("Dropping span batch: %d bytes exceeds max_request_size", len(data))
+            self._nb_warning.add("request_above_max_request_size", len(spans))
             return SpanExportResult.FAILURE
         result = self._client.export(data)
         return SpanExportResult.SUCCESS if result.success else SpanExportResult.FAILURE
+
+
+_SPOOLED_WARNING: Final = AggregatedWarning("encoded OTLP batches not sent")
 
 
 def _send_encoded(exporter: OTLPSpanExporter, data: bytes) -> SpanExportResult:
@@ -114,7 +190,7 @@ def _send_encoded(exporter: OTLPSpanExporter, data: bytes) -> SpanExportResult:
         return result if isinstance(result, SpanExportResult) else SpanExportResult.FAILURE
     limit = getattr(exporter, "_max_request_size", 0) or 0
     if isinstance(limit, int) and limit > 0 and len(data) > limit:
-        _logger.warning("Dropping span batch: %d bytes exceeds max_request_size", len(data))
+        _SPOOLED_WARNING.add("request_above_max_request_size")
         return SpanExportResult.FAILURE
     result = exporter._client.export(data)  # newer SDKs: the HTTP client does the rest
     return SpanExportResult.SUCCESS if result.success else SpanExportResult.FAILURE
@@ -177,19 +253,14 @@ def otlp_span_exporter(
 
     >>> exporter = otlp_span_exporter("http://127.0.0.1:4318/v1/traces", timeout=2)
     """
-    if not isinstance(timeout, _Unset) and (
-        isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-    ):
-        raise ConfigurationError(f"timeout must be a number of seconds, got {timeout!r}")
-    timeout_millis = _config.EXPORTER_TIMEOUT_MILLIS.resolve(
-        UNSET if isinstance(timeout, _Unset) else float(timeout) * 1000
-    )
-    if endpoint is not None and not endpoint.startswith(("http://", "https://")):
-        raise ConfigurationError(f"endpoint must be an http:// or https:// URL, got {endpoint!r}")
+    timeout_millis = _config.EXPORTER_TIMEOUT_MILLIS.resolve_seconds(timeout)
+    url = _config.otlp_endpoint_from_env() if endpoint is None else checked_endpoint(endpoint)
+    sent = _config.otlp_headers_from_env() if headers is None else checked_headers(headers)
     exporter_class = otlp_exporter_class(encoder)
-    inner = exporter_class(
-        endpoint=endpoint,
-        headers=dict(headers) if headers is not None else None,
+    inner = build_otlp_exporter(
+        exporter_class,
+        url,
+        sent,
         # The SDK's own timeout bounds each socket operation (and, in newer releases,
         # its retry loop); the wrapper bounds the whole. A little more than the deadline
         # ends the SDK's retries in time, while the wrapper is always the one to fire.
