@@ -29,7 +29,11 @@ from .._exporter import DeadlineSpanExporter
 from .._log import AggregatedWarning
 from .._processor import NonBlockingSpanProcessor
 from . import _langfuse_sdk as sdk
-from ._langfuse_exporter import CountingDeadlineExporter, langfuse_span_exporter
+from ._langfuse_exporter import (
+    CountingDeadlineExporter,
+    drop_scores_without_keys,
+    langfuse_span_exporter,
+)
 
 _logger = logging.getLogger("otel_nonblocking")
 
@@ -469,6 +473,7 @@ class LangfuseBinding:
                 if id(processor) not in known:
                     record.processors.append(self._adopt_processor(rm, processor))
             if fresh:
+                drop_scores_without_keys(rm)
                 # Registered after the processors (and their own exit hooks): atexit runs
                 # in reverse, so this hook runs first and its deadline covers them all.
                 self._hook_exit(rm, record)
@@ -562,6 +567,7 @@ class LangfuseBinding:
         record.exit_hook = hook
 
     def _release(self, rm: Any, record: _ManagerRecord, deadline: Deadline) -> None:
+        sdk.keep_scores(rm)
         for pr in record.processors:
             if pr.nonblocking is not None and pr.replaced_batch is not None:
                 pr.processor._batch_processor = pr.replaced_batch

@@ -149,6 +149,29 @@ def prompt_cache_tasks(rm: Any) -> Any | None:
     return manager if callable(getattr(manager, "shutdown", None)) else None
 
 
+def _drop_score(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+def drop_scores(rm: Any) -> bool:
+    """Make ``rm`` drop new scores instead of queueing them; False if it has no score hook.
+
+    For a project without keys, where every send would be refused (and a flush would wait
+    for it). The instance attribute shadows the class's ``add_score_task`` (3.x to 5.x),
+    and :func:`keep_scores` removes it.
+    """
+    if not callable(getattr(type(rm), "add_score_task", None)):
+        return False
+    rm.add_score_task = _drop_score
+    return True
+
+
+def keep_scores(rm: Any) -> None:
+    """Undo :func:`drop_scores`."""
+    if vars(rm).get("add_score_task") is _drop_score:
+        del rm.add_score_task
+
+
 def wake_score_consumers(rm: Any) -> None:
     """Make 5.x score consumers send what they hold now (4.x has no wake: it sends within 1 s)."""
     for consumer in alive(score_consumers(rm)):
