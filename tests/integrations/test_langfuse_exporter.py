@@ -341,3 +341,29 @@ def test_importing_the_integration_without_langfuse_names_the_extra() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert "otel-nonblocking[langfuse]" in out.stdout
+
+
+@pytest.mark.parametrize("source", ["argument", "LANGFUSE_HOST"])
+def test_a_bound_project_with_a_malformed_host_exports_nothing_and_logs_no_credentials(
+    fake, monkeypatch, caplog, capfd, source
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    host = f"http://user:pw-8Rt@127.0.0.1:99999/?k={fake.port}"
+    if source == "argument":
+        client = Langfuse(public_key=PUBLIC_KEY, secret_key=SECRET_KEY, base_url=host)
+    else:
+        monkeypatch.setenv("LANGFUSE_HOST", host)
+        client = Langfuse(public_key=PUBLIC_KEY, secret_key=SECRET_KEY)
+    binding = bound_langfuse_flush(timeout=BUDGET)
+    assert [c.exporter for c in binding.clients()] == ["none"]
+    for _ in range(3):
+        with client.start_as_current_observation(name="never-sent"):
+            trace_id = client.get_current_trace_id()
+        client.create_score(name="quality", value=1.0, trace_id=trace_id)
+        assert binding.flush(client).ok
+    warnings = [r.getMessage() for r in caplog.records if "tracing is off" in r.getMessage()]
+    assert len(warnings) == 1
+    assert ("base_url" if source == "argument" else "LANGFUSE_HOST") in warnings[0]
+    text = _all_text(caplog, capfd)
+    assert "pw-8Rt" not in text
+    assert fake.requests == []

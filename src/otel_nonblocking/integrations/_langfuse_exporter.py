@@ -194,6 +194,33 @@ def resolve_host(base_url: str | None = None) -> LangfuseHost:
     return LangfuseHost(sdk.DEFAULT_BASE_URL, "default")
 
 
+def _host_off(source: str, problem: str) -> DisabledSpanExporter:
+    reason = (
+        f"{source} {problem}; Langfuse tracing is off (the keys are sent only to a host you named)"
+    )
+    _warn_once(f"host:{source}", "otel_nonblocking: %s", reason)
+    return DisabledSpanExporter(reason)
+
+
+def disabled_for_malformed_host(rm: Any) -> DisabledSpanExporter | None:
+    """For a Langfuse project (``rm``) whose host is malformed: a :class:`DisabledSpanExporter`
+    to use instead of its exporter, after one warning naming where the host came from;
+    its scores are dropped too. None when the host is fine.
+
+    Langfuse's own exporter would send the key pair to that URL and the SDK would log
+    it, in full, on every attempt.
+    """
+    base_url = getattr(rm, "base_url", None)
+    if not isinstance(base_url, str):
+        return None
+    problem = url_problem(base_url) if base_url.strip() else "is blank"
+    if problem is None:
+        return None
+    source = next((var for var in BASE_URL_VARS if os.environ.get(var) == base_url), "base_url")
+    sdk.drop_scores(rm)
+    return _host_off(source, problem)
+
+
 def resolve_base_url(base_url: str | None) -> str:
     """The host of :func:`resolve_host`; a malformed variable raises
     :class:`ConfigurationError` naming it (never quoting it)."""
@@ -302,12 +329,7 @@ def langfuse_span_exporter(
         )
         return DisabledSpanExporter(reason)
     if host.url is None:
-        reason = (
-            f"{host.source} {host.problem}; Langfuse tracing is off (the keys are sent only "
-            "to a host you named)"
-        )
-        _warn_once(f"host:{host.source}", "otel_nonblocking: %s", reason)
-        return DisabledSpanExporter(reason)
+        return _host_off(host.source, host.problem or "is malformed")
     extra: dict[str, Any] = {}
     limit = sdk.max_request_size()
     if limit is not None and _supports_max_request_size():

@@ -31,6 +31,7 @@ from .._processor import NonBlockingSpanProcessor
 from . import _langfuse_sdk as sdk
 from ._langfuse_exporter import (
     CountingDeadlineExporter,
+    disabled_for_malformed_host,
     drop_scores_without_keys,
     langfuse_span_exporter,
 )
@@ -505,6 +506,9 @@ class LangfuseBinding:
             and getattr(current, "_endpoint", None) == sdk.default_endpoint(base_url)
         )
         if is_default:
+            disabled = disabled_for_malformed_host(rm)
+            if disabled is not None:
+                return disabled, "none"
             try:
                 rebuilt = langfuse_span_exporter(
                     self._timeout,
