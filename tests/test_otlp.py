@@ -209,3 +209,35 @@ def test_header_values_from_the_environment_reach_the_request_unchanged(monkeypa
         [request] = backend.requests
     assert request.headers["authorization"] == "Basic abc="
     assert request.headers["x-b"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://u:p@host:4318/v1/traces?token=t#f", "https://***@host:4318/v1/traces?***"),
+        ("http://u:p/w@rd@host/x", "http://***@host/x"),  # "/" and "@" in the password
+        ("u:secret@host:4318/x", "***@host:4318/x"),  # no scheme
+        ("http://host/a\r\nb", "http://host/a??b"),
+        (12345, "<int>"),
+    ],
+)
+def test_redact_url_keeps_scheme_host_port_and_path_only(url, shown) -> None:
+    from otel_nonblocking._urls import redact_url
+
+    assert redact_url(url) == shown
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "http://127.0.0.1:4318/v1/traces",
+        "HTTPS://127.0.0.1/v1/traces",
+        "http://[::1]:4318/v1/traces",
+        f"http://user:{PASSWORD}@127.0.0.1:4318/v1/traces?tenant=a",
+        " http://127.0.0.1:4318/v1/traces ",
+    ],
+)
+def test_good_endpoints_are_accepted(endpoint) -> None:
+    exporter = otlp_span_exporter(endpoint, timeout=1)
+    assert exporter.inner._endpoint == endpoint.strip()  # type: ignore[attr-defined]
+    exporter.shutdown(timeout_millis=100)

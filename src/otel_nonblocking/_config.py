@@ -117,10 +117,11 @@ class Setting(Generic[T]):
     convert: Callable[[T, str], T] | None = None
 
     def _kind(self) -> str:
-        if self.type in (int, float) and self.arg_scale == 1000.0 and self.unit == "ms":
-            return f"{_KINDS[self.type]} of seconds"
-        if self.type in (int, float) and self.unit in ("ms", "s"):
-            return f"{_KINDS[self.type]} of {'milliseconds' if self.unit == 'ms' else 'seconds'}"
+        """What an argument must be, in the argument's unit: "a number of seconds"."""
+        unit = "s" if self.arg_scale == 1000.0 else self.unit
+        if self.type in (int, float) and unit in ("ms", "s"):
+            number = "a whole number" if self.type is int else "a finite number"
+            return f"{number} of {'milliseconds' if unit == 'ms' else 'seconds'}"
         return _KINDS.get(self.type, "valid")
 
     def _typed(self, value: object) -> T:
