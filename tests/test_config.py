@@ -535,3 +535,26 @@ def test_configure_tracing_survives_a_malformed_compression_variable(var: str) -
     result = _run_host(env, "-c", _HOST_SCRIPT)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "HOST-OK" in result.stdout
+
+
+def test_secrets_in_the_endpoint_and_headers_variables_reach_no_line_of_any_logger(
+    tmp_path: Path,
+) -> None:
+    env = _clean_env()
+    base = refused_endpoint("/").rstrip("/")
+    env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = f"http://user:{PRIVATE}@127.0.0.1:99999/v1/traces"
+    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = base  # the fallback: nothing listens there
+    env["OTEL_EXPORTER_OTLP_HEADERS"] = (
+        f"x-api-key={PRIVATE}-1,junk {PRIVATE}-2,x-b=a%0D%0A{PRIVATE}"
+    )
+    script = _HOST_SCRIPT.replace(
+        "logging.basicConfig(", "logging.basicConfig(level=logging.DEBUG, "
+    )
+    result = _run_host(env, "-c", script, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "HOST-OK" in result.stdout
+    lines = result.stderr.splitlines()
+    assert not [line for line in lines if PRIVATE in line]
+    assert PRIVATE not in result.stdout
+    assert any("Ignoring invalid OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" in line for line in lines)
+    assert any("Ignoring invalid OTEL_EXPORTER_OTLP_HEADERS" in line for line in lines)
