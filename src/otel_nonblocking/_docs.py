@@ -34,10 +34,12 @@ its type, unit and default.
 - **Bad environment values never break your program.** A malformed or out-of-range value
   logs one warning on the `otel_nonblocking` logger (naming the variable, never quoting
   its value, which might be private) and the setting falls back as if the variable
-  were unset.
+  were unset. Numbers are read in ASCII digits only (`٣` or `1_000` is malformed). The one
+  value shown is a relative spool directory's absolute path, logged once.
 - **Bad arguments raise.** An invalid value passed in code raises
   `otel_nonblocking.ConfigurationError` (a `ValueError`) whose message names the
-  argument.
+  argument and quotes it in the unit given (a `timeout=` in seconds), except a URL,
+  shown without user-info or query string, and a header value, never shown.
 - **Units.** `ms` values are milliseconds (whole numbers where the type is `int`), as in
   the `OTEL_BSP_*` variables of the OpenTelemetry specification; `s` values are
   seconds. Booleans accept `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`), in any
