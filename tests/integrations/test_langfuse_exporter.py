@@ -174,18 +174,22 @@ def test_a_malformed_host_turns_tracing_off_and_sends_the_keys_nowhere(
         assert value not in text
 
 
-def test_the_exporter_and_langfuse_resolve_the_same_host(monkeypatch) -> None:
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"LANGFUSE_HOST": "http://127.0.0.1:1"},
+        {"LANGFUSE_BASE_URL": "http://127.0.0.1:2", "LANGFUSE_HOST": "http://127.0.0.1:1"},
+        {"LANGFUSE_BASE_URL": "", "LANGFUSE_HOST": "http://127.0.0.1:1"},  # empty: unset
+    ],
+)
+def test_the_exporter_resolves_the_host_langfuse_sends_its_scores_to(monkeypatch, environ) -> None:
     from otel_nonblocking.integrations._langfuse_exporter import resolve_host
 
-    monkeypatch.setenv("LANGFUSE_HOST", "http://127.0.0.1:1")
-    assert resolve_host().url == "http://127.0.0.1:1"
-    monkeypatch.setenv("LANGFUSE_BASE_URL", "http://127.0.0.1:2/")
-    assert resolve_host().url == "http://127.0.0.1:2"
-    assert resolve_host("http://127.0.0.1:3").source == "base_url"
-    monkeypatch.setenv("LANGFUSE_BASE_URL", "")  # empty: unset, for Langfuse too
-    assert resolve_host().source == "LANGFUSE_HOST"
+    for var, value in environ.items():
+        monkeypatch.setenv(var, value)
     client = Langfuse(public_key=PUBLIC_KEY, secret_key=SECRET_KEY, tracing_enabled=False)
-    assert getattr(client, "_base_url", "http://127.0.0.1:1") == "http://127.0.0.1:1"
+    assert resolve_host().url == client._resources.base_url.rstrip("/")
+    assert resolve_host("http://127.0.0.1:3/").url == "http://127.0.0.1:3"
 
 
 def test_a_bad_base_url_argument_raises_without_its_credentials() -> None:

@@ -38,7 +38,7 @@ _logger = logging.getLogger("otel_nonblocking")
 
 PUBLIC_KEY_VAR = "LANGFUSE_PUBLIC_KEY"
 SECRET_KEY_VAR = "LANGFUSE_SECRET_KEY"  # noqa: S105 - the name of a variable, not a secret
-BASE_URL_VARS = ("LANGFUSE_BASE_URL", "LANGFUSE_HOST")
+BASE_URL_VARS = sdk.HOST_VARIABLES  # ("LANGFUSE_BASE_URL", "LANGFUSE_HOST") on 4.x and 5.x
 TRACES_PATH_VAR = "LANGFUSE_OTEL_TRACES_EXPORT_PATH"
 MissingKeys = Literal["raise", "disable"]
 _COMPRESSIONS = {"gzip": Compression.Gzip, "none": Compression.NoCompression}
