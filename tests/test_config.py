@@ -302,6 +302,28 @@ def test_the_seconds_resolver_quotes_the_argument_and_returns_milliseconds() -> 
         setting.resolve_seconds(-0.5, environ={})
 
 
+@pytest.mark.parametrize(
+    ("value", "allow_zero", "message"),
+    [
+        (-1, False, "t must be greater than 0, got -1"),
+        (0, False, "t must be greater than 0, got 0"),
+        (-0.5, True, "t must be 0 or greater, got -0.5"),
+        (86_401, False, "t must be at most a day (86400 seconds), got 86401"),
+        (math.inf, False, "t must be a finite number of seconds, got inf"),
+        ("2", False, "t must be a finite number of seconds, got str"),
+        (True, False, "t must be a finite number of seconds, got bool"),
+    ],
+)
+def test_one_seconds_check_quotes_the_value_as_given(
+    value: Any, allow_zero: bool, message: str
+) -> None:
+    with pytest.raises(nb.ConfigurationError) as caught:
+        _config.seconds("t", value, allow_zero=allow_zero)
+    assert str(caught.value) == message
+    assert _config.seconds("t", 2) == 2.0
+    assert _config.seconds("t", 0, allow_zero=True) == 0.0
+
+
 @pytest.mark.parametrize("from_env", [False, True])
 def test_a_relative_spool_dir_is_resolved_once_and_logged_with_its_absolute_path(
     from_env: bool,

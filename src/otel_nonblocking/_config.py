@@ -263,6 +263,26 @@ def _positive_seconds(value: float) -> str | None:
     return _positive_millis(value * 1000)
 
 
+def seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
+    """``value``, an explicit ``name=`` argument in seconds, as a float; else
+    :class:`ConfigurationError` quoting it as given (never converted to milliseconds).
+
+    The one check for a seconds argument outside the registry (a flush budget, a
+    Langfuse timeout): finite, greater than 0 (or at least 0), at most a day.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(
+            f"{name} must be a finite number of seconds, got {type(value).__name__}"
+        )
+    number = float(value)
+    if not math.isfinite(number):
+        raise ConfigurationError(f"{name} must be a finite number of seconds, got {value!r}")
+    problem = (_non_negative_millis if allow_zero else _positive_millis)(number * 1000)
+    if problem is not None:
+        raise ConfigurationError(f"{name} {problem}, got {value!r}")
+    return number
+
+
 def _non_negative(value: float) -> str | None:
     return None if value >= 0 else "must be 0 or greater"
 

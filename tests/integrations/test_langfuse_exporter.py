@@ -279,6 +279,8 @@ def test_missing_keys_disable_warns_once_and_turns_tracing_off(caplog) -> None:
     [
         ({"timeout": 0}, "timeout"),
         ({"timeout": "2"}, "timeout"),
+        ({"timeout": -1}, "timeout .* got -1$"),
+        ({"timeout": 10**6}, "timeout must be at most a day"),
         ({"base_url": "ftp://example.invalid"}, "base_url"),
         ({"compression": "deflate"}, "compression"),
         ({"missing_keys": "ignore"}, "missing_keys"),

@@ -20,6 +20,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from .. import _config
 from .._errors import ConfigurationError
 from .._exporter import DeadlineSpanExporter
 from .._otlp import (
@@ -118,14 +119,6 @@ class DisabledSpanExporter(SpanExporter):
 
     def __repr__(self) -> str:
         return f"DisabledSpanExporter(dropped={self.dropped})"
-
-
-def _timeout_seconds(timeout: object) -> float:
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise ConfigurationError(f"timeout must be a number of seconds > 0, got {timeout!r}")
-    if timeout == float("inf"):
-        raise ConfigurationError("timeout must be finite, got inf")
-    return float(timeout)
 
 
 def _key(name: str, given: str | None, var: str) -> str | None:
@@ -305,7 +298,7 @@ def langfuse_span_exporter(
     >>> from langfuse import Langfuse  # doctest: +SKIP
     >>> langfuse = Langfuse(span_exporter=langfuse_span_exporter(timeout=2))  # doctest: +SKIP
     """
-    seconds = _timeout_seconds(timeout)
+    seconds = _config.seconds("timeout", timeout)
     exporter_class = otlp_exporter_class(encoder)  # a bad encoder raises before anything else
     if missing_keys not in ("raise", "disable"):
         raise ConfigurationError(f"missing_keys must be 'raise' or 'disable', got {missing_keys!r}")
