@@ -251,6 +251,13 @@ def otlp_span_exporter(
     retries, returns within it. ``encoder`` is ``"fast"`` (the package's encoder, the
     default) or ``"stock"`` (the SDK's); ``OTEL_NONBLOCKING_ENCODER`` sets it too.
 
+    ``endpoint`` (else ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, ``OTEL_EXPORTER_OTLP_ENDPOINT``
+    plus ``/v1/traces``, then ``http://localhost:4318/v1/traces``) and ``headers`` (else
+    ``OTEL_EXPORTER_OTLP_TRACES_HEADERS`` / ``OTEL_EXPORTER_OTLP_HEADERS``) are checked
+    here and handed to the SDK explicitly: a bad argument raises
+    :class:`ConfigurationError` (URL without user-info or query, header value never
+    shown); a bad variable warns once, naming it, and is left out.
+
     >>> exporter = otlp_span_exporter("http://127.0.0.1:4318/v1/traces", timeout=2)
     """
     timeout_millis = _config.EXPORTER_TIMEOUT_MILLIS.resolve_seconds(timeout)
