@@ -30,8 +30,9 @@ _VALID: dict[type, tuple[str, Any, Any]] = {
 }
 # Environment strings no setting of that type accepts, whatever its checks.
 _MALFORMED: dict[type, tuple[str, ...]] = {
-    int: (PRIVATE, "12abc", "1.5", "0x10", "9" * 5000),
-    float: (PRIVATE, "fast", "nan", "inf", "-inf", "1e999"),
+    # Other scripts' digits and underscores too: int() and float() would read them.
+    int: (PRIVATE, "12abc", "1.5", "0x10", "9" * 5000, "\u0663", "\uff11\uff12", "1_000"),
+    float: (PRIVATE, "fast", "nan", "inf", "-inf", "1e999", "\u0663", "\u0968.5", "1_0"),
     bool: (PRIVATE, "maybe", "2", "truthy"),
     str: (PRIVATE, "zstd", "brotli"),
 }
@@ -51,6 +52,8 @@ _FREE_FORM = frozenset({"spool_dir"})
 
 
 def _expected_from_env(setting: Setting[Any], raw: str) -> Any:
+    if setting.name in _FREE_FORM:
+        return os.path.abspath(raw)  # a path, resolved once against the working directory
     if setting.type is str:
         return raw
     if setting.type is bool:
@@ -70,6 +73,9 @@ def _malformed_cases() -> list[Any]:
                     if setting.check(setting.parse(raw) if setting.parse else int(raw)):
                         cases.append(pytest.param(setting, var, raw, id=f"{var}={raw}"))
     return cases
+
+
+_SPOOL_PATH_LINE = "otel_nonblocking: OTEL_NONBLOCKING_SPOOL_DIR is a relative path; using "
 
 
 def _our_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -140,7 +146,8 @@ def test_argument_beats_environment_beats_default(setting: Setting[Any], var: st
     assert setting.resolve(UNSET, environ={}) == setting.default
     assert setting.resolve(UNSET, environ=env) == _expected_from_env(setting, raw)
     assert setting.resolve(UNSET, environ=env) != setting.default
-    assert setting.resolve(explicit, environ=env) == explicit
+    expected = os.path.abspath(explicit) if setting.name in _FREE_FORM else explicit
+    assert setting.resolve(explicit, environ=env) == expected
 
 
 @pytest.mark.parametrize("setting", [s for s in SETTINGS if len(s.env_vars) > 1], ids=_ids)
@@ -226,8 +233,11 @@ def test_bad_environment_values_reach_no_log_line_through_the_public_api(
         processor.shutdown(timeout_millis=500)
         exporter.shutdown(timeout_millis=500)
     assert _our_warnings(caplog)
-    assert all(PRIVATE not in r.getMessage() for r in caplog.records)
-    assert PRIVATE not in caplog.text
+    # The one value shown on purpose: the absolute path a relative spool directory
+    # resolved to, on the line that names its variable.
+    shown = [r for r in caplog.records if r.getMessage().startswith(_SPOOL_PATH_LINE)]
+    assert len(shown) == 1
+    assert all(PRIVATE not in r.getMessage() for r in caplog.records if r not in shown)
 
 
 # -- bad explicit arguments ------------------------------------------------------------------
@@ -260,6 +270,78 @@ def test_bad_explicit_argument_raises_configuration_error_naming_it(
 ) -> None:
     with pytest.raises(nb.ConfigurationError, match=rf"^{setting.name}\b"):
         setting.resolve(value, environ={})
+
+
+def test_non_ascii_digits_are_not_a_number(caplog: pytest.LogCaptureFixture) -> None:
+    # "٣" is ARABIC-INDIC DIGIT THREE: int() reads it as 3, which once set a batch size
+    # of 3 where 20 was meant (and dropped 19 spans of 20).
+    environ = {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "\u0663"}
+    assert _config.MAX_EXPORT_BATCH_SIZE.resolve(environ=environ) == 512
+    [warning] = _our_warnings(caplog)
+    assert "OTEL_BSP_MAX_EXPORT_BATCH_SIZE" in warning.getMessage()
+
+
+@pytest.mark.parametrize(
+    ("timeout", "shown"),
+    [(-1, "got -1"), (0, "got 0"), (10**6, "got 1000000"), (1e9, "got 1000000000.0")],
+)
+def test_a_timeout_in_seconds_is_reported_in_seconds(timeout: float, shown: str) -> None:
+    with pytest.raises(nb.ConfigurationError) as caught:
+        nb.otlp_span_exporter("http://127.0.0.1:9/v1/traces", timeout=timeout)
+    message = str(caught.value)
+    assert message.startswith("timeout ")
+    assert message.endswith(shown)  # as given, not converted: "-1", never "-1000.0"
+
+
+def test_the_seconds_resolver_quotes_the_argument_and_returns_milliseconds() -> None:
+    setting = _config.EXPORTER_TIMEOUT_MILLIS
+    assert setting.resolve_seconds(1.5, environ={}) == 1500.0
+    with pytest.raises(nb.ConfigurationError, match=r"^timeout must be a finite number of seconds"):
+        setting.resolve_seconds("2", environ={})  # type: ignore[arg-type]
+    with pytest.raises(nb.ConfigurationError, match=r"must be greater than 0, got -0.5$"):
+        setting.resolve_seconds(-0.5, environ={})
+
+
+@pytest.mark.parametrize(
+    ("value", "allow_zero", "message"),
+    [
+        (-1, False, "t must be greater than 0, got -1"),
+        (0, False, "t must be greater than 0, got 0"),
+        (-0.5, True, "t must be 0 or greater, got -0.5"),
+        (86_401, False, "t must be at most a day (86400 seconds), got 86401"),
+        (math.inf, False, "t must be a finite number of seconds, got inf"),
+        ("2", False, "t must be a finite number of seconds, got str"),
+        (True, False, "t must be a finite number of seconds, got bool"),
+    ],
+)
+def test_one_seconds_check_quotes_the_value_as_given(
+    value: Any, allow_zero: bool, message: str
+) -> None:
+    with pytest.raises(nb.ConfigurationError) as caught:
+        _config.seconds("t", value, allow_zero=allow_zero)
+    assert str(caught.value) == message
+    assert _config.seconds("t", 2) == 2.0
+    assert _config.seconds("t", 0, allow_zero=True) == 0.0
+
+
+@pytest.mark.parametrize("from_env", [False, True])
+def test_a_relative_spool_dir_is_resolved_once_and_logged_with_its_absolute_path(
+    from_env: bool,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    environ = {"OTEL_NONBLOCKING_SPOOL_DIR": "spool"} if from_env else {}
+    explicit = UNSET if from_env else "spool"
+    first = _config.SPOOL_DIR.resolve(explicit, environ=environ)
+    second = _config.SPOOL_DIR.resolve(explicit, environ=environ)
+    assert first == second == str(tmp_path / "spool")
+    [line] = [r.getMessage() for r in _our_warnings(caplog)]
+    assert str(tmp_path / "spool") in line
+    assert ("OTEL_NONBLOCKING_SPOOL_DIR" if from_env else "spool_dir") in line
+    assert _config.SPOOL_DIR.resolve(str(tmp_path / "abs"), environ={}) == str(tmp_path / "abs")
+    assert len(_our_warnings(caplog)) == 1  # an absolute path is not worth a line
 
 
 def test_configuration_error_is_a_value_error() -> None:
@@ -301,6 +383,10 @@ def test_configuration_error_is_a_value_error() -> None:
         ),
         (lambda: nb.otlp_span_exporter("http://127.0.0.1:9/v1/traces", timeout="2"), "timeout"),
         (lambda: nb.otlp_span_exporter("127.0.0.1:4318"), "endpoint"),
+        (lambda: nb.otlp_span_exporter(12345), "endpoint"),
+        (lambda: nb.otlp_span_exporter("http://127.0.0.1:9", headers="k=v"), "headers"),
+        (lambda: nb.otlp_span_exporter("http://127.0.0.1:9", timeout=-1), "timeout"),
+        (lambda: nb.configure_tracing(endpoint=12345), "endpoint"),
         (lambda: nb.otlp_span_exporter("http://127.0.0.1:9", compression="zip"), "compression"),
         (lambda: nb.configure_tracing(timeout="2", exporter=RecordingExporter()), "timeout"),
         (
@@ -459,7 +545,7 @@ def test_configure_with_garbage_in_every_variable_neither_raises_nor_hangs(
     ours = [line for line in result.stderr.splitlines() if line.startswith("otel_nonblocking|")]
     assert any("Ignoring invalid OTEL_BSP_MAX_QUEUE_SIZE" in line for line in ours)
     assert any("ignoring OTEL_EXPORTER_OTLP_TRACES_PROTOCOL" in line for line in ours)
-    assert not [line for line in ours if garbage in line]
+    assert not [line for line in ours if garbage in line and _SPOOL_PATH_LINE not in line]
 
 
 @pytest.mark.parametrize(
@@ -471,3 +557,26 @@ def test_configure_tracing_survives_a_malformed_compression_variable(var: str) -
     result = _run_host(env, "-c", _HOST_SCRIPT)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "HOST-OK" in result.stdout
+
+
+def test_secrets_in_the_endpoint_and_headers_variables_reach_no_line_of_any_logger(
+    tmp_path: Path,
+) -> None:
+    env = _clean_env()
+    base = refused_endpoint("/").rstrip("/")
+    env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = f"http://user:{PRIVATE}@127.0.0.1:99999/v1/traces"
+    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = base  # the fallback: nothing listens there
+    env["OTEL_EXPORTER_OTLP_HEADERS"] = (
+        f"x-api-key={PRIVATE}-1,junk {PRIVATE}-2,x-b=a%0D%0A{PRIVATE}"
+    )
+    script = _HOST_SCRIPT.replace(
+        "logging.basicConfig(", "logging.basicConfig(level=logging.DEBUG, "
+    )
+    result = _run_host(env, "-c", script, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "HOST-OK" in result.stdout
+    lines = result.stderr.splitlines()
+    assert not [line for line in lines if PRIVATE in line]
+    assert PRIVATE not in result.stdout
+    assert any("Ignoring invalid OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" in line for line in lines)
+    assert any("Ignoring invalid OTEL_EXPORTER_OTLP_HEADERS" in line for line in lines)

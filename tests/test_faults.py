@@ -262,12 +262,18 @@ def test_tls_handshake_stall_costs_no_more_than_the_deadline() -> None:
         listener.stop()
 
 
+def _credentialed(endpoint: str, password: str) -> str:
+    return endpoint.replace("http://", f"http://user:{password}@", 1)
+
+
 @pytest.mark.parametrize("fault", ["hang", "unavailable", "refused", "reset"])
-def test_no_secret_appears_in_logs_or_reprs(fault, endpoint_for, caplog) -> None:
-    caplog.set_level(logging.DEBUG)
+def test_no_secret_appears_in_logs_or_reprs(fault, endpoint_for, caplog, capfd) -> None:
+    caplog.set_level(logging.DEBUG)  # every logger: ours, the SDK's, requests', urllib3's
     secret = "Basic c3VwZXItc2VjcmV0LXZhbHVl"  # noqa: S105 - the value the test hunts for
     exporter = otlp_span_exporter(
-        endpoint_for(fault), headers={"Authorization": secret, "x-api-key": "k-123456"}, timeout=0.3
+        _credentialed(endpoint_for(fault), "url-pw-9Xq"),
+        headers={"Authorization": secret, "x-api-key": "k-123456"},
+        timeout=0.3,
     )
     processor = NonBlockingSpanProcessor(exporter, max_export_batch_size=1)
     provider = TracerProvider(shutdown_on_exit=False)
@@ -278,10 +284,50 @@ def test_no_secret_appears_in_logs_or_reprs(fault, endpoint_for, caplog) -> None
     texts = [r.getMessage() for r in caplog.records]
     texts += [repr(exporter), repr(exporter.stats()), repr(processor.stats())]
     texts += [str(r.exc_info[1]) for r in caplog.records if r.exc_info]
+    texts += list(capfd.readouterr())
     assert caplog.records, "the failing backend should have produced some log lines"
     for text in texts:
         assert "c3VwZXItc2VjcmV0LXZhbHVl" not in text
         assert "k-123456" not in text
+        assert "url-pw-9Xq" not in text
+
+
+SPAN_CONTENT = "attr-value-7QmZ2v"  # a distinctive attribute value no log line may show
+
+
+@pytest.mark.parametrize("encoder", ["fast", "stock"])
+@pytest.mark.parametrize("fault", ["hang", "unavailable", "reset", "bad_span"])
+def test_span_contents_never_reach_a_log_line_and_no_line_is_per_span(
+    fault, encoder, endpoint_for, caplog, capfd
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    endpoint = endpoint_for("ok" if fault == "bad_span" else fault)
+    exporter = otlp_span_exporter(endpoint, timeout=0.3, encoder=encoder)
+    processor = NonBlockingSpanProcessor(exporter, max_export_batch_size=1)
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("contents")
+    spans = 20
+    for index in range(spans):
+        # A lone surrogate in the name makes a span no encoder can write.
+        name = f"bad \ud800 {SPAN_CONTENT}" if fault == "bad_span" else f"op-{SPAN_CONTENT}"
+        attributes = {"user.note": f"{SPAN_CONTENT}-{index}", "blob": [SPAN_CONTENT] * 3}
+        span = tracer.start_span(name, attributes=attributes)
+        span.add_event(f"event-{SPAN_CONTENT}", {"detail": SPAN_CONTENT})
+        span.end()
+    processor.force_flush(2000)
+    processor.shutdown(timeout_millis=500)
+    ours = [r for r in caplog.records if r.name == "otel_nonblocking"]
+    texts = [r.getMessage() for r in caplog.records]
+    texts += [str(r.exc_info[1]) for r in caplog.records if r.exc_info]
+    texts += list(capfd.readouterr())
+    for text in texts:
+        assert SPAN_CONTENT not in text
+    # Aggregated: twenty failing one-span batches make a few lines (each kind of trouble
+    # at once, then a summary at shutdown), never one a span.
+    assert len(ours) <= 6, [r.getMessage() for r in ours]
+    if fault == "bad_span" and encoder == "fast":  # the stock encoder fails whole batches
+        assert processor.stats().dropped.get("unencodable") == spans
 
 
 def _late_answer_pipeline(

@@ -9,12 +9,14 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, Generic, TypeVar
 
 from ._errors import ConfigurationError
+from ._urls import parse_headers_variable, url_problem
 
 _logger = logging.getLogger("otel_nonblocking")
 
@@ -41,12 +43,24 @@ class _Unset:
 UNSET: Final = _Unset()
 
 
+# ASCII digits only: Python's int() and float() also read other scripts' digits ("٣" is
+# 3) and underscores, which nobody means in an environment variable.
+_INT = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII)
+
+
 def _parse_int(raw: str) -> int:
-    return int(raw.strip(), 10)
+    text = raw.strip()
+    if not _INT.fullmatch(text):
+        raise ValueError("not an integer")
+    return int(text, 10)
 
 
 def _parse_float(raw: str) -> float:
-    value = float(raw.strip())
+    text = raw.strip()
+    if not _FLOAT.fullmatch(text):
+        raise ValueError("not a number")
+    value = float(text)
     if not math.isfinite(value):
         raise ValueError("not a finite number")
     return value
@@ -84,7 +98,11 @@ _PARSERS: Final[Mapping[type, Callable[[str], Any]]] = {
 class Setting(Generic[T]):
     """One configuration parameter.
 
-    ``check`` returns an error message for an invalid value, or ``None`` when it is fine.
+    ``check`` returns an error message for an invalid value, or ``None`` when it is fine;
+    its words must not depend on the unit (the value is shown in the caller's unit).
+    ``arg_scale`` converts an explicit argument to the setting's unit (1000: the argument
+    is in seconds, the setting in milliseconds); errors still quote the argument as given.
+    ``convert`` turns a valid value into the one used (e.g. a path made absolute).
     """
 
     name: str
@@ -95,24 +113,44 @@ class Setting(Generic[T]):
     doc: str
     check: Callable[[T], str | None] | None = None
     parse: Callable[[str], T] | None = None
+    arg_scale: float = 1.0
+    convert: Callable[[T, str], T] | None = None
 
-    def validate(self, value: object) -> T:
-        """Return ``value`` if valid for this setting, else raise :class:`ConfigurationError`."""
+    def _kind(self) -> str:
+        """What an argument must be, in the argument's unit: "a number of seconds"."""
+        unit = "s" if self.arg_scale == 1000.0 else self.unit
+        if self.type in (int, float) and unit in ("ms", "s"):
+            number = "a whole number" if self.type is int else "a finite number"
+            return f"{number} of {'milliseconds' if unit == 'ms' else 'seconds'}"
+        return _KINDS.get(self.type, "valid")
+
+    def _typed(self, value: object) -> T:
+        """``value`` if it has this setting's type (an int passes as a float), else raise."""
         expected = self.type
         ok = isinstance(value, expected) and not (expected is not bool and isinstance(value, bool))
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value, ok = float(value), True
         if not ok:
             raise ConfigurationError(
-                f"{self.name} must be {expected.__name__}, got {type(value).__name__}"
+                f"{self.name} must be {self._kind()}, got {type(value).__name__}"
             )
         if expected is float and not math.isfinite(value):  # type: ignore[arg-type]
             raise ConfigurationError(f"{self.name} must be a finite number, got {value!r}")
-        if self.check is not None:
-            problem = self.check(value)  # type: ignore[arg-type]
-            if problem is not None:
-                raise ConfigurationError(f"{self.name} {problem}, got {value!r}")
         return value  # type: ignore[return-value]
+
+    def _checked(self, value: T, shown: object) -> T:
+        if self.check is not None:
+            problem = self.check(value)
+            if problem is not None:
+                raise ConfigurationError(f"{self.name} {problem}, got {shown!r}")
+        return value
+
+    def validate(self, value: object) -> T:
+        """``value`` (an explicit argument) in this setting's unit, else raise
+        :class:`ConfigurationError` quoting the argument as given."""
+        typed = self._typed(value)
+        scaled: Any = typed * self.arg_scale if self.arg_scale != 1.0 else typed  # type: ignore[operator]
+        return self._checked(scaled, value)
 
     def from_env(self, environ: Mapping[str, str] | None = None) -> T | _Unset:
         """The value of the first set environment variable, or UNSET.
@@ -127,13 +165,14 @@ class Setting(Generic[T]):
             # The message never quotes the value (nor a parser error, which would):
             # a variable might hold something private.
             try:
-                value = self.validate((self.parse or _PARSERS[self.type])(raw))
+                parsed = (self.parse or _PARSERS[self.type])(raw)
+                value = self._checked(self._typed(parsed), parsed)
             except ValueError:  # includes ConfigurationError
                 later = " or ".join(self.env_vars[index + 1 :])
                 fallback = f"{later}, else {self.default!r}" if later else f"{self.default!r}"
                 _warn_once(var, raw, f"{self._env_problem(raw)}; using {fallback}")
                 continue  # as if unset: a later variable, else the default, applies
-            return value
+            return value if self.convert is None else self.convert(value, var)
         return UNSET
 
     def _env_problem(self, raw: str) -> str:
@@ -145,10 +184,20 @@ class Setting(Generic[T]):
         problem = None if self.check is None else self.check(value)
         return problem or f"not {_KINDS.get(self.type, 'valid')}"
 
+    def resolve_seconds(
+        self, explicit: float | _Unset = UNSET, environ: Mapping[str, str] | None = None
+    ) -> T:
+        """:meth:`resolve` for a millisecond setting whose argument is given in seconds
+        (``timeout=``): errors quote the argument in seconds, as the caller wrote it."""
+        if self.unit != "ms":
+            raise TypeError(f"{self.name} is not kept in milliseconds")
+        return replace(self, arg_scale=1000.0).resolve(explicit, environ)  # type: ignore[arg-type]
+
     def resolve(self, explicit: T | _Unset = UNSET, environ: Mapping[str, str] | None = None) -> T:
         """Argument > environment variable > default."""
         if not isinstance(explicit, _Unset):
-            return self.validate(explicit)
+            value = self.validate(explicit)
+            return value if self.convert is None else self.convert(value, self.name)
         from_env = self.from_env(environ)
         if not isinstance(from_env, _Unset):
             return from_env
@@ -193,24 +242,68 @@ def _positive(value: float) -> str | None:
 _MAX_MILLIS: Final = 86_400_000
 
 
+# Duration checks word their limits without a unit, so that an error quotes the value
+# in the unit the caller used (seconds for a ``timeout=`` argument) and stays true.
+_AT_MOST_A_DAY: Final = "must be at most a day (86400 seconds)"
+
+
 def _positive_millis(value: float) -> str | None:
     if value <= 0:
         return "must be greater than 0"
-    return None if value <= _MAX_MILLIS else f"must be at most {_MAX_MILLIS} (a day)"
+    return None if value <= _MAX_MILLIS else _AT_MOST_A_DAY
 
 
 def _non_negative_millis(value: float) -> str | None:
     if value < 0:
         return "must be 0 or greater"
-    return None if value <= _MAX_MILLIS else f"must be at most {_MAX_MILLIS} (a day)"
+    return None if value <= _MAX_MILLIS else _AT_MOST_A_DAY
 
 
 def _positive_seconds(value: float) -> str | None:
     return _positive_millis(value * 1000)
 
 
+def seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
+    """``value``, an explicit ``name=`` argument in seconds, as a float; else
+    :class:`ConfigurationError` quoting it as given (never converted to milliseconds).
+
+    The one check for a seconds argument outside the registry (a flush budget, a
+    Langfuse timeout): finite, greater than 0 (or at least 0), at most a day.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(
+            f"{name} must be a finite number of seconds, got {type(value).__name__}"
+        )
+    number = float(value)
+    if not math.isfinite(number):
+        raise ConfigurationError(f"{name} must be a finite number of seconds, got {value!r}")
+    problem = (_non_negative_millis if allow_zero else _positive_millis)(number * 1000)
+    if problem is not None:
+        raise ConfigurationError(f"{name} {problem}, got {value!r}")
+    return number
+
+
 def _non_negative(value: float) -> str | None:
     return None if value >= 0 else "must be 0 or greater"
+
+
+def _absolute_path(value: str, source: str) -> str:
+    """``value`` as an absolute path (``~`` expanded); a relative one is logged once.
+
+    Resolved once, here: a relative directory would otherwise follow the working
+    directory, and be created silently under whatever it is when the spool opens.
+    """
+    if not value:
+        return value
+    path = os.path.abspath(os.path.expanduser(value))
+    if path != value:
+        key = (f"path:{source}", f"{value}\0{path}")
+        with _warned_lock:
+            fresh = key not in _warned
+            _warned.add(key)
+        if fresh:
+            _logger.warning("otel_nonblocking: %s is a relative path; using %s", source, path)
+    return path
 
 
 MAX_QUEUE_SIZE: Final = Setting(
@@ -265,7 +358,9 @@ SPOOL_DIR: Final = Setting(
     "batches that could not be delivered "
     "before the retry buffer or the shutdown budget ran out are written there, encoded, and "
     "sent once the backend takes spans again, by this process or the next one that starts "
-    "with the same directory. Empty: no spool. Needs an OTLP/HTTP exporter.",
+    "with the same directory. Empty: no spool. Needs an OTLP/HTTP exporter. A relative "
+    "path is resolved once, against the working directory, and the absolute path logged.",
+    convert=_absolute_path,
 )
 SPOOL_MAX_BYTES: Final = Setting(
     "spool_max_bytes",
@@ -470,3 +565,61 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
 def tracing_disabled(environ: Mapping[str, str] | None = None) -> bool:
     """True when ``OTEL_SDK_DISABLED`` or ``OTEL_NONBLOCKING_DISABLED`` is true."""
     return SDK_DISABLED.resolve(environ=environ) or DISABLED.resolve(environ=environ)
+
+
+# -- the OTLP endpoint and headers variables ---------------------------------------------------
+# The SDK reads these itself, and quotes a malformed one in full in its log lines (or uses
+# it, and then quotes it on every export). They are read here instead, checked, and handed
+# to the SDK as explicit arguments.
+
+OTLP_TRACES_ENDPOINT_VAR: Final = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+OTLP_ENDPOINT_VAR: Final = "OTEL_EXPORTER_OTLP_ENDPOINT"
+OTLP_DEFAULT_ENDPOINT: Final = "http://localhost:4318/v1/traces"
+OTLP_HEADERS_VARS: Final = ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS")
+
+
+def otlp_endpoint_from_env(environ: Mapping[str, str] | None = None) -> str:
+    """The trace endpoint the variables name, as the SDK reads them, checked.
+
+    ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is used as given; else
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` plus ``/v1/traces``; else the SDK's default. A
+    malformed one (no http(s) scheme, no host, a bad port, control characters) warns
+    once, naming the variable, and the next one applies.
+    """
+    env = os.environ if environ is None else environ
+    traces = env.get(OTLP_TRACES_ENDPOINT_VAR, "").strip()
+    if traces:
+        problem = url_problem(traces)
+        if problem is None:
+            return traces
+        fallback = f"{OTLP_ENDPOINT_VAR}, else {OTLP_DEFAULT_ENDPOINT}"
+        _warn_once(OTLP_TRACES_ENDPOINT_VAR, traces, f"{problem}; using {fallback}")
+    base = env.get(OTLP_ENDPOINT_VAR, "").strip()
+    if base:
+        problem = url_problem(base)
+        if problem is None:
+            return f"{base.rstrip('/')}/v1/traces"
+        _warn_once(OTLP_ENDPOINT_VAR, base, f"{problem}; using {OTLP_DEFAULT_ENDPOINT}")
+    return OTLP_DEFAULT_ENDPOINT
+
+
+def otlp_headers_from_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The headers of the first set ``OTEL_EXPORTER_OTLP_TRACES_HEADERS`` /
+    ``OTEL_EXPORTER_OTLP_HEADERS``; malformed entries are left out, with one warning
+    that names the variable (never an entry: it may hold a key)."""
+    env = os.environ if environ is None else environ
+    for var in OTLP_HEADERS_VARS:
+        raw = env.get(var)
+        if raw is None or not raw.strip():
+            continue
+        headers, bad = parse_headers_variable(raw)
+        if bad:
+            entries = "entry" if bad == 1 else "entries"
+            _warn_once(
+                var,
+                raw,
+                f"{bad} malformed {entries} left out; entries are name=value, separated by "
+                "commas, values URL-encoded, without control characters",
+            )
+        return headers
+    return {}

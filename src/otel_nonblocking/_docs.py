@@ -34,10 +34,12 @@ its type, unit and default.
 - **Bad environment values never break your program.** A malformed or out-of-range value
   logs one warning on the `otel_nonblocking` logger (naming the variable, never quoting
   its value, which might be private) and the setting falls back as if the variable
-  were unset.
+  were unset. Numbers are read in ASCII digits only (`٣` or `1_000` is malformed). The one
+  value shown is a relative spool directory's absolute path, logged once.
 - **Bad arguments raise.** An invalid value passed in code raises
   `otel_nonblocking.ConfigurationError` (a `ValueError`) whose message names the
-  argument.
+  argument and quotes it in the unit given (a `timeout=` in seconds), except a URL,
+  shown without user-info or query string, and a header value, never shown.
 - **Units.** `ms` values are milliseconds (whole numbers where the type is `int`), as in
   the `OTEL_BSP_*` variables of the OpenTelemetry specification; `s` values are
   seconds. Booleans accept `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`), in any
@@ -58,7 +60,9 @@ _SDK_VARIABLES: tuple[tuple[str, str, str], ...] = (
     (
         "`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`",
         "OTLP exporter",
-        "Full URL of the trace endpoint, used as given. The `endpoint=` argument wins.",
+        "Full URL of the trace endpoint, used as given. The `endpoint=` argument wins. The "
+        "package reads it (not the SDK): one that is not an http(s) URL with a host and a "
+        "valid port warns once, naming the variable, and the next source applies.",
     ),
     (
         "`OTEL_EXPORTER_OTLP_ENDPOINT`",
@@ -71,8 +75,10 @@ _SDK_VARIABLES: tuple[tuple[str, str, str], ...] = (
         "OTLP exporter",
         "`key=value` pairs separated by commas (values URL-encoded), sent with every "
         "export. A `headers=` argument wins (SDK 1.33 then ignores the variables; newer "
-        "SDKs merge them, the argument winning per key). The package never logs header "
-        "values.",
+        "SDKs merge them, the argument winning per key). The package parses them itself: "
+        "an entry that is malformed or holds a control character (a URL-encoded CR or LF) "
+        "is left out, with one warning naming the variable. The package never logs header "
+        "values, and hides the entry the SDK's own parser would quote.",
     ),
     (
         "`OTEL_EXPORTER_OTLP_TRACES_COMPRESSION`, `OTEL_EXPORTER_OTLP_COMPRESSION`",

@@ -11,7 +11,7 @@ import inspect
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -26,9 +26,82 @@ from ._exporter import DeadlineSpanExporter
 from ._log import AggregatedWarning
 from ._requests import EncodedBatch, encode_batch
 from ._session import InterruptibleSession
+from ._urls import check_headers, header_problem, redact_url, url_problem
 
 _INNER_TIMEOUT_MARGIN_SECONDS = 0.1
 _logger = logging.getLogger("otel_nonblocking")
+
+# The SDK's parser of OTEL_EXPORTER_OTLP_*HEADERS logs a malformed entry in full, key
+# included. The package parses the variables itself and hands the SDK explicit headers,
+# but SDK 1.45 parses the variables again whatever it is given; this filter on the
+# parser's logger keeps its warning and drops the quoted entry.
+_SDK_HEADER_PARSER_LOGGER: Final = "opentelemetry.util.re"
+_HIDDEN_ENTRY: Final = "<entry not shown: it may hold a secret>"
+
+
+class _HideHeaderEntries(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith("Header format invalid"):
+            record.args = (_HIDDEN_ENTRY,)
+        return True
+
+
+def _hide_sdk_header_entries() -> None:
+    sdk_logger = logging.getLogger(_SDK_HEADER_PARSER_LOGGER)
+    if not any(isinstance(f, _HideHeaderEntries) for f in sdk_logger.filters):
+        sdk_logger.addFilter(_HideHeaderEntries())
+
+
+_hide_sdk_header_entries()
+
+# Sent by the SDK with every request anyway; also makes explicit headers never empty, since
+# SDK 1.33 parses the variables itself when the headers it is given are empty.
+_CONTENT_TYPE: Final = {"content-type": "application/x-protobuf"}
+
+
+def checked_endpoint(endpoint: object, name: str = "endpoint") -> str:
+    """``endpoint`` if it is a usable http(s) URL, else :class:`ConfigurationError`
+    (the URL shown without its user-info or query string)."""
+    if not isinstance(endpoint, str):
+        raise ConfigurationError(f"{name} must be a string URL, got {type(endpoint).__name__}")
+    problem = url_problem(endpoint.strip())
+    if problem is not None:
+        raise ConfigurationError(f"{name} {problem}, got {redact_url(endpoint)!r}")
+    return endpoint.strip()
+
+
+def checked_headers(headers: object, name: str = "headers") -> dict[str, str]:
+    """``headers`` as a dict if every one can be sent, else :class:`ConfigurationError`
+    (which never quotes a value)."""
+    if not isinstance(headers, Mapping):
+        raise ConfigurationError(f"{name} must be a mapping, got {type(headers).__name__}")
+    good, problems = check_headers(headers)
+    if problems:
+        raise ConfigurationError(f"{name}: {problems[0]}")
+    return good
+
+
+def _scrub_sdk_headers(exporter: OTLPSpanExporter) -> None:
+    """Drop headers the SDK took from the environment that the HTTP client would refuse
+    (SDK 1.45 merges the variables into explicit headers; 1.33 never reads them then)."""
+    client = getattr(exporter, "_client", None)
+    headers = getattr(client, "_headers", None)
+    if isinstance(headers, dict):
+        for key in [k for k, v in headers.items() if header_problem(k, v) is not None]:
+            del headers[key]
+
+
+def build_otlp_exporter(
+    exporter_class: type[OTLPSpanExporter],
+    endpoint: str,
+    headers: Mapping[str, str],
+    **kwargs: Any,
+) -> OTLPSpanExporter:
+    """``exporter_class`` with a checked endpoint and headers given explicitly, so that the
+    SDK never reads (nor logs) the endpoint and headers variables."""
+    exporter = exporter_class(endpoint=endpoint, headers={**_CONTENT_TYPE, **headers}, **kwargs)
+    _scrub_sdk_headers(exporter)
+    return exporter
 
 
 def _compression(value: str | Compression | None) -> Compression:
@@ -202,17 +275,18 @@ def otlp_span_exporter(
     SDK's ``max_request_size`` default, 64 MiB where the SDK has one; 0: no limit): a
     larger batch goes out as several requests, a span too large alone is dropped.
 
+    ``endpoint`` (else ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, ``OTEL_EXPORTER_OTLP_ENDPOINT``
+    plus ``/v1/traces``, then ``http://localhost:4318/v1/traces``) and ``headers`` (else
+    ``OTEL_EXPORTER_OTLP_TRACES_HEADERS`` / ``OTEL_EXPORTER_OTLP_HEADERS``) are checked
+    here and handed to the SDK explicitly: a bad argument raises
+    :class:`ConfigurationError` (URL without user-info or query, header value never
+    shown); a bad variable warns once, naming it, and is left out.
+
     >>> exporter = otlp_span_exporter("http://127.0.0.1:4318/v1/traces", timeout=2)
     """
-    if not isinstance(timeout, _Unset) and (
-        isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-    ):
-        raise ConfigurationError(f"timeout must be a number of seconds, got {timeout!r}")
-    timeout_millis = _config.EXPORTER_TIMEOUT_MILLIS.resolve(
-        UNSET if isinstance(timeout, _Unset) else float(timeout) * 1000
-    )
-    if endpoint is not None and not endpoint.startswith(("http://", "https://")):
-        raise ConfigurationError(f"endpoint must be an http:// or https:// URL, got {endpoint!r}")
+    timeout_millis = _config.EXPORTER_TIMEOUT_MILLIS.resolve_seconds(timeout)
+    url = _config.otlp_endpoint_from_env() if endpoint is None else checked_endpoint(endpoint)
+    sent = _config.otlp_headers_from_env() if headers is None else checked_headers(headers)
     if max_request_bytes is not None and (
         isinstance(max_request_bytes, bool)
         or not isinstance(max_request_bytes, int)
@@ -225,9 +299,10 @@ def otlp_span_exporter(
     limit: dict[str, Any] = {}
     if max_request_bytes is not None and sdk_takes_max_request_size():
         limit["max_request_size"] = max_request_bytes
-    inner = exporter_class(
-        endpoint=endpoint,
-        headers=dict(headers) if headers is not None else None,
+    inner = build_otlp_exporter(
+        exporter_class,
+        url,
+        sent,
         # The SDK's own timeout bounds each socket operation (and, in newer releases,
         # its retry loop); the wrapper bounds the whole. A little more than the deadline
         # ends the SDK's retries in time, while the wrapper is always the one to fire.

@@ -22,7 +22,7 @@ from otel_nonblocking.integrations.langfuse import (
     bound_langfuse_flush,
     langfuse_span_exporter,
 )
-from otel_nonblocking.testing import FakeLangfuse, Mode
+from otel_nonblocking.testing import FakeLangfuse, Mode, refused_endpoint
 from tests.integrations.conftest import PUBLIC_KEY, SECRET_KEY
 
 BUDGET = 1.0
@@ -118,21 +118,129 @@ def test_exporter_reads_keys_and_host_from_the_langfuse_variables(fake, monkeypa
     assert request.headers["x-langfuse-public-key"] == "pk-from-env"
 
 
-def test_base_url_variable_wins_over_host_and_a_bad_one_warns_and_falls_back(
-    fake, monkeypatch, caplog
-) -> None:
+def test_base_url_variable_wins_over_host(fake, monkeypatch) -> None:
     monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", PUBLIC_KEY)
     monkeypatch.setenv("LANGFUSE_SECRET_KEY", SECRET_KEY)
-    monkeypatch.setenv("LANGFUSE_BASE_URL", "not a url")
-    monkeypatch.setenv("LANGFUSE_HOST", fake.base_url)
-    with caplog.at_level(logging.WARNING, logger="otel_nonblocking"):
-        exporter = langfuse_span_exporter(timeout=BUDGET)
-        langfuse_span_exporter(timeout=BUDGET).shutdown()
+    monkeypatch.setenv("LANGFUSE_BASE_URL", fake.base_url)
+    monkeypatch.setenv("LANGFUSE_HOST", refused_endpoint("/").rstrip("/"))
+    exporter = langfuse_span_exporter(timeout=BUDGET)
     assert exporter.export(_spans(1)).name == "SUCCESS"
     exporter.shutdown()
-    warnings = [r.getMessage() for r in caplog.records if "LANGFUSE_BASE_URL" in r.getMessage()]
-    assert len(warnings) == 1  # once, and without echoing the value
-    assert "not a url" not in warnings[0]
+    assert fake.requests_to(FakeLangfuse.OTLP_PATH)
+
+
+MALFORMED_HOSTS = [
+    "127.0.0.1:{port}",  # no scheme: once sent the key pair to Langfuse Cloud instead
+    "not a url",
+    "ftp://127.0.0.1:{port}",
+    "http://user:pw-8Rt@127.0.0.1:99999",
+    "http://user:pw-8Rt@:{port}",
+    " ",
+]
+
+
+def _all_text(caplog, capfd) -> str:
+    out, err = capfd.readouterr()
+    lines = [r.getMessage() for r in caplog.records]
+    lines += [str(r.exc_info[1]) for r in caplog.records if r.exc_info]
+    return "\n".join([*lines, out, err])
+
+
+@pytest.mark.parametrize("host", MALFORMED_HOSTS)
+@pytest.mark.parametrize("var", ["LANGFUSE_HOST", "LANGFUSE_BASE_URL"])
+def test_a_malformed_host_turns_tracing_off_and_sends_the_keys_nowhere(
+    fake, monkeypatch, caplog, capfd, var, host
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    value = host.format(port=fake.port)
+    monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", PUBLIC_KEY)
+    monkeypatch.setenv("LANGFUSE_SECRET_KEY", SECRET_KEY)
+    monkeypatch.setenv(var, value)
+    if var == "LANGFUSE_BASE_URL":  # Langfuse would send its scores to the malformed one
+        monkeypatch.setenv("LANGFUSE_HOST", fake.base_url)
+    first = langfuse_span_exporter(timeout=BUDGET)
+    second = langfuse_span_exporter(timeout=BUDGET)
+    assert isinstance(first, DisabledSpanExporter)
+    assert isinstance(second, DisabledSpanExporter)
+    assert first.export(_spans(2)).name == "SUCCESS"
+    assert first.dropped == 2
+    assert fake.requests == []
+    warnings = [r.getMessage() for r in caplog.records if var in r.getMessage()]
+    assert len(warnings) == 1
+    assert "tracing is off" in warnings[0]
+    text = _all_text(caplog, capfd)
+    assert "pw-8Rt" not in text
+    if value.strip():
+        assert value not in text
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"LANGFUSE_HOST": "http://127.0.0.1:1"},
+        {"LANGFUSE_BASE_URL": "http://127.0.0.1:2", "LANGFUSE_HOST": "http://127.0.0.1:1"},
+        {"LANGFUSE_BASE_URL": "", "LANGFUSE_HOST": "http://127.0.0.1:1"},  # empty: unset
+    ],
+)
+def test_the_exporter_resolves_the_host_langfuse_sends_its_scores_to(monkeypatch, environ) -> None:
+    from otel_nonblocking.integrations._langfuse_exporter import resolve_host
+
+    for var, value in environ.items():
+        monkeypatch.setenv(var, value)
+    client = Langfuse(public_key=PUBLIC_KEY, secret_key=SECRET_KEY, tracing_enabled=False)
+    assert resolve_host().url == client._resources.base_url.rstrip("/")
+    assert resolve_host("http://127.0.0.1:3/").url == "http://127.0.0.1:3"
+
+
+def test_a_bad_base_url_argument_raises_without_its_credentials() -> None:
+    with pytest.raises(ConfigurationError, match=r"^base_url ") as caught:
+        langfuse_span_exporter(
+            timeout=BUDGET,
+            public_key=PUBLIC_KEY,
+            secret_key=SECRET_KEY,
+            base_url="ftp://user:pw-8Rt@127.0.0.1/?token=tk-77",
+        )
+    assert "pw-8Rt" not in str(caught.value)
+    assert "tk-77" not in str(caught.value)
+
+
+@pytest.mark.parametrize("value", ["v\r\nX-Injected: 1", 5, " leading"])
+def test_bad_additional_headers_raise_without_their_value(value) -> None:
+    with pytest.raises(ConfigurationError, match="additional_headers") as caught:
+        langfuse_span_exporter(
+            timeout=BUDGET,
+            public_key=PUBLIC_KEY,
+            secret_key=SECRET_KEY,
+            base_url="http://127.0.0.1:9",
+            additional_headers={"x-extra": value},
+        )
+    assert str(value) not in str(caught.value)
+
+
+def test_empty_keys_with_tracing_off_send_no_scores_and_cost_no_wait(monkeypatch) -> None:
+    monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", "")
+    monkeypatch.setenv("LANGFUSE_SECRET_KEY", "")
+    with FakeLangfuse(Mode.HANG, hang_limit=30) as hanging:
+        exporter = langfuse_span_exporter(timeout=BUDGET, missing_keys="disable")
+        assert isinstance(exporter, DisabledSpanExporter)
+        kwargs = {"span_exporter": exporter} if TAKES_SPAN_EXPORTER else {}
+        # Langfuse itself takes the empty strings as keys and would send scores with them.
+        client = Langfuse(base_url=hanging.base_url, **kwargs)
+        binding = bound_langfuse_flush(timeout=BUDGET)
+        for _ in range(2):
+            with client.start_as_current_observation(name="invocation"):
+                trace_id = client.get_current_trace_id()
+            client.create_score(name="quality", value=1.0, trace_id=trace_id)
+            started = time.monotonic()
+            result = binding.flush(client)
+            assert time.monotonic() - started < 0.5, "a flush waited for refused scores"
+            assert result.ok
+        time.sleep(0.3)
+        assert hanging.requests_to(FakeLangfuse.SCORES_PATH) == []
+        assert hanging.requests_to(FakeLangfuse.INGESTION_PATH) == []
+    binding.unbind(timeout=0.1)
+    rm = client._resources
+    assert "add_score_task" not in vars(rm)  # unbind gives the project its scores back
 
 
 @pytest.mark.parametrize(
@@ -171,6 +279,8 @@ def test_missing_keys_disable_warns_once_and_turns_tracing_off(caplog) -> None:
     [
         ({"timeout": 0}, "timeout"),
         ({"timeout": "2"}, "timeout"),
+        ({"timeout": -1}, "timeout .* got -1$"),
+        ({"timeout": 10**6}, "timeout must be at most a day"),
         ({"base_url": "ftp://example.invalid"}, "base_url"),
         ({"compression": "deflate"}, "compression"),
         ({"missing_keys": "ignore"}, "missing_keys"),
@@ -237,3 +347,29 @@ def test_importing_the_integration_without_langfuse_names_the_extra() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert "otel-nonblocking[langfuse]" in out.stdout
+
+
+@pytest.mark.parametrize("source", ["argument", "LANGFUSE_HOST"])
+def test_a_bound_project_with_a_malformed_host_exports_nothing_and_logs_no_credentials(
+    fake, monkeypatch, caplog, capfd, source
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    host = f"http://user:pw-8Rt@127.0.0.1:99999/?k={fake.port}"
+    if source == "argument":
+        client = Langfuse(public_key=PUBLIC_KEY, secret_key=SECRET_KEY, base_url=host)
+    else:
+        monkeypatch.setenv("LANGFUSE_HOST", host)
+        client = Langfuse(public_key=PUBLIC_KEY, secret_key=SECRET_KEY)
+    binding = bound_langfuse_flush(timeout=BUDGET)
+    assert [c.exporter for c in binding.clients()] == ["none"]
+    for _ in range(3):
+        with client.start_as_current_observation(name="never-sent"):
+            trace_id = client.get_current_trace_id()
+        client.create_score(name="quality", value=1.0, trace_id=trace_id)
+        assert binding.flush(client).ok
+    warnings = [r.getMessage() for r in caplog.records if "tracing is off" in r.getMessage()]
+    assert len(warnings) == 1
+    assert ("base_url" if source == "argument" else "LANGFUSE_HOST") in warnings[0]
+    text = _all_text(caplog, capfd)
+    assert "pw-8Rt" not in text
+    assert fake.requests == []

@@ -11,28 +11,34 @@ import logging
 import os
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from .. import _config
 from .._errors import ConfigurationError
 from .._exporter import DeadlineSpanExporter
 from .._otlp import (
     _INNER_TIMEOUT_MARGIN_SECONDS,
+    build_otlp_exporter,
+    checked_endpoint,
+    checked_headers,
     otlp_exporter_class,
     sdk_takes_max_request_size,
 )
 from .._session import InterruptibleSession
 from .._tally import Tally
+from .._urls import url_problem
 from . import _langfuse_sdk as sdk
 
 _logger = logging.getLogger("otel_nonblocking")
 
 PUBLIC_KEY_VAR = "LANGFUSE_PUBLIC_KEY"
 SECRET_KEY_VAR = "LANGFUSE_SECRET_KEY"  # noqa: S105 - the name of a variable, not a secret
-BASE_URL_VARS = ("LANGFUSE_BASE_URL", "LANGFUSE_HOST")
+BASE_URL_VARS = sdk.HOST_VARIABLES  # ("LANGFUSE_BASE_URL", "LANGFUSE_HOST") on 4.x and 5.x
 TRACES_PATH_VAR = "LANGFUSE_OTEL_TRACES_EXPORT_PATH"
 MissingKeys = Literal["raise", "disable"]
 _COMPRESSIONS = {"gzip": Compression.Gzip, "none": Compression.NoCompression}
@@ -114,49 +120,106 @@ class DisabledSpanExporter(SpanExporter):
         return f"DisabledSpanExporter(dropped={self.dropped})"
 
 
-def _timeout_seconds(timeout: object) -> float:
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise ConfigurationError(f"timeout must be a number of seconds > 0, got {timeout!r}")
-    if timeout == float("inf"):
-        raise ConfigurationError("timeout must be finite, got inf")
-    return float(timeout)
-
-
 def _key(name: str, given: str | None, var: str) -> str | None:
     if given is not None and not isinstance(given, str):
         raise ConfigurationError(f"{name} must be a string, got {type(given).__name__}")
-    if given:
+    if given and given.strip():
         return given
     from_env = os.environ.get(var, "").strip()
     return from_env or None
 
 
-def _is_http_url(value: str) -> bool:
-    return value.startswith(("http://", "https://")) and len(value) > len("https://")
+def keys_missing(public_key: object, secret_key: object) -> bool:
+    """True when either key is absent or blank: nothing sent with them can be accepted.
+
+    Langfuse itself takes an empty ``LANGFUSE_PUBLIC_KEY`` as a key and goes on sending
+    spans and scores with it; the exporter and the binding treat it as missing.
+    """
+    return any(not (isinstance(k, str) and k.strip()) for k in (public_key, secret_key))
+
+
+def drop_scores_without_keys(rm: Any) -> bool:
+    """Stop a keyless Langfuse project (``rm``) from sending scores; True if it was keyless.
+
+    Its spans go nowhere already (:class:`DisabledSpanExporter`, or Langfuse's own no-op);
+    its scores would be sent with empty credentials, refused, and waited for by every
+    flush. :func:`~._langfuse_sdk.keep_scores` undoes it.
+    """
+    if not keys_missing(getattr(rm, "public_key", None), getattr(rm, "secret_key", None)):
+        return False
+    sdk.drop_scores(rm)
+    return True
+
+
+@dataclass(frozen=True)
+class LangfuseHost:
+    """The one host spans and scores go to, resolved as Langfuse resolves it.
+
+    ``url`` is None when the source that Langfuse would use is malformed: then nothing is
+    sent anywhere (credentials never go to a host the user did not name). ``source``
+    is ``"base_url"``, the variable's name, or ``"default"``.
+    """
+
+    url: str | None
+    source: str
+    problem: str | None = None
+
+
+def resolve_host(base_url: str | None = None) -> LangfuseHost:
+    """``base_url``, else the first non-empty ``LANGFUSE_BASE_URL``, ``LANGFUSE_HOST``, else
+    Langfuse Cloud: Langfuse's own order (4.x and 5.x), so spans and scores share a host.
+
+    A malformed argument raises :class:`ConfigurationError` (the URL shown without its
+    user-info or query). A malformed variable is not skipped, since Langfuse would use
+    it for scores: the result has no ``url`` and names the variable in ``source``.
+    """
+    if base_url is not None:
+        return LangfuseHost(checked_endpoint(base_url, "base_url").rstrip("/"), "base_url")
+    for var in BASE_URL_VARS:
+        raw = os.environ.get(var)
+        if not raw:  # Langfuse's `or`: only an unset or empty variable is skipped
+            continue
+        problem = url_problem(raw.strip()) if raw.strip() else "is blank"
+        if problem is not None:
+            return LangfuseHost(None, var, problem)
+        return LangfuseHost(raw.strip().rstrip("/"), var)
+    return LangfuseHost(sdk.DEFAULT_BASE_URL, "default")
+
+
+def _host_off(source: str, problem: str) -> DisabledSpanExporter:
+    reason = (
+        f"{source} {problem}; Langfuse tracing is off (the keys are sent only to a host you named)"
+    )
+    _warn_once(f"host:{source}", "otel_nonblocking: %s", reason)
+    return DisabledSpanExporter(reason)
+
+
+def disabled_for_malformed_host(rm: Any) -> DisabledSpanExporter | None:
+    """For a Langfuse project (``rm``) whose host is malformed: a :class:`DisabledSpanExporter`
+    to use instead of its exporter, after one warning naming where the host came from;
+    its scores are dropped too. None when the host is fine.
+
+    Langfuse's own exporter would send the key pair to that URL and the SDK would log
+    it, in full, on every attempt.
+    """
+    base_url = getattr(rm, "base_url", None)
+    if not isinstance(base_url, str):
+        return None
+    problem = url_problem(base_url) if base_url.strip() else "is blank"
+    if problem is None:
+        return None
+    source = next((var for var in BASE_URL_VARS if os.environ.get(var) == base_url), "base_url")
+    sdk.drop_scores(rm)
+    return _host_off(source, problem)
 
 
 def resolve_base_url(base_url: str | None) -> str:
-    """``base_url``, else ``LANGFUSE_BASE_URL``, else ``LANGFUSE_HOST``, else Langfuse Cloud.
-
-    A malformed variable warns once and the next source is used; a malformed argument
-    raises :class:`ConfigurationError`.
-    """
-    if base_url is not None:
-        if not isinstance(base_url, str) or not _is_http_url(base_url.strip()):
-            raise ConfigurationError(
-                f"base_url must be an http:// or https:// URL, got {base_url!r}"
-            )
-        return base_url.strip().rstrip("/")
-    for var in BASE_URL_VARS:
-        raw = os.environ.get(var, "").strip()
-        if not raw:
-            continue
-        if _is_http_url(raw):
-            return raw.rstrip("/")
-        _warn_once(
-            f"url:{var}", "otel_nonblocking: ignoring %s: not an http(s) URL; trying the next", var
-        )
-    return sdk.DEFAULT_BASE_URL
+    """The host of :func:`resolve_host`; a malformed variable raises
+    :class:`ConfigurationError` naming it (never quoting it)."""
+    host = resolve_host(base_url)
+    if host.url is None:
+        raise ConfigurationError(f"{host.source} {host.problem}")
+    return host.url
 
 
 def _compression(compression: str | None) -> Any:
@@ -184,7 +247,7 @@ def langfuse_headers(
     if sdk.sdk_sends_ingestion_version():
         headers[sdk.INGESTION_VERSION_HEADER] = "4"
     if additional_headers:
-        headers.update({str(k): str(v) for k, v in additional_headers.items()})
+        headers.update(checked_headers(additional_headers, "additional_headers"))
     return headers
 
 
@@ -212,7 +275,10 @@ def langfuse_span_exporter(
     ``<base_url>/api/public/otel/v1/traces`` (or ``LANGFUSE_OTEL_TRACES_EXPORT_PATH``),
     compressed as the SDK would. Keys come from the arguments, else
     ``LANGFUSE_PUBLIC_KEY`` / ``LANGFUSE_SECRET_KEY``; the host from ``base_url``, else
-    ``LANGFUSE_BASE_URL``, ``LANGFUSE_HOST``, then ``https://cloud.langfuse.com``.
+    ``LANGFUSE_BASE_URL``, ``LANGFUSE_HOST``, then ``https://cloud.langfuse.com``, as
+    Langfuse resolves it for its scores; when the variable Langfuse would use is
+    malformed, the exporter warns once naming it and sends nothing (tracing off), rather
+    than send the keys to another host.
 
     ``encoder`` is ``"fast"`` (the package's encoder, the default) or ``"stock"`` (the
     SDK's), as in :func:`~otel_nonblocking.otlp_span_exporter`.
@@ -224,10 +290,11 @@ def langfuse_span_exporter(
     >>> from langfuse import Langfuse  # doctest: +SKIP
     >>> langfuse = Langfuse(span_exporter=langfuse_span_exporter(timeout=2))  # doctest: +SKIP
     """
-    seconds = _timeout_seconds(timeout)
+    seconds = _config.seconds("timeout", timeout)
     exporter_class = otlp_exporter_class(encoder)  # a bad encoder raises before anything else
     if missing_keys not in ("raise", "disable"):
         raise ConfigurationError(f"missing_keys must be 'raise' or 'disable', got {missing_keys!r}")
+    host = resolve_host(base_url)  # a bad base_url raises before anything is decided
     public = _key("public_key", public_key, PUBLIC_KEY_VAR)
     secret = _key("secret_key", secret_key, SECRET_KEY_VAR)
     missing = [
@@ -246,14 +313,16 @@ def langfuse_span_exporter(
             "keys:" + ",".join(missing), "otel_nonblocking: %s; Langfuse tracing is off", reason
         )
         return DisabledSpanExporter(reason)
-    url = resolve_base_url(base_url)
+    if host.url is None:
+        return _host_off(host.source, host.problem or "is malformed")
     extra: dict[str, Any] = {}
     limit = sdk.max_request_size()
     if limit is not None and sdk_takes_max_request_size():
         extra["max_request_size"] = limit
-    inner = exporter_class(
-        endpoint=_endpoint(url),
-        headers=langfuse_headers(public, secret, additional_headers),
+    inner = build_otlp_exporter(
+        exporter_class,
+        _endpoint(host.url),
+        langfuse_headers(public, secret, additional_headers),
         # As in otlp_span_exporter(): the SDK's own timeout a little past the deadline.
         timeout=seconds + _INNER_TIMEOUT_MARGIN_SECONDS,
         compression=_compression(compression),

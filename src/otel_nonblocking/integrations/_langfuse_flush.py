@@ -30,7 +30,12 @@ from .._log import AggregatedWarning
 from .._processor import NonBlockingSpanProcessor
 from .._suppress import start_thread
 from . import _langfuse_sdk as sdk
-from ._langfuse_exporter import CountingDeadlineExporter, langfuse_span_exporter
+from ._langfuse_exporter import (
+    CountingDeadlineExporter,
+    disabled_for_malformed_host,
+    drop_scores_without_keys,
+    langfuse_span_exporter,
+)
 
 _logger = logging.getLogger("otel_nonblocking")
 
@@ -467,6 +472,7 @@ class LangfuseBinding:
                 if id(processor) not in known:
                     record.processors.append(self._adopt_processor(rm, processor))
             if fresh:
+                drop_scores_without_keys(rm)
                 # Registered after the processors (and their own exit hooks): atexit runs
                 # in reverse, so this hook runs first and its deadline covers them all.
                 self._hook_exit(rm, record)
@@ -498,6 +504,9 @@ class LangfuseBinding:
             and getattr(current, "_endpoint", None) == sdk.default_endpoint(base_url)
         )
         if is_default:
+            disabled = disabled_for_malformed_host(rm)
+            if disabled is not None:
+                return disabled, "none"
             try:
                 rebuilt = langfuse_span_exporter(
                     self._timeout,
@@ -560,6 +569,7 @@ class LangfuseBinding:
         record.exit_hook = hook
 
     def _release(self, rm: Any, record: _ManagerRecord, deadline: Deadline) -> None:
+        sdk.keep_scores(rm)
         for pr in record.processors:
             if pr.nonblocking is not None and pr.replaced_batch is not None:
                 pr.processor._batch_processor = pr.replaced_batch

@@ -8,6 +8,7 @@ consumers, wake-up, the exporter inside the span processor) is looked up here, w
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +38,23 @@ RESOURCE_MANAGER: Any = _rm_module.LangfuseResourceManager
 SPAN_PROCESSOR: Any = _processor_module.LangfuseSpanProcessor
 
 DEFAULT_BASE_URL = "https://cloud.langfuse.com"
+
+
+def _host_variables() -> tuple[str, ...]:
+    """The variables the installed client reads its host from, in its order.
+
+    Clients with a ``base_url`` argument read ``LANGFUSE_BASE_URL`` first, then
+    ``LANGFUSE_HOST``; older ones only ``LANGFUSE_HOST``.
+    """
+    try:
+        takes_base_url = "base_url" in inspect.signature(LANGFUSE_CLIENT.__init__).parameters
+    except (TypeError, ValueError):  # pragma: no cover - signature always readable today
+        takes_base_url = True
+    return ("LANGFUSE_BASE_URL", "LANGFUSE_HOST") if takes_base_url else ("LANGFUSE_HOST",)
+
+
+#: Where the installed Langfuse reads its host (spans and scores go there), first wins.
+HOST_VARIABLES: tuple[str, ...] = _host_variables()
 OTLP_TRACES_PATH = "api/public/otel/v1/traces"
 INGESTION_VERSION_HEADER = "x-langfuse-ingestion-version"
 
@@ -147,6 +165,29 @@ def prompt_cache_tasks(rm: Any) -> Any | None:
     """
     manager = getattr(getattr(rm, "prompt_cache", None), "_task_manager", None)
     return manager if callable(getattr(manager, "shutdown", None)) else None
+
+
+def _drop_score(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+def drop_scores(rm: Any) -> bool:
+    """Make ``rm`` drop new scores instead of queueing them; False if it has no score hook.
+
+    For a project without keys, where every send would be refused (and a flush would wait
+    for it). The instance attribute shadows the class's ``add_score_task`` (3.x to 5.x),
+    and :func:`keep_scores` removes it.
+    """
+    if not callable(getattr(type(rm), "add_score_task", None)):
+        return False
+    rm.add_score_task = _drop_score
+    return True
+
+
+def keep_scores(rm: Any) -> None:
+    """Undo :func:`drop_scores`."""
+    if vars(rm).get("add_score_task") is _drop_score:
+        del rm.add_score_task
 
 
 def wake_score_consumers(rm: Any) -> None:
