@@ -177,6 +177,7 @@ class DeadlineSpanExporter(SpanExporter):
         self._runner = AttemptRunner("export")
         self._listeners: tuple[ExportListener, ...] = ()
         self._shutdown = False
+        self._shutdown_once = threading.Lock()
         self._codec: object = _NO_CODEC
         self._init_state()
         after_fork_in_child(self._init_state)
@@ -481,21 +482,27 @@ class DeadlineSpanExporter(SpanExporter):
         A stuck attempt is cut first; the inner ``shutdown`` runs on a short-lived daemon
         thread, so even an inner exporter that hangs there cannot hold the caller.
         """
-        with self._lock:
-            if self._shutdown:
-                return
-            self._shutdown = True
         budget = (
             self.timeout_seconds if timeout_millis is None else millis_to_seconds(timeout_millis)
         )
+        deadline = Deadline.after(budget, self._clock)  # wall-clock, from the call's start
+        # Taken once, never released, never waited for (a signal handler may be here).
+        if not self._shutdown_once.acquire(blocking=False):
+            return
+        self._shutdown = True
         if self._runner.busy:
             self._abandon()
-        self._runner.close()
-        closer = threading.Thread(
-            target=self._inner_shutdown, name="otel-nonblocking-shutdown", daemon=True
-        )
-        closer.start()
-        closer.join(budget)
+        # The inner shutdown goes to the runner's thread when it has one (after any
+        # abandoned attempt); a new thread only when there is time left to start one.
+        final = self._runner.close(self._inner_shutdown)
+        if final is not None:
+            final.done.wait(deadline.remaining())
+        elif not deadline.expired():
+            closer = threading.Thread(
+                target=self._inner_shutdown, name="otel-nonblocking-shutdown", daemon=True
+            )
+            closer.start()
+            closer.join(deadline.remaining())
         self._warn.maybe_emit(force=True)
 
     def _inner_shutdown(self) -> None:
