@@ -41,6 +41,7 @@ _hooks: dict[int, ExitHook] = {}
 _live: weakref.WeakValueDictionary[int, Closeable] = weakref.WeakValueDictionary()
 _keys = itertools.count()
 _budget: float | None = None  # seconds; None: OTEL_NONBLOCKING_EXIT_TIMEOUT at exit
+_deadline: Deadline | None = None  # fixed by whatever part of the exit comes first
 _ran = False
 _ran_lock = threading.Lock()
 
@@ -51,7 +52,6 @@ def on_exit(hook: ExitHook) -> Callable[[], None]:
     logged at debug level and ignored."""
     key = next(_keys)
     _hooks[key] = hook
-    _run_first()
 
     def remove() -> None:
         _hooks.pop(key, None)
@@ -65,7 +65,6 @@ def track(obj: Closeable) -> None:
     Held weakly: an object that is gone leaves nothing behind.
     """
     _live[next(_keys)] = obj
-    _run_first()
 
 
 def set_exit_budget(seconds: float | None) -> None:
@@ -79,6 +78,26 @@ def exit_budget() -> float:
     if _budget is not None:
         return _budget
     return _config.EXIT_TIMEOUT_MILLIS.resolve() / 1000
+
+
+def exiting() -> bool:
+    """True once the process is exiting: the exit deadline is fixed, or the main thread
+    has ended (``atexit`` callbacks, such as a TracerProvider's own, run after that)."""
+    return _deadline is not None or not threading.main_thread().is_alive()
+
+
+def exit_deadline() -> Deadline:
+    """The one deadline of the exit, fixed by the first caller.
+
+    A TracerProvider's own exit callback may shut processors down before the package's
+    hook runs; they take their time from this same deadline (see
+    ``NonBlockingSpanProcessor.shutdown``), so the order of the callbacks does not matter.
+    """
+    global _deadline
+    deadline = _deadline
+    if deadline is None:
+        deadline = _deadline = Deadline.after(exit_budget())
+    return deadline
 
 
 def registered_count() -> int:
@@ -96,7 +115,7 @@ def run_exit_hooks(budget: float | None = None) -> None:
         if _ran:
             return
         _ran = True
-        deadline = Deadline.after(exit_budget() if budget is None else budget)
+        deadline = exit_deadline() if budget is None else Deadline.after(budget)
         for key in sorted(_hooks, reverse=True):
             hook = _hooks.get(key)
             if hook is not None:
@@ -118,14 +137,6 @@ def _call(hook: ExitHook, deadline: Deadline) -> None:
 
 def _at_exit() -> None:
     run_exit_hooks()
-
-
-def _run_first() -> None:
-    """atexit runs the newest callback first: ours moves to the end of the list, ahead of
-    the callbacks registered before it (a TracerProvider's own, whose shutdown would
-    otherwise spend a processor's whole budget before ours fixes the shared deadline)."""
-    atexit.unregister(_at_exit)
-    atexit.register(_at_exit)
 
 
 # -- multiprocessing children made by fork end in os._exit, without atexit -----------------
@@ -152,8 +163,8 @@ def _before_fork() -> None:
 def _in_multiprocessing_child(_: object) -> None:
     """Runs in a multiprocessing child after its finalizers were cleared: the exit hook
     becomes one of its finalizers, which ``Process._bootstrap`` runs when ``run`` ends."""
-    global _ran
-    _ran = False
+    global _ran, _deadline
+    _ran, _deadline = False, None
     from multiprocessing import util
 
     util.Finalize(None, _at_exit, exitpriority=0)

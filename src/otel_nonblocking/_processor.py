@@ -234,7 +234,7 @@ class NonBlockingSpanProcessor(SpanProcessor):
         self._spool_doubt: tuple[SpoolFile, Attempt[object]] | None = None
         self._spool_scanned_at = float("-inf")
         self._shutdown_lock = GuardedLock()
-        self._callers: set[int] = set()  # threads inside force_flush() or shutdown()
+        self._callers: set[int] = set()  # threads inside force_flush(), shutdown(), stats()
         self._warn = AggregatedWarning("spans dropped", clock=self._clock)
         self._worker = threading.Thread(
             target=self._work, name="otel-nonblocking-worker", daemon=True
@@ -762,10 +762,11 @@ class NonBlockingSpanProcessor(SpanProcessor):
         """Export what is pending within the budget, then drop the rest (``shutdown``).
 
         ``timeout_millis`` defaults to ``shutdown_timeout_millis`` (as TracerProvider's
-        shutdown calls it; at exit, the package's exit hook passes the smaller of that and
-        the time left). Idempotent; later ``on_end`` calls count ``shutdown`` drops.
-        Returns at once when it interrupted this processor's flush or shutdown on the same
-        thread (from a signal handler): the exit hook shuts it down later.
+        shutdown calls it), and at exit to at most the time left of the package's one exit
+        budget (``OTEL_NONBLOCKING_EXIT_TIMEOUT``). Idempotent; later ``on_end`` calls
+        count ``shutdown`` drops. Returns at once when it interrupted this processor's
+        flush or shutdown on the same thread (from a signal handler): the exit hook shuts
+        it down later.
         """
         me = threading.get_ident()
         if me in self._callers:
@@ -780,6 +781,10 @@ class NonBlockingSpanProcessor(SpanProcessor):
         budget = (
             self._shutdown_budget if timeout_millis is None else millis_to_seconds(timeout_millis)
         )
+        if timeout_millis is None and _lifecycle.exiting():
+            # A TracerProvider's own exit callback: the package's one exit budget holds.
+            exit_left = _lifecycle.exit_deadline().remaining()
+            budget = exit_left if budget is None else min(budget, exit_left)
         deadline = Deadline.after(budget, self._clock)  # wall-clock, from the call's start
         if not self._shutdown_lock.acquire_within(deadline.remaining()):
             return  # another shutdown is under way (on this thread: a signal handler's)
@@ -832,13 +837,21 @@ class NonBlockingSpanProcessor(SpanProcessor):
         """
         full = self._full_drops.value()
         closed = self._closed_drops.value()
-        if self._lock.acquire_within(_STATS_WAIT_SECONDS):
-            try:
-                counts = self._counts()
-            finally:
-                self._lock.release()
-        else:
+        me = threading.get_ident()
+        if me in self._callers:  # a signal handler interrupted this thread in here
             counts = self._counts()  # each read is atomic; together, best effort
+        else:
+            self._callers.add(me)  # before the lock: no window for a handler to wait
+            try:
+                if self._lock.acquire_within(_STATS_WAIT_SECONDS):
+                    try:
+                        counts = self._counts()
+                    finally:
+                        self._lock.release()
+                else:
+                    counts = self._counts()
+            finally:
+                self._callers.discard(me)
         (queued, dropped, in_flight, retrying, spooling, spooled, recovered, taken) = counts[:8]
         exported, retried, export_count, last = counts[8:]
         if full:
