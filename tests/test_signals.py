@@ -11,12 +11,16 @@ import json
 import os
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
+from opentelemetry import trace
 
+import otel_nonblocking as nb
 from otel_nonblocking.testing import FakeOTLPBackend
-from tests.conftest import run_bounded
+from tests.conftest import RecordingExporter, run_bounded
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="POSIX signals")
 
@@ -161,3 +165,47 @@ def test_the_recommended_sigterm_handler_exits_and_delivers(tmp_path: Path) -> N
         assert proc.returncode == 0
         assert took < 0.2 + 2.0 + MARGIN  # the handler's budget and the exit budget
         assert backend.wait_for_spans(200, timeout=5, accepted=True)
+
+
+@pytest.mark.usefixtures("clean_globals")
+def test_calls_that_interrupt_our_own_call_return_at_once_and_say_so() -> None:
+    exporter = RecordingExporter()
+    handle = nb.configure_tracing(timeout=2, exporter=exporter)
+    processor = handle.processor
+    assert processor is not None
+    tracer = trace.get_tracer("tests")
+    for _ in range(3):
+        with tracer.start_as_current_span("before"):
+            pass
+    outcome: dict[str, object] = {}
+
+    def interrupted() -> None:
+        with processor._lock:  # where a signal may land: inside stats() or a flush
+            started = time.monotonic()
+            outcome["flush"] = nb.flush(1.0)
+            outcome["force_flush"] = processor.force_flush(1000)
+            outcome["stats"] = processor.stats()
+            outcome["shutdown"] = nb.shutdown(1.0)
+            outcome["seconds"] = time.monotonic() - started
+
+    thread = threading.Thread(target=interrupted, daemon=True)
+    thread.start()
+    thread.join(10)
+    hung = thread.is_alive()
+    if hung:  # it used to wait for its own lock forever: free it, so cleanup can run
+        processor._lock.release()
+        thread.join(10)
+    assert not hung
+    assert outcome["seconds"] < 0.5  # type: ignore[operator]
+    flush, shutdown = outcome["flush"], outcome["shutdown"]
+    assert isinstance(flush, nb.FlushResult)
+    assert isinstance(shutdown, nb.FlushResult)
+    assert flush.busy
+    assert not flush.ok
+    assert shutdown.busy
+    assert outcome["force_flush"] is False
+    assert outcome["stats"].enqueued == 3  # type: ignore[attr-defined]
+    assert nb.installed() == [handle]  # a busy shutdown shut nothing down
+    result = nb.flush(2.0)  # once the interrupted call is over, all works again
+    assert result.ok
+    assert len(exporter.spans) == 3
