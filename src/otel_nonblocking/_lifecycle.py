@@ -52,6 +52,7 @@ def on_exit(hook: ExitHook) -> Callable[[], None]:
     logged at debug level and ignored."""
     key = next(_keys)
     _hooks[key] = hook
+    _register_once()
 
     def remove() -> None:
         _hooks.pop(key, None)
@@ -65,6 +66,7 @@ def track(obj: Closeable) -> None:
     Held weakly: an object that is gone leaves nothing behind.
     """
     _live[next(_keys)] = obj
+    _register_once()
 
 
 def set_exit_budget(seconds: float | None) -> None:
@@ -139,6 +141,19 @@ def _at_exit() -> None:
     run_exit_hooks()
 
 
+_registered = False
+
+
+def _register_once() -> None:
+    """Register with atexit when the first part arrives, not at import: callbacks the
+    application registered before its first processor then run after ours, as they did
+    when each processor had its own (atexit runs the newest first)."""
+    global _registered
+    if not _registered:
+        _registered = True
+        atexit.register(_at_exit)
+
+
 # -- multiprocessing children made by fork end in os._exit, without atexit -----------------
 
 
@@ -177,4 +192,3 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):  # pragma: no branch - not on Windows
     os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
-atexit.register(_at_exit)

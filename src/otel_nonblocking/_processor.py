@@ -746,7 +746,7 @@ class NonBlockingSpanProcessor(SpanProcessor):
                     self._flushes.remove(request)
             finally:
                 self._lock.release()
-        # (Not removed: the worker drops it once its spans are settled.)
+        # A request left in the list is dropped by the worker once its spans are settled.
         return done and request.ok
 
     def busy_here(self) -> bool:
@@ -826,8 +826,7 @@ class NonBlockingSpanProcessor(SpanProcessor):
 
     def close_at_exit(self, seconds: float) -> None:
         """The exit hook's turn: shut down within ``seconds`` or the shutdown budget."""
-        budget = seconds if self._shutdown_budget is None else min(seconds, self._shutdown_budget)
-        self.shutdown(timeout_millis=budget * 1000)
+        self.shutdown(timeout_millis=min(seconds, self._shutdown_budget) * 1000)
 
     def stats(self) -> ProcessorStats:
         """A consistent snapshot of the counters.
@@ -835,57 +834,44 @@ class NonBlockingSpanProcessor(SpanProcessor):
         Best effort instead when the lock is not to be had (the calling thread holds it,
         e.g. from a signal handler, or the worker keeps it): never a wait without bound.
         """
-        full = self._full_drops.value()
-        closed = self._closed_drops.value()
         me = threading.get_ident()
         if me in self._callers:  # a signal handler interrupted this thread in here
-            counts = self._counts()  # each read is atomic; together, best effort
-        else:
-            self._callers.add(me)  # before the lock: no window for a handler to wait
+            return self._snapshot()  # each read is atomic; together, best effort
+        self._callers.add(me)  # before the lock: no window for a handler to wait in
+        try:
+            if not self._lock.acquire_within(_STATS_WAIT_SECONDS):
+                return self._snapshot()
             try:
-                if self._lock.acquire_within(_STATS_WAIT_SECONDS):
-                    try:
-                        counts = self._counts()
-                    finally:
-                        self._lock.release()
-                else:
-                    counts = self._counts()
+                return self._snapshot()
             finally:
-                self._callers.discard(me)
-        (queued, dropped, in_flight, retrying, spooling, spooled, recovered, taken) = counts[:8]
-        exported, retried, export_count, last = counts[8:]
+                self._lock.release()
+        finally:
+            self._callers.discard(me)
+
+    def _snapshot(self) -> ProcessorStats:
+        full = self._full_drops.value()
+        closed = self._closed_drops.value()
+        queued = len(self._queue)
+        dropped = Counter(dict(self._dropped))  # dict(): one C call, never torn
+        in_flight = 0 if self._in_flight is None else len(self._in_flight)
+        retrying = self._retry.spans
+        spooling = sum(len(batch) for batch in self._spooling)
         if full:
             dropped[QUEUE_FULL] += full
         if closed:
             dropped[SHUTDOWN] += closed
         return ProcessorStats(
-            enqueued=taken + queued + full + closed,
-            exported=exported,
+            enqueued=self._taken + queued + full + closed,
+            exported=self._exported,
             dropped=MappingProxyType(dict(dropped)),
             pending=queued + in_flight + retrying + spooling,
             queue_depth=queued,
-            export_count=export_count,
-            last_export_seconds=last,
+            export_count=self._export_count,
+            last_export_seconds=self._last_export_seconds,
             retrying=retrying,
-            retried=retried,
-            spooled=spooled,
-            recovered=recovered,
-        )
-
-    def _counts(self) -> _Counts:
-        return (
-            len(self._queue),
-            Counter(dict(self._dropped)),  # dict(): one C call, never torn
-            0 if self._in_flight is None else len(self._in_flight),
-            self._retry.spans,
-            sum(len(batch) for batch in self._spooling),
-            self._spooled,
-            self._recovered,
-            self._taken,
-            self._exported,
-            self._retried,
-            self._export_count,
-            self._last_export_seconds,
+            retried=self._retried,
+            spooled=self._spooled,
+            recovered=self._recovered,
         )
 
     def spool_stats(self) -> SpoolStats | None:
@@ -906,8 +892,6 @@ def _reason(report: ExportReport) -> str:
 
 #: ``listener(flushed_ok, seconds)``, called after each ``force_flush``.
 FlushListener = Callable[[bool, float], object]
-
-_Counts = tuple[int, Counter[str], int, int, int, int, int, int, int, int, int, "float | None"]
 
 _LIVE: weakref.WeakSet[NonBlockingSpanProcessor] = weakref.WeakSet()
 
