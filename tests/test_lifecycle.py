@@ -67,6 +67,20 @@ def test_exporter_shutdown_without_time_starts_no_thread(monkeypatch: pytest.Mon
     assert started == []  # it used to start its closer thread even with no time left
 
 
+def test_processor_shutdown_without_time_starts_no_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    processor = NonBlockingSpanProcessor(RecordingExporter())
+    started: list[str] = []
+    original = threading.Thread.start
+
+    def record(self: threading.Thread) -> None:
+        started.append(self.name)
+        original(self)
+
+    monkeypatch.setattr(threading.Thread, "start", record)
+    processor.shutdown(timeout_millis=0)
+    assert started == []  # starting one costs time it does not have (0.35-0.55 s for 0.3 s)
+
+
 def test_exporter_shutdown_hands_the_inner_shutdown_to_its_runner(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

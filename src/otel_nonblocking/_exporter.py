@@ -26,6 +26,7 @@ from ._breaker import BreakerState, CircuitBreaker
 from ._config import UNSET, _Unset
 from ._deadline import Clock, Deadline, millis_to_seconds
 from ._fork import after_fork_in_child
+from ._guard import GuardedLock
 from ._log import AggregatedWarning
 from ._runner import Attempt, AttemptRunner
 from ._session import InterruptibleSession
@@ -41,6 +42,8 @@ _ABANDONED_GRACE_SECONDS = 0.2
 # After cutting an attempt at its deadline, how long to look whether it had in fact
 # just succeeded; this is the "few milliseconds" an export may run past its deadline.
 _LATE_RESULT_GRACE_SECONDS = 0.005
+# The longest the application's side waits for the counters' lock (held for an increment).
+_LOCK_WAIT_SECONDS = 0.5
 
 
 class ExportOutcome(str, enum.Enum):
@@ -188,7 +191,7 @@ class DeadlineSpanExporter(SpanExporter):
         self._breaker = CircuitBreaker(
             failure_threshold=threshold, backoff_seconds=backoff, clock=self._clock
         )
-        self._lock = threading.Lock()
+        self._lock = GuardedLock()
         self._outcomes: Counter[str] = Counter()
         self._last_seconds: float | None = None
         self._interrupted = 0
@@ -442,8 +445,12 @@ class DeadlineSpanExporter(SpanExporter):
                 self._on_abandon()
             except Exception as error:  # noqa: BLE001 - a hook must not break export
                 self._warn.add(f"on_abandon raised {type(error).__name__}")
-        with self._lock:
-            self._interrupted += cut
+        # May run in shutdown() from a signal handler: never wait on this thread's own lock.
+        if self._lock.acquire_within(_LOCK_WAIT_SECONDS):
+            try:
+                self._interrupted += cut
+            finally:
+                self._lock.release()
 
     def _count(self, outcome: ExportOutcome, detail: str | None = None) -> ExportOutcome:
         with self._lock:
@@ -454,9 +461,13 @@ class DeadlineSpanExporter(SpanExporter):
 
     def stats(self) -> ExporterStats:
         """Counters by outcome, breaker state, and whether an attempt is still stuck."""
-        with self._lock:
+        locked = self._lock.acquire_within(_LOCK_WAIT_SECONDS)  # else a best-effort read
+        try:
             outcomes = MappingProxyType(dict(self._outcomes))
             last, interrupted = self._last_seconds, self._interrupted
+        finally:
+            if locked:
+                self._lock.release()
         return ExporterStats(
             outcomes=outcomes,
             breaker_state=self._breaker.state.value,
