@@ -13,13 +13,14 @@ spans again, or by the next process's.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import threading
 import time
 import weakref
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -828,50 +829,59 @@ class NonBlockingSpanProcessor(SpanProcessor):
         """The exit hook's turn: shut down within ``seconds`` or the shutdown budget."""
         self.shutdown(timeout_millis=min(seconds, self._shutdown_budget) * 1000)
 
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """The export side's lock for a read on the application's thread: taken within a
+        bound, and not at all when this thread is inside already (a signal handler
+        interrupted it), where the read is best effort (each read is atomic)."""
+        me = threading.get_ident()
+        if me in self._callers:
+            yield
+            return
+        self._callers.add(me)  # before the lock: no window for a handler to wait in
+        try:
+            locked = self._lock.acquire_within(_STATS_WAIT_SECONDS)
+            try:
+                yield
+            finally:
+                if locked:
+                    self._lock.release()
+        finally:
+            self._callers.discard(me)
+
     def stats(self) -> ProcessorStats:
         """A consistent snapshot of the counters.
 
         Best effort instead when the lock is not to be had (the calling thread holds it,
         e.g. from a signal handler, or the worker keeps it): never a wait without bound.
         """
-        me = threading.get_ident()
-        if me in self._callers:  # a signal handler interrupted this thread in here
-            return self._snapshot()  # each read is atomic; together, best effort
-        self._callers.add(me)  # before the lock: no window for a handler to wait in
-        try:
-            if not self._lock.acquire_within(_STATS_WAIT_SECONDS):
-                return self._snapshot()
-            try:
-                return self._snapshot()
-            finally:
-                self._lock.release()
-        finally:
-            self._callers.discard(me)
-
-    def _snapshot(self) -> ProcessorStats:
         full = self._full_drops.value()
         closed = self._closed_drops.value()
-        queued = len(self._queue)
-        dropped = Counter(dict(self._dropped))  # dict(): one C call, never torn
-        in_flight = 0 if self._in_flight is None else len(self._in_flight)
-        retrying = self._retry.spans
-        spooling = sum(len(batch) for batch in self._spooling)
+        with self._reading():
+            queued = len(self._queue)
+            dropped = Counter(self._dropped)
+            in_flight = 0 if self._in_flight is None else len(self._in_flight)
+            retrying = self._retry.spans
+            spooling = sum(len(batch) for batch in self._spooling)
+            spooled, recovered = self._spooled, self._recovered
+            taken, exported, retried = self._taken, self._exported, self._retried
+            export_count, last = self._export_count, self._last_export_seconds
         if full:
             dropped[QUEUE_FULL] += full
         if closed:
             dropped[SHUTDOWN] += closed
         return ProcessorStats(
-            enqueued=self._taken + queued + full + closed,
-            exported=self._exported,
+            enqueued=taken + queued + full + closed,
+            exported=exported,
             dropped=MappingProxyType(dict(dropped)),
             pending=queued + in_flight + retrying + spooling,
             queue_depth=queued,
-            export_count=self._export_count,
-            last_export_seconds=self._last_export_seconds,
+            export_count=export_count,
+            last_export_seconds=last,
             retrying=retrying,
-            retried=self._retried,
-            spooled=self._spooled,
-            recovered=self._recovered,
+            retried=retried,
+            spooled=spooled,
+            recovered=recovered,
         )
 
     def spool_stats(self) -> SpoolStats | None:
