@@ -18,7 +18,7 @@ import pytest
 
 from otel_nonblocking import DeadlineSpanExporter, NonBlockingSpanProcessor
 from otel_nonblocking.testing import FakeOTLPBackend, Mode
-from tests.conftest import RecordingExporter, run_bounded
+from tests.conftest import RecordingExporter, end_spans, run_bounded, wait_for_child
 
 EXIT_MARGIN = 1.0
 
@@ -51,6 +51,25 @@ def test_processors_leave_no_exit_or_fork_hooks_behind() -> None:
     gc.collect()
     assert _fork.registered_count() <= fork_methods + 5
     assert _lifecycle.registered_count() <= exit_objects + 1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
+@pytest.mark.filterwarnings("ignore:.*multi-threaded.*:DeprecationWarning")
+def test_a_processor_shut_down_before_fork_stays_shut_down_in_the_child(make_spans) -> None:
+    processor = NonBlockingSpanProcessor(RecordingExporter())
+    provider = make_spans(processor)
+    processor.shutdown(1000)
+    pid = os.fork()
+    if pid == 0:  # the child: it used to get a fresh, open processor and worker thread
+        code = 1
+        try:
+            end_spans(provider, 3)
+            stats = processor.stats()
+            if not processor._worker.is_alive() and stats.dropped.get("shutdown") == 3:
+                code = 0
+        finally:
+            os._exit(code)
+    assert wait_for_child(pid) == 0
 
 
 def test_exporter_shutdown_without_time_starts_no_thread(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -174,7 +174,7 @@ class NonBlockingSpanProcessor(SpanProcessor):
         self._spool_dir, self._spool_max_bytes = self._spool_settings(spool_dir, spool_max_bytes)
         self._flush_listeners: tuple[FlushListener, ...] = ()
         self._init_state()
-        after_fork_in_child(self._init_state)
+        after_fork_in_child(self._after_fork)
         _LIVE.add(self)
         _lifecycle.track(self)  # the package's one exit hook shuts it down
 
@@ -241,6 +241,16 @@ class NonBlockingSpanProcessor(SpanProcessor):
             target=self._work, name="otel-nonblocking-worker", daemon=True
         )
         self._worker.start()
+
+    def _after_fork(self) -> None:
+        """In a forked child: fresh state and worker, unless this processor was shut down
+        before the fork; then it stays shut down, with fresh locks and no thread."""
+        if not self._closed:
+            self._init_state()
+            return
+        self._lock = GuardedLock()
+        self._shutdown_lock = GuardedLock()
+        self._callers = set()
 
     @property
     def exporter(self) -> DeadlineSpanExporter:
