@@ -840,7 +840,7 @@ class NonBlockingSpanProcessor(SpanProcessor):
         self.shutdown(timeout_millis=min(seconds, self._shutdown_budget) * 1000)
 
     @contextlib.contextmanager
-    def _reading(self) -> Iterator[None]:
+    def _reading(self, wait: float) -> Iterator[None]:
         """The export side's lock for a read on the application's thread: taken within a
         bound, and not at all when this thread is inside already (a signal handler
         interrupted it), where the read is best effort (each read is atomic)."""
@@ -850,7 +850,7 @@ class NonBlockingSpanProcessor(SpanProcessor):
             return
         self._callers.add(me)  # before the lock: no window for a handler to wait in
         try:
-            locked = self._lock.acquire_within(_STATS_WAIT_SECONDS)
+            locked = self._lock.acquire_within(wait)
             try:
                 yield
             finally:
@@ -865,9 +865,13 @@ class NonBlockingSpanProcessor(SpanProcessor):
         Best effort instead when the lock is not to be had (the calling thread holds it,
         e.g. from a signal handler, or the worker keeps it): never a wait without bound.
         """
+        return self._stats_within(_STATS_WAIT_SECONDS)
+
+    def _stats_within(self, wait: float) -> ProcessorStats:
+        """:meth:`stats`, waiting at most ``wait`` seconds for the lock."""
         full = self._full_drops.value()
         closed = self._closed_drops.value()
-        with self._reading():
+        with self._reading(wait):
             queued = len(self._queue)
             dropped = Counter(self._dropped)
             in_flight = 0 if self._in_flight is None else len(self._in_flight)

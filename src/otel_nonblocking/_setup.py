@@ -55,6 +55,9 @@ class FlushResult:
         return not self.timed_out and not self.busy and self.pending == 0 and self.dropped == 0
 
 
+_READ_GRACE_SECONDS = 0.01
+
+
 def _totals(stats: Iterable[ProcessorStats]) -> tuple[int, int, int]:
     exported = dropped = pending = 0
     for s in stats:
@@ -75,7 +78,8 @@ def _bounded(
         # run before it returns. Say so now rather than wait for ourselves.
         _, _, pending = _totals(p.stats() for p in processors)
         return FlushResult(pending=pending, busy=True, seconds=time.monotonic() - started)
-    exported0, dropped0, _ = _totals(p.stats() for p in processors)
+    # Reading the counters waits for the lock only within the budget, too.
+    exported0, dropped0, _ = _totals(p._stats_within(deadline.remaining()) for p in processors)
     complete = True
     for processor in processors:
         millis = deadline.remaining() * 1000
@@ -83,7 +87,11 @@ def _bounded(
             processor.shutdown(timeout_millis=millis)
         else:
             complete = processor.force_flush(timeout_millis=int(millis)) and complete
-    exported1, dropped1, pending = _totals(p.stats() for p in processors)
+    # (At least a moment: the worker holds the lock for microseconds, and a read
+    # without it may be torn.)
+    exported1, dropped1, pending = _totals(
+        p._stats_within(max(deadline.remaining(), _READ_GRACE_SECONDS)) for p in processors
+    )
     return FlushResult(
         exported=exported1 - exported0,
         dropped=dropped1 - dropped0,
