@@ -25,13 +25,16 @@ SPANS = 25
 #       TracerProvider() left at shutdown_on_exit=True: the SDK's and the processor's
 #       own exit hooks are all there is.
 #   setup "bare-deadline": the same with otlp_span_exporter(...).
+#   setup "two-bare-deadline": two such providers and processors, spans to both.
+#   setup "configure+bare": configure_tracing() and a "bare-deadline" processor.
 PROGRAM = """
 import sys, time
 
 def main():
     setup, endpoint = sys.argv[1], sys.argv[2]
     export_timeout = float(sys.argv[3]) if len(sys.argv) > 3 else None
-    if setup == "configure":
+    tracers = []
+    if setup.startswith("configure"):
         import otel_nonblocking
         from opentelemetry import trace
         if export_timeout is None:
@@ -40,21 +43,25 @@ def main():
             otel_nonblocking.configure_tracing(
                 export_timeout, endpoint=endpoint, service_name="exit-test"
             )
-        tracer = trace.get_tracer("exit-test")
-    else:
+        tracers.append(trace.get_tracer("exit-test"))
+    if "bare" in setup:
         from opentelemetry.sdk.trace import TracerProvider
         from otel_nonblocking import NonBlockingSpanProcessor, otlp_span_exporter
-        if setup == "bare-stock":
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-            exporter = OTLPSpanExporter(endpoint=endpoint, timeout=export_timeout or 10)
-        else:
-            exporter = otlp_span_exporter(endpoint, timeout=export_timeout or 2)
-        provider = TracerProvider()
-        provider.add_span_processor(NonBlockingSpanProcessor(exporter))
-        tracer = provider.get_tracer("exit-test")
-    for _ in range(__SPANS__):
-        with tracer.start_as_current_span("exit-span"):
-            pass
+        for _ in range(2 if setup.startswith("two-") else 1):
+            if setup == "bare-stock":
+                from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+                    OTLPSpanExporter,
+                )
+                exporter = OTLPSpanExporter(endpoint=endpoint, timeout=export_timeout or 10)
+            else:
+                exporter = otlp_span_exporter(endpoint, timeout=export_timeout or 2)
+            provider = TracerProvider()
+            provider.add_span_processor(NonBlockingSpanProcessor(exporter))
+            tracers.append(provider.get_tracer("exit-test"))
+    for tracer in tracers:
+        for _ in range(__SPANS__):
+            with tracer.start_as_current_span("exit-span"):
+                pass
     print("RETURNED-AT", repr(time.time()), flush=True)
 
 main()
@@ -127,6 +134,16 @@ def test_refused_collector_does_not_delay_exit(tmp_path: Path, setup: str) -> No
     env = _env(OTEL_NONBLOCKING_EXIT_TIMEOUT="500", OTEL_NONBLOCKING_SHUTDOWN_TIMEOUT="500")
     seconds = _exit_seconds(tmp_path, env, setup, refused_endpoint(), "30")
     assert seconds < 0.5 + EXIT_MARGIN
+
+
+@pytest.mark.parametrize("setup", ["two-bare-deadline", "configure+bare"])
+def test_one_exit_budget_covers_every_processor(tmp_path: Path, setup: str) -> None:
+    # Each processor used to have its own exit hook and budget: two took 4 s.
+    with FakeOTLPBackend(Mode.HANG) as backend:
+        env = _env(OTEL_NONBLOCKING_EXIT_TIMEOUT="1000")
+        seconds = _exit_seconds(tmp_path, env, setup, backend.endpoint, "30")
+        assert backend.request_count >= 1
+    assert seconds < 1.0 + EXIT_MARGIN
 
 
 def test_exit_timeout_zero_exits_at_once(tmp_path: Path) -> None:

@@ -123,6 +123,33 @@ def test_aflush_never_blocks_the_event_loop() -> None:
     exporter.release.set()
 
 
+def test_aflush_keeps_its_budget_when_the_executor_is_busy() -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    nb.configure_tracing(timeout=2, exporter=RecordingExporter())
+    _end(3)
+    release = threading.Event()
+
+    async def main() -> tuple[nb.FlushResult, float]:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=1))
+        blocker = loop.run_in_executor(None, release.wait, 5.0)  # the only thread, taken
+        started = time.monotonic()
+        try:
+            result = await nb.aflush(0.2)
+            return result, time.monotonic() - started
+        finally:
+            release.set()
+            await blocker
+
+    result, elapsed = asyncio.run(main())
+    # It used to wait for the executor: here until the blocker gave up after 5 s.
+    assert elapsed < 0.2 + 0.5
+    assert result.timed_out
+    assert not result.ok
+
+
 class FakeLambdaContext:
     def __init__(self, remaining_millis: int) -> None:
         self.remaining = remaining_millis

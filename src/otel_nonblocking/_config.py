@@ -407,8 +407,9 @@ SHUTDOWN_TIMEOUT_MILLIS: Final = Setting(
     int,
     2000,
     "ms",
-    "Budget of NonBlockingSpanProcessor.shutdown() called without a timeout, as the "
-    "processor's own exit hook and TracerProvider.shutdown() do.",
+    "Budget of NonBlockingSpanProcessor.shutdown() called without a timeout, as "
+    "TracerProvider.shutdown() does; at exit, at most the time left of "
+    "OTEL_NONBLOCKING_EXIT_TIMEOUT.",
     _non_negative_millis,
 )
 
@@ -524,7 +525,8 @@ EXIT_TIMEOUT_MILLIS: Final = Setting(
     int,
     2000,
     "ms",
-    "Budget of the exit hook that shuts down everything configure_tracing() installed.",
+    "Budget of the package's one exit hook, shared by everything it installed (every "
+    "processor, handle and integration), also in multiprocessing children made by fork.",
     _non_negative_millis,
 )
 

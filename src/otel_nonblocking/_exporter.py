@@ -26,6 +26,7 @@ from ._breaker import BreakerState, CircuitBreaker
 from ._config import UNSET, _Unset
 from ._deadline import Clock, Deadline, millis_to_seconds
 from ._fork import after_fork_in_child
+from ._guard import GuardedLock
 from ._log import AggregatedWarning
 from ._runner import Attempt, AttemptRunner
 from ._session import InterruptibleSession
@@ -43,6 +44,8 @@ _ABANDONED_GRACE_SECONDS = 0.2
 # After cutting an attempt at its deadline, how long to look whether it had in fact
 # just succeeded; this is the "few milliseconds" an export may run past its deadline.
 _LATE_RESULT_GRACE_SECONDS = 0.005
+# The longest the application's side waits for the counters' lock (held for an increment).
+_LOCK_WAIT_SECONDS = 0.5
 
 
 class ExportOutcome(str, enum.Enum):
@@ -183,6 +186,7 @@ class DeadlineSpanExporter(SpanExporter):
         self._runner = AttemptRunner("export")
         self._listeners: tuple[ExportListener, ...] = ()
         self._shutdown = False
+        self._shutdown_once = threading.Lock()
         self._codec: object = _NO_CODEC
         self._init_state()
         after_fork_in_child(self._init_state)
@@ -193,7 +197,7 @@ class DeadlineSpanExporter(SpanExporter):
         self._breaker = CircuitBreaker(
             failure_threshold=threshold, backoff_seconds=backoff, clock=self._clock
         )
-        self._lock = threading.Lock()
+        self._lock = GuardedLock()
         self._outcomes: Counter[str] = Counter()
         self._last_seconds: float | None = None
         self._interrupted = 0
@@ -484,8 +488,12 @@ class DeadlineSpanExporter(SpanExporter):
                 self._on_abandon()
             except Exception as error:  # noqa: BLE001 - a hook must not break export
                 self._warn.add(f"on_abandon raised {type(error).__name__}")
-        with self._lock:
-            self._interrupted += cut
+        # May run in shutdown() from a signal handler: never wait on this thread's own lock.
+        if self._lock.acquire_within(_LOCK_WAIT_SECONDS):
+            try:
+                self._interrupted += cut
+            finally:
+                self._lock.release()
 
     def _count(self, outcome: ExportOutcome, detail: str | None = None) -> ExportOutcome:
         with self._lock:
@@ -496,9 +504,13 @@ class DeadlineSpanExporter(SpanExporter):
 
     def stats(self) -> ExporterStats:
         """Counters by outcome, breaker state, and whether an attempt is still stuck."""
-        with self._lock:
+        locked = self._lock.acquire_within(_LOCK_WAIT_SECONDS)  # else a best-effort read
+        try:
             outcomes = MappingProxyType(dict(self._outcomes))
             last, interrupted = self._last_seconds, self._interrupted
+        finally:
+            if locked:
+                self._lock.release()
         return ExporterStats(
             outcomes=outcomes,
             breaker_state=self._breaker.state.value,
@@ -524,18 +536,24 @@ class DeadlineSpanExporter(SpanExporter):
         A stuck attempt is cut first; the inner ``shutdown`` runs on a short-lived daemon
         thread, so even an inner exporter that hangs there cannot hold the caller.
         """
-        with self._lock:
-            if self._shutdown:
-                return
-            self._shutdown = True
         budget = (
             self.timeout_seconds if timeout_millis is None else millis_to_seconds(timeout_millis)
         )
+        deadline = Deadline.after(budget, self._clock)  # wall-clock, from the call's start
+        # Taken once, never released, never waited for (a signal handler may be here).
+        if not self._shutdown_once.acquire(blocking=False):
+            return
+        self._shutdown = True
         if self._runner.busy:
             self._abandon()
-        self._runner.close()
-        closer = start_thread(self._inner_shutdown, "otel-nonblocking-shutdown")
-        closer.join(budget)
+        # The inner shutdown goes to the runner's thread when it has one (after any
+        # abandoned attempt); a new thread only when there is time left to start one.
+        final = self._runner.close(self._inner_shutdown)
+        if final is not None:
+            final.done.wait(deadline.remaining())
+        elif not deadline.expired():
+            closer = start_thread(self._inner_shutdown, "otel-nonblocking-shutdown")
+            closer.join(deadline.remaining())
         self._warn.maybe_emit(force=True)
 
     def _inner_shutdown(self) -> None:

@@ -8,13 +8,14 @@ never headers, keys or span contents.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import Counter
 
 from ._deadline import Clock
+from ._guard import GuardedLock
 
 logger = logging.getLogger("otel_nonblocking")
+_LOCK_WAIT_SECONDS = 1.0  # the lock is only ever held for a counter update
 
 
 class AggregatedWarning:
@@ -36,25 +37,35 @@ class AggregatedWarning:
         self._interval = interval
         self._clock = clock
         self._level = level
-        self._lock = threading.Lock()
+        self._lock = GuardedLock()
         self._pending: Counter[str] = Counter()
         self._next_at = float("-inf")
 
     def add(self, reason: str, count: int = 1) -> None:
         if count <= 0:
             return
-        with self._lock:
+        # Never waits on itself: a signal handler interrupting this thread inside add()
+        # or maybe_emit() gives up its count rather than hang.
+        if not self._lock.acquire_within(_LOCK_WAIT_SECONDS):
+            return
+        try:
             self._pending[reason] += count
+        finally:
+            self._lock.release()
         self.maybe_emit()
 
     def maybe_emit(self, *, force: bool = False) -> None:
-        with self._lock:
+        if not self._lock.acquire_within(_LOCK_WAIT_SECONDS):
+            return
+        try:
             now = self._clock()
             if not self._pending or (not force and now < self._next_at):
                 return
             summary = ", ".join(f"{reason}={n}" for reason, n in sorted(self._pending.items()))
             self._pending.clear()
             self._next_at = now + self._interval
+        finally:
+            self._lock.release()
         logger.log(
             self._level,
             "otel_nonblocking: %s (%s); your code is fine, telemetry had a problem",

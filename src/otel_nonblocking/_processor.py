@@ -12,15 +12,15 @@ spans again, or by the next process's.
 
 from __future__ import annotations
 
-import atexit
 import collections
+import contextlib
 import logging
 import os
 import threading
 import time
 import weakref
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -28,12 +28,13 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from . import _config, _spool
+from . import _config, _lifecycle, _spool
 from ._config import UNSET, _Unset
 from ._deadline import Clock, Deadline, millis_to_seconds
 from ._errors import ConfigurationError
 from ._exporter import DeadlineSpanExporter, ExportOutcome, ExportReport
 from ._fork import after_fork_in_child
+from ._guard import GuardedLock, Wake
 from ._log import AggregatedWarning
 from ._requests import TOO_LARGE as TOO_LARGE  # re-exported: a drop reason
 from ._requests import UNENCODABLE as UNENCODABLE  # re-exported: a drop reason
@@ -79,6 +80,10 @@ _SPOOL_POLL_SECONDS = 0.1
 _DOUBT_POLL_SECONDS = 0.05
 # How often the worker looks again at an overdue partial batch it could not send.
 _OVERDUE_POLL_SECONDS = 0.05
+# The longest stats() waits for the worker to let go of the lock before it reads the
+# counters without it; and the longest shutdown() waits to settle its counts.
+_STATS_WAIT_SECONDS = 0.5
+_BOOKKEEPING_GRACE_SECONDS = 0.02
 
 
 @dataclass(frozen=True)
@@ -184,9 +189,9 @@ class NonBlockingSpanProcessor(SpanProcessor):
         self._spool_dir, self._spool_max_bytes = self._spool_settings(spool_dir, spool_max_bytes)
         self._flush_listeners: tuple[FlushListener, ...] = ()
         self._init_state()
-        after_fork_in_child(self._init_state)
-        atexit.register(_shutdown_at_exit, weakref.ref(self))
+        after_fork_in_child(self._after_fork)
         _LIVE.add(self)
+        _lifecycle.track(self)  # the package's one exit hook shuts it down
 
     def _spool_settings(
         self, spool_dir: str | os.PathLike[str] | _Unset | None, max_bytes: int | _Unset
@@ -211,13 +216,15 @@ class NonBlockingSpanProcessor(SpanProcessor):
         """Fresh queue, counters, locks and worker (at start, and in a forked child)."""
         self._queue: collections.deque[ReadableSpan] = collections.deque()
         self._queue_cap = self._cap_for(0)
-        self._wake = threading.Event()  # a batch is ready, or a flush/shutdown asks
-        self._urgent = threading.Event()  # a flush or shutdown asks (wakes a held worker)
+        # Set from on_end and from flush/shutdown, maybe in a signal handler: no locks.
+        self._wake = Wake()  # a batch is ready, or a flush/shutdown asks
+        self._urgent = Wake()  # a flush or shutdown asks (wakes a held worker)
         self._closed = False
         self._full_drops = Tally()
         self._closed_drops = Tally()
-        # Everything below is the export side's; on_end never touches this lock.
-        self._lock = threading.Lock()
+        # Everything below is the export side's; on_end never touches this lock, and
+        # the application's threads take it only with a bound (see _guard.py).
+        self._lock = GuardedLock()
         self._taken = 0  # sequence number of the next span to leave the queue
         self._queue_taken_at = self._clock()  # when a batch last left the queue
         self._in_flight: Batch | None = None
@@ -247,9 +254,20 @@ class NonBlockingSpanProcessor(SpanProcessor):
         # deliver it: resolved before anything else is sent from the spool.
         self._spool_doubt: tuple[SpoolFile, Attempt[object]] | None = None
         self._spool_scanned_at = float("-inf")
-        self._shutdown_lock = threading.Lock()
+        self._shutdown_lock = GuardedLock()
+        self._callers: set[int] = set()  # threads inside force_flush(), shutdown(), stats()
         self._warn = AggregatedWarning("spans dropped", clock=self._clock)
         self._worker = start_thread(self._work, "otel-nonblocking-worker")
+
+    def _after_fork(self) -> None:
+        """In a forked child: fresh state and worker, unless this processor was shut down
+        before the fork; then it stays shut down, with fresh locks and no thread."""
+        if not self._closed:
+            self._init_state()
+            return
+        self._lock = GuardedLock()
+        self._shutdown_lock = GuardedLock()
+        self._callers = set()
 
     @property
     def exporter(self) -> DeadlineSpanExporter:
@@ -853,46 +871,89 @@ class NonBlockingSpanProcessor(SpanProcessor):
         Returns True only if all of them were exported successfully (after retries, if
         any). The export runs on the worker, never on the calling thread.
         """
-        started = self._clock()
-        ok = self._force_flush(timeout_millis)
-        for listener in self._flush_listeners:
-            try:
-                listener(ok, self._clock() - started)
-            except Exception as error:  # noqa: BLE001 - a listener must not break flush
-                self._warn.add(f"flush listener raised {type(error).__name__}")
-        return ok
+        me = threading.get_ident()
+        if me in self._callers:
+            return False  # a signal handler interrupted this thread's flush: no nesting
+        self._callers.add(me)
+        try:
+            started = self._clock()
+            ok = self._force_flush(timeout_millis)
+            for listener in self._flush_listeners:
+                try:
+                    listener(ok, self._clock() - started)
+                except Exception as error:  # noqa: BLE001 - a listener must not break flush
+                    self._warn.add(f"flush listener raised {type(error).__name__}")
+            return ok
+        finally:
+            self._callers.discard(me)
 
     def _force_flush(self, timeout_millis: int) -> bool:
         deadline = Deadline.after(millis_to_seconds(timeout_millis), self._clock)
-        with self._lock:
+        # False at once when this thread is inside another of our calls (a signal
+        # handler interrupted it): waiting for our own lock would never end.
+        if not self._lock.acquire_within(deadline.remaining()):
+            return False
+        try:
             request = _FlushRequest(self._taken + len(self._queue))
             self._flushes.append(request)
             self._resolve_flushes()
+        finally:
+            self._lock.release()
         if not request.done.is_set():
             self._wake.set()
             self._urgent.set()
         done = request.done.wait(deadline.remaining())
-        if not done:
-            with self._lock:
+        if not done and self._lock.acquire_within(_BOOKKEEPING_GRACE_SECONDS):
+            try:
                 if request in self._flushes:
                     self._flushes.remove(request)
+            finally:
+                self._lock.release()
+        # A request left in the list is dropped by the worker once its spans are settled.
         return done and request.ok
+
+    def busy_here(self) -> bool:
+        """True when the calling thread is inside this processor's flush, shutdown or
+        stats (a signal handler interrupted it): a flush now would not run."""
+        return (
+            threading.get_ident() in self._callers
+            or self._lock.held_here()
+            or self._shutdown_lock.held_here()
+        )
 
     def shutdown(self, timeout_millis: float | None = None) -> None:
         """Export what is pending within the budget, then drop the rest (``shutdown``).
 
-        ``timeout_millis`` defaults to ``shutdown_timeout_millis`` (the exit hook's
-        budget). Idempotent; later ``on_end`` calls count ``shutdown`` drops.
+        ``timeout_millis`` defaults to ``shutdown_timeout_millis`` (as TracerProvider's
+        shutdown calls it), and at exit to at most the time left of the package's one exit
+        budget (``OTEL_NONBLOCKING_EXIT_TIMEOUT``). Idempotent; later ``on_end`` calls
+        count ``shutdown`` drops. Returns at once when it interrupted this processor's
+        flush or shutdown on the same thread (from a signal handler): the exit hook shuts
+        it down later.
         """
-        with self._shutdown_lock:
+        me = threading.get_ident()
+        if me in self._callers:
+            return
+        self._callers.add(me)
+        try:
+            self._shutdown(timeout_millis)
+        finally:
+            self._callers.discard(me)
+
+    def _shutdown(self, timeout_millis: float | None) -> None:
+        budget = (
+            self._shutdown_budget if timeout_millis is None else millis_to_seconds(timeout_millis)
+        )
+        if timeout_millis is None and _lifecycle.exiting():
+            # A TracerProvider's own exit callback: the package's one exit budget holds.
+            exit_left = _lifecycle.exit_deadline().remaining()
+            budget = exit_left if budget is None else min(budget, exit_left)
+        deadline = Deadline.after(budget, self._clock)  # wall-clock, from the call's start
+        if not self._shutdown_lock.acquire_within(deadline.remaining()):
+            return  # another shutdown is under way (on this thread: a signal handler's)
+        try:
             if self._closed:
                 return
-            budget = (
-                self._shutdown_budget
-                if timeout_millis is None
-                else millis_to_seconds(timeout_millis)
-            )
-            deadline = Deadline.after(budget, self._clock)
             self._stop_by = deadline
             if self._spool is not None and budget is not None:
                 # Exports stop early enough to leave the worker time to spool the rest.
@@ -903,31 +964,69 @@ class NonBlockingSpanProcessor(SpanProcessor):
             else:
                 self._export_by = deadline
             self._closed = True
+        finally:
+            self._shutdown_lock.release()
         self._wake.set()
         self._urgent.set()
         if self._worker.is_alive() and self._worker is not threading.current_thread():
             self._worker.join(deadline.remaining())
-        with self._lock:
-            left = Batch(list(self._queue), self._taken)
-            self._queue.clear()
-            self._taken += len(left)
-            for batch in (*self._retry.clear(), left):
-                if batch.spans:
-                    self._give_up(batch, SHUTDOWN)
-            for batch, reason in self._doubtful:
-                self._give_up(batch, SHUTDOWN if reason == _TO_SPOOL else reason)
-            self._doubtful.clear()
-            self._resolve_flushes()
+        if self._lock.acquire_within(max(deadline.remaining(), _BOOKKEEPING_GRACE_SECONDS)):
+            try:
+                left = Batch(list(self._queue), self._taken)
+                self._queue.clear()
+                self._taken += len(left)
+                for batch in (*self._retry.clear(), left):
+                    if batch.spans:
+                        self._give_up(batch, SHUTDOWN)
+                for batch, reason in self._doubtful:
+                    self._give_up(batch, SHUTDOWN if reason == _TO_SPOOL else reason)
+                self._doubtful.clear()
+                self._resolve_flushes()
+            finally:
+                self._lock.release()
+        # (Else what is left stays counted as pending: this thread holds the lock.)
         self._exporter.shutdown(timeout_millis=deadline.remaining() * 1000)
         self._warn.maybe_emit(force=True)
         if self._spool is not None:
             self._spool.warn.maybe_emit(force=True)
 
+    def close_at_exit(self, seconds: float) -> None:
+        """The exit hook's turn: shut down within ``seconds`` or the shutdown budget."""
+        self.shutdown(timeout_millis=min(seconds, self._shutdown_budget) * 1000)
+
+    @contextlib.contextmanager
+    def _reading(self, wait: float) -> Iterator[None]:
+        """The export side's lock for a read on the application's thread: taken within a
+        bound, and not at all when this thread is inside already (a signal handler
+        interrupted it), where the read is best effort (each read is atomic)."""
+        me = threading.get_ident()
+        if me in self._callers:
+            yield
+            return
+        self._callers.add(me)  # before the lock: no window for a handler to wait in
+        try:
+            locked = self._lock.acquire_within(wait)
+            try:
+                yield
+            finally:
+                if locked:
+                    self._lock.release()
+        finally:
+            self._callers.discard(me)
+
     def stats(self) -> ProcessorStats:
-        """A consistent snapshot of the counters."""
+        """A consistent snapshot of the counters.
+
+        Best effort instead when the lock is not to be had (the calling thread holds it,
+        e.g. from a signal handler, or the worker keeps it): never a wait without bound.
+        """
+        return self._stats_within(_STATS_WAIT_SECONDS)
+
+    def _stats_within(self, wait: float) -> ProcessorStats:
+        """:meth:`stats`, waiting at most ``wait`` seconds for the lock."""
         full = self._full_drops.value()
         closed = self._closed_drops.value()
-        with self._lock:
+        with self._reading(wait):
             queued = len(self._queue)
             dropped = Counter(self._dropped)
             in_flight = 0 if self._in_flight is None else len(self._in_flight)
@@ -991,9 +1090,3 @@ _LIVE: weakref.WeakSet[NonBlockingSpanProcessor] = weakref.WeakSet()
 def live_processors() -> list[NonBlockingSpanProcessor]:
     """Every NonBlockingSpanProcessor in this process that is still referenced."""
     return list(_LIVE)
-
-
-def _shutdown_at_exit(ref: weakref.ref[NonBlockingSpanProcessor]) -> None:
-    processor = ref()
-    if processor is not None:
-        processor.shutdown()

@@ -91,11 +91,27 @@ class AttemptRunner:
             self._wake.notify()
         return attempt
 
-    def close(self) -> None:
-        """Let the thread exit once its current call, if any, returns."""
+    def close(self, last: Callable[[], R] | None = None) -> Attempt[R] | None:
+        """Let the thread exit once its current call, if any, returns.
+
+        ``last``, if given, runs on the runner's thread as its final call, after any call
+        still running (an abandoned one, say); returns its Attempt, or None when the
+        thread is not running (no thread is ever started here) or is closed already.
+        """
+        attempt: Attempt[R] | None = None
         with self._lock:
+            if (
+                last is not None
+                and not self._closed
+                and self._job is None
+                and self._thread is not None
+                and self._thread.is_alive()
+            ):
+                attempt = Attempt(last)
+                self._job = attempt  # type: ignore[assignment]
             self._closed = True
             self._wake.notify()
+        return attempt
 
     def _loop(self) -> None:
         while True:

@@ -9,7 +9,7 @@ processor the package installed with one shared deadline, and always return a
 from __future__ import annotations
 
 import asyncio
-import atexit
+import contextlib
 import logging
 import threading
 import time
@@ -21,7 +21,7 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from . import _config
+from . import _config, _lifecycle
 from ._config import UNSET, _Unset
 from ._deadline import Deadline
 from ._errors import ConfigurationError
@@ -37,7 +37,9 @@ class FlushResult:
 
     ``exported`` and ``dropped`` count spans that reached that state during the call;
     ``pending`` is what was still waiting when it returned; ``timed_out`` says the
-    budget ran out first.
+    budget ran out first. ``busy`` says the call could not run at all and returned at
+    once: it interrupted another flush, shutdown or stats call of this package on the
+    same thread (a signal handler), which still holds what it would need.
     """
 
     exported: int = 0
@@ -45,11 +47,15 @@ class FlushResult:
     pending: int = 0
     timed_out: bool = False
     seconds: float = 0.0
+    busy: bool = False
 
     @property
     def ok(self) -> bool:
         """Everything was delivered: nothing pending, nothing dropped, in time."""
-        return not self.timed_out and self.pending == 0 and self.dropped == 0
+        return not self.timed_out and not self.busy and self.pending == 0 and self.dropped == 0
+
+
+_READ_GRACE_SECONDS = 0.01
 
 
 def _totals(stats: Iterable[ProcessorStats]) -> tuple[int, int, int]:
@@ -67,7 +73,13 @@ def _bounded(
     """Flush (or shut down) ``processors`` one after another under one deadline."""
     started = time.monotonic()
     deadline = Deadline.after(max(timeout, 0.0))
-    exported0, dropped0, _ = _totals(p.stats() for p in processors)
+    if any(p.busy_here() for p in processors):
+        # A signal handler interrupted one of our calls on this thread: nothing can
+        # run before it returns. Say so now rather than wait for ourselves.
+        _, _, pending = _totals(p.stats() for p in processors)
+        return FlushResult(pending=pending, busy=True, seconds=time.monotonic() - started)
+    # Reading the counters waits for the lock only within the budget, too.
+    exported0, dropped0, _ = _totals(p._stats_within(deadline.remaining()) for p in processors)
     complete = True
     for processor in processors:
         millis = deadline.remaining() * 1000
@@ -75,7 +87,11 @@ def _bounded(
             processor.shutdown(timeout_millis=millis)
         else:
             complete = processor.force_flush(timeout_millis=int(millis)) and complete
-    exported1, dropped1, pending = _totals(p.stats() for p in processors)
+    # (At least a moment: the worker holds the lock for microseconds, and a read
+    # without it may be torn.)
+    exported1, dropped1, pending = _totals(
+        p._stats_within(max(deadline.remaining(), _READ_GRACE_SECONDS)) for p in processors
+    )
     return FlushResult(
         exported=exported1 - exported0,
         dropped=dropped1 - dropped0,
@@ -121,7 +137,8 @@ class TracingHandle:
     def shutdown(self, timeout: float | None = None) -> FlushResult:
         """Export what fits in ``timeout`` seconds, then stop; idempotent."""
         result = _bounded(self._processors(), _or(timeout, self._timeout), shutdown=True)
-        _forget(self)
+        if not result.busy:
+            _forget(self)
         return result
 
     def stats(self) -> ProcessorStats:
@@ -147,31 +164,30 @@ _exit_hook_registered = False
 
 
 def _forget(handle: TracingHandle) -> None:
-    with _lock:
-        if handle in _installed:
-            _installed.remove(handle)
+    # No lock: shutdown() may run in a signal handler; list.remove is one C call.
+    with contextlib.suppress(ValueError):
+        _installed.remove(handle)
 
 
 def _register(handle: TracingHandle, exit_timeout_millis: int) -> None:
-    global _exit_hook_registered  # one process-wide exit hook
+    global _exit_hook_registered
     with _lock:
         _installed.append(handle)
         if not _exit_hook_registered:
-            atexit.register(_exit_hook, exit_timeout_millis / 1000)
+            # The package's one exit hook (see _lifecycle.py): its budget covers
+            # everything, and these handles get their turn first.
+            _lifecycle.set_exit_budget(exit_timeout_millis / 1000)
+            _lifecycle.on_exit(_exit_hook)
             _exit_hook_registered = True
 
 
-def _exit_hook(budget: float) -> None:
-    try:
-        shutdown(budget)
-    except Exception:
-        _logger.debug("otel_nonblocking exit hook failed", exc_info=True)
+def _exit_hook(seconds_left: float) -> None:
+    shutdown(seconds_left)
 
 
 def installed() -> list[TracingHandle]:
     """The handles of everything configure_tracing() installed and that is still running."""
-    with _lock:
-        return list(_installed)
+    return list(_installed)  # no lock: one C call, and flush() may run in a signal handler
 
 
 def configure_tracing(
@@ -280,14 +296,31 @@ def shutdown(timeout: float = 2.0) -> FlushResult:
     result = _bounded(
         [p for h in handles for p in h._processors()], _or(timeout, 2.0), shutdown=True
     )
-    for handle in handles:
-        _forget(handle)
+    if not result.busy:  # else still running: the exit hook shuts them down
+        for handle in handles:
+            _forget(handle)
     return result
 
 
 async def aflush(timeout: float = 2.0) -> FlushResult:
-    """:func:`flush` for asyncio: waits in a worker thread, never blocking the event loop."""
-    return await asyncio.to_thread(flush, timeout)
+    """:func:`flush` for asyncio: waits in a worker thread, never blocking the event loop.
+
+    Returns within ``timeout`` (and a moment) even when the loop's default executor is
+    too busy to start the flush: the result then says ``timed_out``.
+    """
+    budget = _or(timeout, 2.0)
+    started = time.monotonic()
+    try:
+        return await asyncio.wait_for(
+            asyncio.to_thread(flush, budget), budget + _AFLUSH_GRACE_SECONDS
+        )
+    except asyncio.TimeoutError:
+        _, _, pending = _totals(p.stats() for p in _all_processors())
+        return FlushResult(pending=pending, timed_out=True, seconds=time.monotonic() - started)
+
+
+# How long aflush() waits for the executor's thread beyond the flush's own budget.
+_AFLUSH_GRACE_SECONDS = 0.1
 
 
 def reset_for_tests() -> None:

@@ -1,14 +1,14 @@
 """A lock-free counter for the hot path, read exactly from elsewhere.
 
 ``next()`` on an ``itertools.count`` is a single C call under the GIL, so concurrent
-increments are never lost and the incrementing thread takes no lock. Readers take a
-reader-only lock and subtract their own reads.
+increments are never lost and the incrementing thread takes no lock. Readers read the
+count's ``repr`` (also one C call), so they take no lock either: a reader may be a
+signal handler that interrupted another reader.
 """
 
 from __future__ import annotations
 
 import itertools
-import threading
 
 
 class Tally:
@@ -22,15 +22,10 @@ class Tally:
     2
     """
 
-    __slots__ = ("_lock", "_reads", "counter")
+    __slots__ = ("counter",)
 
     def __init__(self) -> None:
         self.counter = itertools.count()
-        self._reads = 0
-        self._lock = threading.Lock()
 
     def value(self) -> int:
-        with self._lock:
-            seen = next(self.counter) - self._reads
-            self._reads += 1
-        return seen
+        return int(repr(self.counter)[6:-1])  # "count(41)": the next value, so 41 counted
