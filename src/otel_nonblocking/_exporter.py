@@ -94,6 +94,15 @@ class ExportReport:
     rejected: int = 0
 
 
+# Set on a runner thread while it runs a probe: a deadline exporter nested inside (a
+# processor over an exporter that is itself deadline-wrapped) lets the probe through too.
+_probing = threading.local()
+
+
+def _in_probe() -> bool:
+    return bool(getattr(_probing, "active", False))
+
+
 #: ``cutoff()``: seconds an export already running may still take, or None (no new limit).
 Cutoff = Callable[[], "float | None"]
 # How often a running export polls its cutoff.
@@ -192,6 +201,7 @@ class DeadlineSpanExporter(SpanExporter):
         self._last_seconds: float | None = None
         self._interrupted = 0
         self._abandoned_at = float("-inf")
+        self._probe_granted_until = float("-inf")
         self._warn = AggregatedWarning("span exports failed", clock=self._clock)
 
     @property
@@ -240,15 +250,20 @@ class DeadlineSpanExporter(SpanExporter):
         timeout: float | None = None,
         *,
         cutoff: Cutoff | None = None,
+        probe: bool = False,
     ) -> ExportReport:
         """Like :meth:`export_outcome`, with the status, Retry-After and transience.
 
         ``cutoff()``, polled while the export runs, may shorten its deadline after it
         started: it returns the seconds still allowed, or None for no new limit.
+        ``probe``: a flush or shutdown asks, so an open breaker lets this export out at
+        once as its half-open probe.
         """
         batch = list(spans)
         inner = self._inner
-        return self._run_report(lambda: inner.export(batch), len(batch), timeout, cutoff)
+        return self._run_report(
+            lambda: inner.export(batch), len(batch), timeout, cutoff, probe=probe
+        )
 
     @property
     def codec(self) -> OTLPCodec | None:
@@ -282,9 +297,11 @@ class DeadlineSpanExporter(SpanExporter):
         span_count: int,
         timeout: float | None,
         cutoff: Cutoff | None,
+        *,
+        probe: bool = False,
     ) -> ExportReport:
         started = self._clock()
-        outcome, error, attempt = self._export(work, timeout, cutoff)
+        outcome, error, attempt = self._export(work, timeout, cutoff, probe=probe)
         report = self._report(outcome, error, attempt)
         listeners = self._listeners
         if listeners:
@@ -328,23 +345,37 @@ class DeadlineSpanExporter(SpanExporter):
         )
 
     def _export(
-        self, work: Callable[[], object], timeout: float | None, cutoff: Cutoff | None = None
+        self,
+        work: Callable[[], object],
+        timeout: float | None,
+        cutoff: Cutoff | None = None,
+        *,
+        probe: bool = False,
     ) -> tuple[ExportOutcome, BaseException | None, Attempt[object] | None]:
         if self._shutdown:
             return self._count(ExportOutcome.SHUTDOWN), None, None
         deadline = Deadline.after(self.timeout_seconds, self._clock).earliest(timeout)
-        if self._breaker.retry_in() > 0:  # open: fail fast, before any wait
-            return self._count(ExportOutcome.CIRCUIT_OPEN), None, None
+        if self._breaker.retry_in() > 0:  # open: fail fast, before any wait ...
+            probe = probe or _in_probe() or self._take_probe_grant()
+            if not probe:  # ... unless a flush asks: its export is the probe
+                return self._count(ExportOutcome.CIRCUIT_OPEN), None, None
         if self._runner.busy and not self._wait_for_abandoned(deadline):
             return self._count(ExportOutcome.BUSY), None, None
-        if not self._breaker.allow():
+        # Whether this export probes the backend (a deadline exporter nested inside then
+        # lets it through as well, whatever its own breaker says).
+        probing = self._breaker.state is not BreakerState.CLOSED
+        if not self._breaker.allow(probe=probe):
             return self._count(ExportOutcome.CIRCUIT_OPEN), None, None
         session = self._session
 
         def call() -> object:
             if session is not None:
                 session.begin_attempt()
-            return work()
+            _probing.active = probing
+            try:
+                return work()
+            finally:
+                _probing.active = False
 
         started = self._clock()
         attempt = self._runner.try_submit(call)
@@ -424,8 +455,25 @@ class DeadlineSpanExporter(SpanExporter):
         return delivered
 
     def available_in(self) -> float:
-        """Seconds until the breaker lets an export out again (0 when it does now)."""
+        """Seconds until the breaker lets an export out again (0 when it does now).
+
+        A probe (a flush's or shutdown's export) may go out sooner: see :meth:`allow_probe`.
+        """
         return self._breaker.retry_in()
+
+    def allow_probe(self, seconds: float) -> None:
+        """For the next ``seconds``, let one export the open breaker would refuse go out
+        as its half-open probe. A processor that is not ours (the SDK's batch processor)
+        calls ``export()`` with no way to say a flush asks: the flush grants this first.
+        """
+        with self._lock:
+            self._probe_granted_until = self._clock() + max(seconds, 0.0)
+
+    def _take_probe_grant(self) -> bool:
+        with self._lock:
+            granted = self._clock() < self._probe_granted_until
+            self._probe_granted_until = float("-inf")
+        return granted
 
     def _breaker_release(self) -> None:
         # A probe that never went out must not leave the breaker waiting for it.

@@ -45,6 +45,9 @@ from ._tally import Tally
 QUEUE_FULL = "queue_full"
 EXPORT_FAILED = "export_failed"
 EXPORT_TIMEOUT = "export_timeout"
+# The backend could not be reached (refused, reset, timed out, 429/502/503/504) on any
+# of the batch's attempts, or at shutdown when its probe failed: an outage, not a rejection.
+BACKEND_UNAVAILABLE = "backend_unavailable"
 RETRY_BUFFER_FULL = "retry_buffer_full"
 SHUTDOWN = "shutdown"
 UNENCODABLE = "unencodable"  # no encoder can write the span (e.g. a lone surrogate in its name)
@@ -101,12 +104,15 @@ class ProcessorStats:
 
 
 class _FlushRequest:
-    __slots__ = ("done", "ok", "target")
+    __slots__ = ("deadline", "done", "ok", "target", "tried")
 
-    def __init__(self, target: int) -> None:
+    def __init__(self, target: int, deadline: Deadline) -> None:
         self.target = target  # every span with a sequence number below it
+        self.deadline = deadline
         self.done = threading.Event()
         self.ok = True
+        # An export failed for a transient reason while it waited: it had its probe.
+        self.tried = False
 
 
 class NonBlockingSpanProcessor(SpanProcessor):
@@ -217,6 +223,9 @@ class NonBlockingSpanProcessor(SpanProcessor):
         self._dropped_seen_full = 0  # queue_full drops already reported in a warning
         self._stop_by: Deadline | None = None
         self._export_by: Deadline | None = None  # stop_by, less the spool's reserve
+        # Shutdown's own flush: it may probe an open breaker once, like a flush.
+        self._closing: _FlushRequest | None = None
+        self._unreachable = False  # at shutdown: nothing could go out, the worker stopped
         # The disk spool (None: off). The worker opens it; only the worker touches it.
         self._spool = Spool(self._spool_dir, self._spool_max_bytes) if self._spool_dir else None
         self._spooling: list[Batch] = []  # batches on their way to disk (pending)
@@ -276,13 +285,14 @@ class NonBlockingSpanProcessor(SpanProcessor):
                     held = min(held, _SPOOL_POLL_SECONDS)  # to watch the queue fill up
                 self._urgent.wait(held)
             else:
-                self._wake.wait(self._partial_due_in())
+                self._wake.wait(0.0 if self._retry_now() else self._partial_due_in())
             self._wake.clear()
             self._urgent.clear()
             try:
                 self._pump()
                 if self._spool is not None and not self._closed:
                     self._relieve_queue()
+                self._give_up_hopeless_flushes()
             except Exception as error:  # noqa: BLE001 - the worker must survive anything
                 self._warn.add(f"worker error {type(error).__name__}")
                 self._recover_in_flight()
@@ -298,7 +308,9 @@ class NonBlockingSpanProcessor(SpanProcessor):
             self._warn.maybe_emit()
             if self._spool is not None:
                 self._spool.warn.maybe_emit()
-            if self._closed and (self._idle() or self._out_of_time() or self._spool is not None):
+            if self._closed and (
+                self._idle() or self._out_of_time() or self._spool is not None or self._unreachable
+            ):
                 if self._spool is not None and self._spool_doubt is not None:
                     self._give_back_spool_doubt()
                 return
@@ -323,8 +335,49 @@ class NonBlockingSpanProcessor(SpanProcessor):
         return stop_by is not None and stop_by.expired()
 
     def _held_for(self) -> float:
-        """Seconds before anything may be sent: Retry-After, or the open breaker."""
-        return max(self._hold_until - self._clock(), self._exporter.available_in(), 0.0)
+        """Seconds before anything may be sent: Retry-After, or the open breaker (which a
+        flush or shutdown that has not had its probe yet may pass at once)."""
+        breaker = self._exporter.available_in()
+        if breaker > 0 and self._probe_wanted():
+            breaker = 0.0
+        return max(self._hold_until - self._clock(), breaker, 0.0)
+
+    def _probe_wanted(self) -> bool:
+        """A flush (or shutdown) waits that has not seen an export fail yet: a flush is a
+        natural probe, so its export may go out through the open breaker."""
+        closing = self._closing
+        if closing is not None and not closing.tried:
+            return True
+        return any(not request.tried for request in self._flushes)
+
+    def _retry_now(self) -> bool:
+        """A flush or shutdown waits for a batch that failed: send it again at once (the
+        breaker's back-off and Retry-After still apply), not after schedule_delay."""
+        return bool(self._retry) and (bool(self._flushes) or self._closed)
+
+    def _give_up_hopeless_flushes(self) -> None:
+        """When nothing can go out now, a flush that had its probe, or that the backend's
+        Retry-After outlasts, returns at once (not ok; its spans stay pending). At
+        shutdown without a spool the worker stops: the rest is dropped as unreachable."""
+        held = self._held_for()
+        if held <= 0:
+            return
+        until = self._clock() + held
+        with self._lock:
+            waiting = []
+            for request in self._flushes:
+                if request.tried or until >= request.deadline.at:
+                    request.ok = False
+                    request.done.set()
+                else:
+                    waiting.append(request)
+            self._flushes = waiting
+            closing = self._closing
+            if closing is not None and self._spool is None and not self._idle():
+                export_by = self._export_by
+                late = export_by is not None and until >= export_by.at
+                if closing.tried or late:
+                    self._unreachable = True
 
     def _pump(self) -> None:
         """Send retry batches (oldest first), then new ones, until something fails."""
@@ -406,7 +459,9 @@ class NonBlockingSpanProcessor(SpanProcessor):
             timeout = min(timeout, self._export_by.remaining())
         began = self._clock()
         cutoff = self._export_cutoff if self._spool is not None else None
-        report = self._exporter.export_report(batch.spans, timeout=timeout, cutoff=cutoff)
+        report = self._exporter.export_report(
+            batch.spans, timeout=timeout, cutoff=cutoff, probe=self._probe_wanted()
+        )
         seconds = self._clock() - began
         outcome = report.outcome
         went_out = outcome is not ExportOutcome.CIRCUIT_OPEN and outcome is not ExportOutcome.BUSY
@@ -421,6 +476,8 @@ class NonBlockingSpanProcessor(SpanProcessor):
             self._last_export_seconds = seconds
             if batch.retried and went_out:
                 self._retried += len(batch)
+            if outcome is not ExportOutcome.SUCCESS and report.transient:
+                self._note_unreachable()
             if outcome is ExportOutcome.SUCCESS:
                 rejected = min(report.rejected, len(batch))
                 self._exported += len(batch) - rejected
@@ -441,10 +498,21 @@ class NonBlockingSpanProcessor(SpanProcessor):
                 self._spooling.append(batch)  # out of attempts or buffer: to disk
                 keep_going = False
             else:
-                self._drop(batch, _reason(report))
+                reason = _reason(report)
+                if report.transient and self._retry_capacity > 0:
+                    reason = BACKEND_UNAVAILABLE  # out of attempts, or of time at shutdown
+                self._drop(batch, reason)
                 keep_going = outcome is not ExportOutcome.TIMEOUT
             self._resolve_flushes()
         return keep_going
+
+    def _note_unreachable(self) -> None:
+        """The backend failed an export for a transient reason: every flush (and the
+        shutdown) waiting now has had its probe (caller holds the lock)."""
+        for request in self._flushes:
+            request.tried = True
+        if self._closing is not None:
+            self._closing.tried = True
 
     # -- the disk spool (worker only) --
 
@@ -713,7 +781,7 @@ class NonBlockingSpanProcessor(SpanProcessor):
     def _force_flush(self, timeout_millis: int) -> bool:
         deadline = Deadline.after(millis_to_seconds(timeout_millis), self._clock)
         with self._lock:
-            request = _FlushRequest(self._taken + len(self._queue))
+            request = _FlushRequest(self._taken + len(self._queue), deadline)
             self._flushes.append(request)
             self._resolve_flushes()
         if not request.done.is_set():
@@ -750,6 +818,8 @@ class NonBlockingSpanProcessor(SpanProcessor):
                 self._export_by = Deadline(deadline.at - reserve, self._clock)
             else:
                 self._export_by = deadline
+            with self._lock:
+                self._closing = _FlushRequest(self._taken + len(self._queue), deadline)
             self._closed = True
         self._wake.set()
         self._urgent.set()
@@ -759,9 +829,11 @@ class NonBlockingSpanProcessor(SpanProcessor):
             left = Batch(list(self._queue), self._taken)
             self._queue.clear()
             self._taken += len(left)
+            # Stopped early because nothing could go out, or out of time.
+            reason = BACKEND_UNAVAILABLE if self._unreachable else SHUTDOWN
             for batch in (*self._retry.clear(), left):
                 if batch.spans:
-                    self._drop(batch, SHUTDOWN)
+                    self._drop(batch, reason)
             self._resolve_flushes()
         self._exporter.shutdown(timeout_millis=deadline.remaining() * 1000)
         self._warn.maybe_emit(force=True)
