@@ -292,7 +292,6 @@ class NonBlockingSpanProcessor(SpanProcessor):
                 self._pump()
                 if self._spool is not None and not self._closed:
                     self._relieve_queue()
-                self._give_up_hopeless_flushes()
             except Exception as error:  # noqa: BLE001 - the worker must survive anything
                 self._warn.add(f"worker error {type(error).__name__}")
                 self._recover_in_flight()
@@ -304,6 +303,10 @@ class NonBlockingSpanProcessor(SpanProcessor):
                         self._spool_the_rest()
                 except Exception as error:  # noqa: BLE001 - the worker must survive anything
                     self._warn.add(f"worker error {type(error).__name__}")
+            try:
+                self._give_up_hopeless_flushes()  # after spooling: what went to disk is settled
+            except Exception as error:  # noqa: BLE001 - the worker must survive anything
+                self._warn.add(f"worker error {type(error).__name__}")
             self._report_door_drops()
             self._warn.maybe_emit()
             if self._spool is not None:
@@ -459,6 +462,8 @@ class NonBlockingSpanProcessor(SpanProcessor):
             timeout = min(timeout, self._export_by.remaining())
         began = self._clock()
         cutoff = self._export_cutoff if self._spool is not None else None
+        with self._lock:  # the flushes this export can count as their probe
+            waiting = (*self._flushes, *((self._closing,) if self._closing else ()))
         report = self._exporter.export_report(
             batch.spans, timeout=timeout, cutoff=cutoff, probe=self._probe_wanted()
         )
@@ -477,7 +482,8 @@ class NonBlockingSpanProcessor(SpanProcessor):
             if batch.retried and went_out:
                 self._retried += len(batch)
             if outcome is not ExportOutcome.SUCCESS and report.transient:
-                self._note_unreachable()
+                for request in waiting:  # each had its probe: a flush that began
+                    request.tried = True  # while this export ran still gets its own
             if outcome is ExportOutcome.SUCCESS:
                 rejected = min(report.rejected, len(batch))
                 self._exported += len(batch) - rejected
@@ -498,21 +504,18 @@ class NonBlockingSpanProcessor(SpanProcessor):
                 self._spooling.append(batch)  # out of attempts or buffer: to disk
                 keep_going = False
             else:
-                reason = _reason(report)
-                if report.transient and self._retry_capacity > 0:
-                    reason = BACKEND_UNAVAILABLE  # out of attempts, or of time at shutdown
-                self._drop(batch, reason)
+                self._drop(batch, self._drop_reason(report))
                 keep_going = outcome is not ExportOutcome.TIMEOUT
             self._resolve_flushes()
         return keep_going
 
-    def _note_unreachable(self) -> None:
-        """The backend failed an export for a transient reason: every flush (and the
-        shutdown) waiting now has had its probe (caller holds the lock)."""
-        for request in self._flushes:
-            request.tried = True
-        if self._closing is not None:
-            self._closing.tried = True
+    def _drop_reason(self, report: ExportReport) -> str:
+        """Why a batch that failed is dropped rather than kept (see the constants)."""
+        if not report.transient or self._retry_capacity == 0:
+            return _reason(report)  # rejected (http_<status>), or retries are off
+        if self._closed and self._out_of_time():
+            return SHUTDOWN  # it might have gone out later: the budget ran out
+        return BACKEND_UNAVAILABLE  # out of attempts: the backend stayed unreachable
 
     # -- the disk spool (worker only) --
 
