@@ -1,4 +1,4 @@
-"""Recovery: seconds from a backend's recovery to the first batch it accepts from us.
+"""Recovery: seconds from a backend's recovery to the first request it accepts from us.
 
 A fake backend on 127.0.0.1 is down (503 without Retry-After, reset, or hang) for
 ``--outage`` seconds while a producer ends a span every 10 ms through
@@ -46,7 +46,9 @@ def resume_seconds(mode: str, outage: float) -> float | None:
             recovered = time.monotonic()
             backend.mode = Mode.OK
             while time.monotonic() - recovered < 30:
-                if any(record.accepted for record in backend.requests):
+                # A request sent after the recovery (a hung one it releases may be
+                # answered 200 too, but says nothing about how soon we came back).
+                if any(r.accepted and r.received_monotonic >= recovered for r in backend.requests):
                     return time.monotonic() - recovered
                 time.sleep(0.01)
             return None
