@@ -120,6 +120,25 @@ def test_a_flush_against_an_unreachable_backend_returns_at_once_and_keeps_the_sp
         processor.shutdown(timeout_millis=200)
 
 
+def test_a_flush_during_a_hanging_outage_returns_at_once_once_the_breaker_is_open() -> None:
+    with FakeOTLPBackend(Mode.HANG, hang_limit=30) as backend:
+        processor, provider, handle = _pipeline(backend.endpoint)
+        try:
+            end_spans(provider, 10)
+            assert _wait_for(lambda: processor.exporter.available_in() > 0, timeout=10)
+            # The breaker is open and its last probe still hangs: no probe can go out,
+            # so each invocation's flush costs little instead of its whole budget.
+            for _ in range(3):
+                end_spans(provider, 5)
+                result = handle.flush(3.0)
+                assert result.seconds < 1.0 + SLACK, result
+                assert not result.ok
+                assert not result.timed_out
+                assert result.dropped == 0
+        finally:
+            processor.shutdown(timeout_millis=200)
+
+
 def test_shutdown_with_the_breaker_open_and_no_spool_returns_early_saying_why() -> None:
     processor, provider, handle = _pipeline(refused_endpoint())
     end_spans(provider, 50)
@@ -167,5 +186,24 @@ def test_a_rejected_batch_keeps_its_status_as_the_reason() -> None:
             result = handle.flush(3.0)
             assert not result.ok
             assert dict(result.dropped_reasons) == {"http_401": 10}
+        finally:
+            processor.shutdown(timeout_millis=200)
+
+
+def test_a_probe_of_the_open_breaker_carries_a_small_batch() -> None:
+    with FakeOTLPBackend(Mode.UNAVAILABLE, retry_after=None) as backend:
+        processor, provider, handle = _pipeline(backend.endpoint, max_export_batch_size=200)
+        try:
+            end_spans(provider, 400)
+            assert _wait_for(lambda: processor.exporter.available_in() > 0, timeout=5)
+            sent_closed = backend.request_count  # sent before the breaker opened
+            backend.mode = Mode.OK
+            result = handle.flush(5.0)
+            assert result.ok, result
+            sizes = [len(record.spans) for record in backend.requests]
+            assert sizes[:sent_closed] == [200] * sent_closed
+            assert sizes[sent_closed] <= 64  # the probe: small, however large the batch
+            assert sum(sizes[sent_closed:]) == 400  # then everything, once
+            assert processor.stats().exported == 400
         finally:
             processor.shutdown(timeout_millis=200)

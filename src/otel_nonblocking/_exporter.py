@@ -461,6 +461,16 @@ class DeadlineSpanExporter(SpanExporter):
         """
         return self._breaker.retry_in()
 
+    @property
+    def probing(self) -> bool:
+        """The breaker is not closed: the next export that goes out is its probe."""
+        return self._breaker.state is not BreakerState.CLOSED
+
+    @property
+    def busy(self) -> bool:
+        """An abandoned attempt still runs: no export (not even a probe) can start now."""
+        return self._runner.busy
+
     def allow_probe(self, seconds: float) -> None:
         """For the next ``seconds``, let one export the open breaker would refuse go out
         as its half-open probe. A processor that is not ours (the SDK's batch processor)

@@ -70,6 +70,9 @@ _SPOOL_RESCAN_SECONDS = 60.0
 _SPOOL_POLL_SECONDS = 0.1
 # How often the worker looks again at an overdue partial batch it could not send.
 _OVERDUE_POLL_SECONDS = 0.05
+# A probe of the breaker carries at most this many spans: it only has to learn whether
+# the backend is back, and against one that is not, a small request is cheap.
+_PROBE_SPANS = 64
 
 
 @dataclass(frozen=True)
@@ -341,7 +344,7 @@ class NonBlockingSpanProcessor(SpanProcessor):
         """Seconds before anything may be sent: Retry-After, or the open breaker (which a
         flush or shutdown that has not had its probe yet may pass at once)."""
         breaker = self._exporter.available_in()
-        if breaker > 0 and self._probe_wanted():
+        if breaker > 0 and self._probe_wanted() and not self._exporter.busy:
             breaker = 0.0
         return max(self._hold_until - self._clock(), breaker, 0.0)
 
@@ -360,16 +363,18 @@ class NonBlockingSpanProcessor(SpanProcessor):
 
     def _give_up_hopeless_flushes(self) -> None:
         """When nothing can go out now, a flush that had its probe, or that the backend's
-        Retry-After outlasts, returns at once (not ok; its spans stay pending). At
-        shutdown without a spool the worker stops: the rest is dropped as unreachable."""
+        Retry-After outlasts, returns at once (not ok; its spans stay pending); so does
+        one that cannot probe, the breaker being open and the last probe still hanging.
+        At shutdown without a spool the worker stops: the rest is dropped as unreachable."""
         held = self._held_for()
         if held <= 0:
             return
         until = self._clock() + held
+        stuck = self._exporter.available_in() > 0 and self._exporter.busy
         with self._lock:
             waiting = []
             for request in self._flushes:
-                if request.tried or until >= request.deadline.at:
+                if request.tried or stuck or until >= request.deadline.at:
                     request.ok = False
                     request.done.set()
                 else:
@@ -379,7 +384,7 @@ class NonBlockingSpanProcessor(SpanProcessor):
             if closing is not None and self._spool is None and not self._idle():
                 export_by = self._export_by
                 late = export_by is not None and until >= export_by.at
-                if closing.tried or late:
+                if closing.tried or stuck or late:
                     self._unreachable = True
 
     def _pump(self) -> None:
@@ -423,12 +428,19 @@ class NonBlockingSpanProcessor(SpanProcessor):
     def _next_batch(self) -> Batch | None:
         if self._spool is not None and self._deliver_spooled():
             return None
+        probing = self._exporter.probing
         with self._lock:
             batch = self._retry.pop()
-            if batch is None:
+            if batch is not None:
+                if probing and batch.doubt is None and len(batch) > _PROBE_SPANS:
+                    batch, rest = _cut(batch, _PROBE_SPANS)
+                    self._requeue(rest, front=True)
+            else:
                 count = min(len(self._queue), self._batch_size)
                 if count == 0 or (count < self._batch_size and not self._may_send_partial()):
                     return None
+                if probing:
+                    count = min(count, _PROBE_SPANS)
                 batch = Batch([self._queue.popleft() for _ in range(count)], self._taken)
                 self._taken += count
                 self._queue_taken_at = self._clock()
@@ -878,6 +890,13 @@ class NonBlockingSpanProcessor(SpanProcessor):
         """The disk spool's counters, or None when there is no spool."""
         spool = self._spool
         return None if spool is None else spool.stats()
+
+
+def _cut(batch: Batch, count: int) -> tuple[Batch, Batch]:
+    """The first ``count`` spans of ``batch`` (a probe), and the rest."""
+    head = Batch(batch.spans[:count], batch.start, batch.attempts, batch.retried)
+    rest = Batch(batch.spans[count:], batch.start + count, batch.attempts, batch.retried)
+    return head, rest
 
 
 def _reason(report: ExportReport) -> str:
