@@ -114,7 +114,7 @@ class _FlushRequest:
         self.deadline = deadline
         self.done = threading.Event()
         self.ok = True
-        # An export failed for a transient reason while it waited: it had its probe.
+        # An export that began after it failed for a transient reason: it had its probe.
         self.tried = False
 
 
