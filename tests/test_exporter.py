@@ -87,9 +87,9 @@ def test_breaker_half_open_probe_closes_it_when_the_backend_recovers() -> None:
     exporter.export([])
     assert exporter.export_outcome([]) is ExportOutcome.CIRCUIT_OPEN
     clock.now += 5.0
-    # A failed probe re-opens with a doubled back-off.
+    # A failed probe re-opens for at most one back-off again (never a doubled one).
     assert exporter.export_outcome([]) is ExportOutcome.FAILED
-    clock.now += 5.0
+    assert 2.5 <= exporter.available_in() <= 5.0
     assert exporter.export_outcome([]) is ExportOutcome.CIRCUIT_OPEN
     clock.now += 5.0
     inner.result = SpanExportResult.SUCCESS
@@ -168,11 +168,13 @@ def test_listeners_see_every_export_on_the_exporting_thread() -> None:
     assert seen == [(ExportOutcome.SUCCESS, 3, threading.current_thread().name)]
 
 
-def test_retry_after_replaces_the_breakers_doubled_backoff() -> None:
+def test_retry_after_replaces_the_breakers_backoff() -> None:
     from otel_nonblocking._breaker import CircuitBreaker
 
     clock = FakeClock()
-    breaker = CircuitBreaker(failure_threshold=1, backoff_seconds=5.0, clock=clock)
+    breaker = CircuitBreaker(
+        failure_threshold=1, backoff_seconds=5.0, clock=clock, jitter=lambda: 1.0
+    )
     breaker.record_failure()
     assert breaker.retry_in() == 5.0
     clock.now += 5.0
@@ -181,11 +183,11 @@ def test_retry_after_replaces_the_breakers_doubled_backoff() -> None:
     assert breaker.retry_in() == 1.0
     clock.now += 1.0
     assert breaker.allow()
-    breaker.record_failure()  # no Retry-After: the back-off doubles as before
-    assert breaker.retry_in() == 10.0
-    clock.now += 10.0
+    breaker.record_failure()  # no Retry-After: the breaker's own back-off again
+    assert breaker.retry_in() == 5.0
+    clock.now += 5.0
     assert breaker.allow()
-    breaker.record_failure(retry_after=3600.0)  # capped at the maximum back-off
+    breaker.record_failure(retry_after=3600.0)  # capped
     assert breaker.retry_in() == 60.0
 
 

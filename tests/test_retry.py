@@ -82,20 +82,23 @@ def test_retry_after_defers_the_batch_instead_of_dropping_it(backend) -> None:
         processor.shutdown(timeout_millis=500)
 
 
-def test_flush_during_a_long_retry_after_keeps_its_budget(backend) -> None:
+def test_flush_and_shutdown_during_a_long_retry_after_return_at_once(backend) -> None:
     backend.mode = Mode.UNAVAILABLE
     backend.retry_after = 30
     processor, provider = _pipeline(backend.endpoint)
     try:
         end_spans(provider, 10)
         assert backend.wait_for_requests(1, timeout=5)
+        # Nothing can go out before the budgets end: they are not spent waiting.
         started = time.monotonic()
-        assert processor.force_flush(500) is False
-        assert time.monotonic() - started < 0.5 + 0.5
+        assert processor.force_flush(3000) is False
+        assert time.monotonic() - started < 1.5
+        assert processor.stats().pending == 10  # kept, not lost
         started = time.monotonic()
-        processor.shutdown(timeout_millis=500)
-        assert time.monotonic() - started < 0.5 + 0.5
-        assert processor.stats().dropped["shutdown"] == 10
+        processor.shutdown(timeout_millis=3000)
+        assert time.monotonic() - started < 1.5
+        assert processor.stats().dropped == {"backend_unavailable": 10}
+        assert backend.request_count == 1  # the backend's Retry-After was respected
     finally:
         processor.shutdown(timeout_millis=100)
 
@@ -191,7 +194,7 @@ def test_a_transient_failure_gives_up_after_max_attempts() -> None:
         assert processor.force_flush(3000) is False
         stats = processor.stats()
         assert exporter.calls == 3
-        assert stats.dropped == {"export_failed": 5}
+        assert stats.dropped == {"backend_unavailable": 5}  # an outage, not a rejection
         assert stats.retried == 10
     finally:
         processor.shutdown(timeout_millis=300)

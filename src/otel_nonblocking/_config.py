@@ -485,10 +485,11 @@ BREAKER_BACKOFF_MILLIS: Final = Setting(
     "breaker_backoff_millis",
     ("OTEL_NONBLOCKING_BREAKER_BACKOFF",),
     int,
-    5000,
+    1000,
     "ms",
-    "How long an open breaker fails exports fast before one probe is let through; "
-    "doubles after each failed probe, up to 60 s.",
+    "How long an open breaker fails exports fast before one probe is let through "
+    "(drawn between half and all of it, the same after every failed probe); a flush "
+    "or shutdown sends its probe at once.",
     _positive_millis,
 )
 

@@ -103,6 +103,15 @@ class ExportReport:
     too_large: bool = False
 
 
+# Set on a runner thread while it runs a probe: a deadline exporter nested inside (a
+# processor over an exporter that is itself deadline-wrapped) lets the probe through too.
+_probing = threading.local()
+
+
+def _in_probe() -> bool:
+    return bool(getattr(_probing, "active", False))
+
+
 #: ``cutoff()``: seconds an export already running may still take, or None (no new limit).
 Cutoff = Callable[[], "float | None"]
 # How often a running export polls its cutoff.
@@ -202,6 +211,7 @@ class DeadlineSpanExporter(SpanExporter):
         self._last_seconds: float | None = None
         self._interrupted = 0
         self._abandoned_at = float("-inf")
+        self._probe_granted_until = float("-inf")
         self._warn = AggregatedWarning("span exports failed", clock=self._clock)
 
     @property
@@ -251,6 +261,7 @@ class DeadlineSpanExporter(SpanExporter):
         *,
         cutoff: Cutoff | None = None,
         may_split: bool = False,
+        probe: bool = False,
     ) -> ExportReport:
         """Like :meth:`export_outcome`, with the status, Retry-After and transience.
 
@@ -261,12 +272,16 @@ class DeadlineSpanExporter(SpanExporter):
         left out and counted in ``rejected``; a batch over the request size limit goes
         out as several requests, or, with ``may_split``, not at all (``too_large``), for
         the caller to split it and send the parts as batches of their own.
+        ``probe``: a flush or shutdown asks, so an open breaker lets this export out at
+        once as its half-open probe.
         """
         batch = list(spans)
         codec = self.codec
         if codec is None or not codec.exports:
             inner = self._inner
-            return self._run_report(lambda: inner.export(batch), len(batch), timeout, cutoff)
+            return self._run_report(
+                lambda: inner.export(batch), len(batch), timeout, cutoff, probe=probe
+            )
         encoded: list[EncodedBatch] = []
 
         def work() -> SpanExportResult:
@@ -280,7 +295,7 @@ class DeadlineSpanExporter(SpanExporter):
         def carried() -> int:  # the spans the requests carried: what listeners count
             return sum(r.spans for r in encoded[0].requests) if encoded else len(batch)
 
-        report = self._run_report(work, carried, timeout, cutoff)
+        report = self._run_report(work, carried, timeout, cutoff, probe=probe)
         if report.outcome is not ExportOutcome.SUCCESS or not encoded:
             return report
         plan = encoded[0]
@@ -324,9 +339,11 @@ class DeadlineSpanExporter(SpanExporter):
         span_count: int | Callable[[], int],
         timeout: float | None,
         cutoff: Cutoff | None,
+        *,
+        probe: bool = False,
     ) -> ExportReport:
         started = self._clock()
-        outcome, error, attempt = self._export(work, timeout, cutoff)
+        outcome, error, attempt = self._export(work, timeout, cutoff, probe=probe)
         report = self._report(outcome, error, attempt)
         listeners = self._listeners
         if listeners:
@@ -367,23 +384,37 @@ class DeadlineSpanExporter(SpanExporter):
         return ExportReport(outcome, status, retry_after, size, transient, attempt=attempt)
 
     def _export(
-        self, work: Callable[[], object], timeout: float | None, cutoff: Cutoff | None = None
+        self,
+        work: Callable[[], object],
+        timeout: float | None,
+        cutoff: Cutoff | None = None,
+        *,
+        probe: bool = False,
     ) -> tuple[ExportOutcome, BaseException | None, Attempt[object] | None]:
         if self._shutdown:
             return self._count(ExportOutcome.SHUTDOWN), None, None
         deadline = Deadline.after(self.timeout_seconds, self._clock).earliest(timeout)
-        if self._breaker.retry_in() > 0:  # open: fail fast, before any wait
-            return self._count(ExportOutcome.CIRCUIT_OPEN), None, None
+        if self._breaker.retry_in() > 0:  # open: fail fast, before any wait ...
+            probe = probe or _in_probe() or self._take_probe_grant()
+            if not probe:  # ... unless a flush asks: its export is the probe
+                return self._count(ExportOutcome.CIRCUIT_OPEN), None, None
         if self._runner.busy and not self._wait_for_abandoned(deadline):
             return self._count(ExportOutcome.BUSY), None, None
-        if not self._breaker.allow():
+        # Whether this export probes the backend (a deadline exporter nested inside then
+        # lets it through as well, whatever its own breaker says).
+        probing = self._breaker.state is not BreakerState.CLOSED
+        if not self._breaker.allow(probe=probe):
             return self._count(ExportOutcome.CIRCUIT_OPEN), None, None
         session = self._session
 
         def call() -> object:
             if session is not None:
                 session.begin_attempt()
-            return work()
+            _probing.active = probing
+            try:
+                return work()
+            finally:
+                _probing.active = False
 
         started = self._clock()
         attempt = self._runner.try_submit(call)
@@ -471,8 +502,35 @@ class DeadlineSpanExporter(SpanExporter):
         return attempt.error is None and attempt.result is SpanExportResult.SUCCESS
 
     def available_in(self) -> float:
-        """Seconds until the breaker lets an export out again (0 when it does now)."""
+        """Seconds until the breaker lets an export out again (0 when it does now).
+
+        A probe (a flush's or shutdown's export) may go out sooner: see :meth:`allow_probe`.
+        """
         return self._breaker.retry_in()
+
+    @property
+    def probing(self) -> bool:
+        """The breaker is not closed: the next export that goes out is its probe."""
+        return self._breaker.state is not BreakerState.CLOSED
+
+    @property
+    def busy(self) -> bool:
+        """An abandoned attempt still runs: no export (not even a probe) can start now."""
+        return self._runner.busy
+
+    def allow_probe(self, seconds: float) -> None:
+        """For the next ``seconds``, let one export the open breaker would refuse go out
+        as its half-open probe. A processor that is not ours (the SDK's batch processor)
+        calls ``export()`` with no way to say a flush asks: the flush grants this first.
+        """
+        with self._lock:
+            self._probe_granted_until = self._clock() + max(seconds, 0.0)
+
+    def _take_probe_grant(self) -> bool:
+        with self._lock:
+            granted = self._clock() < self._probe_granted_until
+            self._probe_granted_until = float("-inf")
+        return granted
 
     def _breaker_release(self) -> None:
         # A probe that never went out must not leave the breaker waiting for it.

@@ -49,6 +49,9 @@ from ._tally import Tally
 QUEUE_FULL = "queue_full"
 EXPORT_FAILED = "export_failed"
 EXPORT_TIMEOUT = "export_timeout"
+# The backend could not be reached (refused, reset, timed out, 429/502/503/504) on any
+# of the batch's attempts, or at shutdown when its probe failed: an outage, not a rejection.
+BACKEND_UNAVAILABLE = "backend_unavailable"
 RETRY_BUFFER_FULL = "retry_buffer_full"
 SHUTDOWN = "shutdown"
 # UNENCODABLE ("unencodable": no encoder can write the span, e.g. a lone surrogate in its
@@ -84,6 +87,9 @@ _OVERDUE_POLL_SECONDS = 0.05
 # counters without it; and the longest shutdown() waits to settle its counts.
 _STATS_WAIT_SECONDS = 0.5
 _BOOKKEEPING_GRACE_SECONDS = 0.02
+# A probe of the breaker carries at most this many spans: it only has to learn whether
+# the backend is back, and against one that is not, a small request is cheap.
+_PROBE_SPANS = 64
 
 
 @dataclass(frozen=True)
@@ -121,12 +127,15 @@ class ProcessorStats:
 
 
 class _FlushRequest:
-    __slots__ = ("done", "ok", "target")
+    __slots__ = ("deadline", "done", "ok", "target", "tried")
 
-    def __init__(self, target: int) -> None:
+    def __init__(self, target: int, deadline: Deadline) -> None:
         self.target = target  # every span with a sequence number below it
+        self.deadline = deadline
         self.done = threading.Event()
         self.ok = True
+        # An export that began after it failed for a transient reason: it had its probe.
+        self.tried = False
 
 
 class NonBlockingSpanProcessor(SpanProcessor):
@@ -239,6 +248,9 @@ class NonBlockingSpanProcessor(SpanProcessor):
         self._dropped_seen_full = 0  # queue_full drops already reported in a warning
         self._stop_by: Deadline | None = None
         self._export_by: Deadline | None = None  # stop_by, less the spool's reserve
+        # Shutdown's own flush: it may probe an open breaker once, like a flush.
+        self._closing: _FlushRequest | None = None
+        self._unreachable = False  # at shutdown: nothing could go out, the worker stopped
         # The disk spool (None: off). The worker opens it; only the worker touches it.
         self._spool = Spool(self._spool_dir, self._spool_max_bytes) if self._spool_dir else None
         self._spooling: list[Batch] = []  # batches on their way to disk (pending)
@@ -318,7 +330,7 @@ class NonBlockingSpanProcessor(SpanProcessor):
                     held = min(held, _DOUBT_POLL_SECONDS)  # to learn what became of them
                 self._urgent.wait(held)
             else:
-                due = self._partial_due_in()
+                due = 0.0 if self._retry_now() else self._partial_due_in()
                 self._wake.wait(min(due, _DOUBT_POLL_SECONDS) if self._doubtful else due)
             self._wake.clear()
             self._urgent.clear()
@@ -346,11 +358,17 @@ class NonBlockingSpanProcessor(SpanProcessor):
                         self._write_spooling()
                 except Exception as error:  # noqa: BLE001 - the worker must survive anything
                     self._warn.add(f"worker error {type(error).__name__}")
+            try:
+                self._give_up_hopeless_flushes()  # after spooling: what went to disk is settled
+            except Exception as error:  # noqa: BLE001 - the worker must survive anything
+                self._warn.add(f"worker error {type(error).__name__}")
             self._report_door_drops()
             self._warn.maybe_emit()
             if self._spool is not None:
                 self._spool.warn.maybe_emit()
-            if self._closed and (self._idle() or self._out_of_time() or self._spool is not None):
+            if self._closed and (
+                self._idle() or self._out_of_time() or self._spool is not None or self._unreachable
+            ):
                 if self._spool is not None and self._spool_doubt is not None:
                     self._give_back_spool_doubt()
                 return
@@ -379,8 +397,61 @@ class NonBlockingSpanProcessor(SpanProcessor):
         return stop_by is not None and stop_by.expired()
 
     def _held_for(self) -> float:
-        """Seconds before anything may be sent: Retry-After, or the open breaker."""
-        return max(self._hold_until - self._clock(), self._exporter.available_in(), 0.0)
+        """Seconds before anything may be sent: Retry-After, or the open breaker (which a
+        flush or shutdown that has not had its probe yet may pass at once)."""
+        breaker = self._exporter.available_in()
+        if breaker > 0 and self._probe_wanted() and not self._exporter.busy:
+            breaker = 0.0
+        return max(self._hold_until - self._clock(), breaker, 0.0)
+
+    def _probe_wanted(self) -> bool:
+        """A flush (or shutdown) waits that has not seen an export fail yet: a flush is a
+        natural probe, so its export may go out through the open breaker."""
+        closing = self._closing
+        if closing is not None and not closing.tried:
+            return True
+        return any(not request.tried for request in self._flushes)
+
+    def _retry_now(self) -> bool:
+        """A flush or shutdown waits for a batch that failed: send it again at once (the
+        breaker's back-off and Retry-After still apply), not after schedule_delay."""
+        return bool(self._retry) and (bool(self._flushes) or self._closed)
+
+    def _give_up_hopeless_flushes(self) -> None:
+        """When nothing can go out now, a flush that had its probe, or that the backend's
+        Retry-After outlasts, returns at once (not ok; its spans stay pending); so does
+        one that cannot probe, the breaker being open and the last probe still hanging.
+        At shutdown without a spool the worker stops: the rest is dropped as unreachable."""
+        held = self._held_for()
+        if held <= 0:
+            return
+        until = self._clock() + held
+        # The breaker is open and the last attempt still runs. If that attempt may still
+        # deliver spans (a batch in doubt: its request went out), its answer decides, so a
+        # flush waits for it (within its budget) rather than report spans lost that the
+        # backend may be taking right now.
+        stuck = self._exporter.available_in() > 0 and self._exporter.busy
+        with self._lock:
+            stuck = stuck and not self._doubt_outstanding()
+            waiting = []
+            for request in self._flushes:
+                if request.tried or stuck or until >= request.deadline.at:
+                    request.ok = False
+                    request.done.set()
+                else:
+                    waiting.append(request)
+            self._flushes = waiting
+            closing = self._closing
+            if closing is not None and self._spool is None and not self._idle():
+                export_by = self._export_by
+                late = export_by is not None and until >= export_by.at
+                if closing.tried or stuck or late:
+                    self._unreachable = True
+
+    def _doubt_outstanding(self) -> bool:
+        """Some batch waits to learn whether its timed-out attempt delivered it (caller
+        holds the lock)."""
+        return bool(self._doubtful) or any(batch.doubt is not None for batch in self._retry)
 
     def _pump(self) -> None:
         """Send retry batches (oldest first), then new ones, until something fails."""
@@ -423,12 +494,19 @@ class NonBlockingSpanProcessor(SpanProcessor):
     def _next_batch(self) -> Batch | None:
         if self._spool is not None and self._deliver_spooled():
             return None
+        probing = self._exporter.probing
         with self._lock:
             batch = self._retry.pop()
-            if batch is None:
+            if batch is not None:
+                if probing and batch.doubt is None and len(batch) > _PROBE_SPANS:
+                    batch, rest = _cut(batch, _PROBE_SPANS)
+                    self._requeue(rest, front=True)
+            else:
                 count = min(len(self._queue), self._batch_size)
                 if count == 0 or (count < self._batch_size and not self._may_send_partial()):
                     return None
+                if probing:
+                    count = min(count, _PROBE_SPANS)
                 batch = Batch([self._queue.popleft() for _ in range(count)], self._taken)
                 self._taken += count
                 self._queue_taken_at = self._clock()
@@ -462,8 +540,14 @@ class NonBlockingSpanProcessor(SpanProcessor):
             timeout = min(timeout, self._export_by.remaining())
         began = self._clock()
         cutoff = self._export_cutoff if self._spool is not None else None
+        with self._lock:  # the flushes this export can count as their probe
+            waiting = (*self._flushes, *((self._closing,) if self._closing else ()))
         report = self._exporter.export_report(
-            batch.spans, timeout=timeout, cutoff=cutoff, may_split=True
+            batch.spans,
+            timeout=timeout,
+            cutoff=cutoff,
+            may_split=True,
+            probe=self._probe_wanted(),
         )
         seconds = self._clock() - began
         outcome = report.outcome
@@ -484,6 +568,9 @@ class NonBlockingSpanProcessor(SpanProcessor):
             self._last_export_seconds = seconds
             if batch.retried and went_out:
                 self._retried += len(batch)
+            if outcome is not ExportOutcome.SUCCESS and report.transient:
+                for request in waiting:  # each had its probe: a flush that began
+                    request.tried = True  # while this export ran still gets its own
             if outcome is ExportOutcome.SUCCESS and not report.too_large:
                 left_out = 0  # spans left out of the request, each counted by its reason
                 for reason, count in report.rejected.items():
@@ -508,10 +595,18 @@ class NonBlockingSpanProcessor(SpanProcessor):
                 self._spooling.append(batch)  # out of attempts or buffer: to disk
                 keep_going = False
             else:
-                self._drop(batch, _reason(report))
+                self._drop(batch, self._drop_reason(report))
                 keep_going = outcome is not ExportOutcome.TIMEOUT
             self._resolve_flushes()
         return keep_going
+
+    def _drop_reason(self, report: ExportReport) -> str:
+        """Why a batch that failed is dropped rather than kept (see the constants)."""
+        if not report.transient or self._retry_capacity == 0:
+            return _reason(report)  # rejected (http_<status>), or retries are off
+        if self._closed and self._out_of_time():
+            return SHUTDOWN  # it might have gone out later: the budget ran out
+        return BACKEND_UNAVAILABLE  # out of attempts: the backend stayed unreachable
 
     # -- the disk spool (worker only) --
 
@@ -894,7 +989,7 @@ class NonBlockingSpanProcessor(SpanProcessor):
         if not self._lock.acquire_within(deadline.remaining()):
             return False
         try:
-            request = _FlushRequest(self._taken + len(self._queue))
+            request = _FlushRequest(self._taken + len(self._queue), deadline)
             self._flushes.append(request)
             self._resolve_flushes()
         finally:
@@ -963,6 +1058,8 @@ class NonBlockingSpanProcessor(SpanProcessor):
                 self._export_by = Deadline(deadline.at - reserve, self._clock)
             else:
                 self._export_by = deadline
+            with self._lock:
+                self._closing = _FlushRequest(self._taken + len(self._queue), deadline)
             self._closed = True
         finally:
             self._shutdown_lock.release()
@@ -975,11 +1072,13 @@ class NonBlockingSpanProcessor(SpanProcessor):
                 left = Batch(list(self._queue), self._taken)
                 self._queue.clear()
                 self._taken += len(left)
+                # Stopped early because nothing could go out, or out of time.
+                why = BACKEND_UNAVAILABLE if self._unreachable else SHUTDOWN
                 for batch in (*self._retry.clear(), left):
                     if batch.spans:
-                        self._give_up(batch, SHUTDOWN)
+                        self._give_up(batch, why)
                 for batch, reason in self._doubtful:
-                    self._give_up(batch, SHUTDOWN if reason == _TO_SPOOL else reason)
+                    self._give_up(batch, why if reason == _TO_SPOOL else reason)
                 self._doubtful.clear()
                 self._resolve_flushes()
             finally:
@@ -1069,6 +1168,13 @@ def _sampled(span: object) -> bool:
         return bool(context and context.trace_flags.sampled)
     except Exception:  # noqa: BLE001 - whatever it is handed, on_end never raises
         return False
+
+
+def _cut(batch: Batch, count: int) -> tuple[Batch, Batch]:
+    """The first ``count`` spans of ``batch`` (a probe), and the rest."""
+    head = Batch(batch.spans[:count], batch.start, batch.attempts, batch.retried)
+    rest = Batch(batch.spans[count:], batch.start + count, batch.attempts, batch.retried)
+    return head, rest
 
 
 def _reason(report: ExportReport) -> str:

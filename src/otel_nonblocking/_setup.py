@@ -13,8 +13,10 @@ import contextlib
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -26,7 +28,7 @@ from ._config import UNSET, _Unset
 from ._deadline import Deadline
 from ._errors import ConfigurationError
 from ._otlp import otlp_span_exporter
-from ._processor import NonBlockingSpanProcessor, ProcessorStats
+from ._processor import SHUTDOWN, NonBlockingSpanProcessor, ProcessorStats
 
 _logger = logging.getLogger("otel_nonblocking")
 
@@ -35,11 +37,16 @@ _logger = logging.getLogger("otel_nonblocking")
 class FlushResult:
     """What a bounded flush or shutdown achieved.
 
-    ``exported`` and ``dropped`` count spans that reached that state during the call;
-    ``pending`` is what was still waiting when it returned; ``timed_out`` says the
-    budget ran out first. ``busy`` says the call could not run at all and returned at
-    once: it interrupted another flush, shutdown or stats call of this package on the
-    same thread (a signal handler), which still holds what it would need.
+    ``exported`` and ``dropped`` count spans that reached that state during the call,
+    ``dropped_reasons`` the drops by reason (``backend_unavailable``: the backend could
+    not be reached; ``http_401``: it refused them; ``shutdown``: out of time; see
+    docs/observability.md); ``pending`` is what was still waiting when it returned.
+    ``timed_out`` says the budget ran out with spans still pending (or, at shutdown,
+    dropped for want of time). A call that returned early because nothing could go out
+    (the backend unreachable, its probe failed) has ``timed_out`` False and is not ok.
+    ``busy`` says the call could not run at all and returned at once: it interrupted
+    another flush, shutdown or stats call of this package on the same thread (a signal
+    handler), which still holds what it would need.
     """
 
     exported: int = 0
@@ -48,6 +55,7 @@ class FlushResult:
     timed_out: bool = False
     seconds: float = 0.0
     busy: bool = False
+    dropped_reasons: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def ok(self) -> bool:
@@ -58,13 +66,18 @@ class FlushResult:
 _READ_GRACE_SECONDS = 0.01
 
 
-def _totals(stats: Iterable[ProcessorStats]) -> tuple[int, int, int]:
-    exported = dropped = pending = 0
+def _totals(stats: Iterable[ProcessorStats]) -> tuple[int, Counter[str], int]:
+    exported = pending = 0
+    dropped: Counter[str] = Counter()
     for s in stats:
         exported += s.exported
-        dropped += s.dropped_total
+        dropped.update(s.dropped)
         pending += s.pending
     return exported, dropped, pending
+
+
+# A wait that ended this close to its deadline used the whole budget.
+_DEADLINE_SLACK_SECONDS = 0.005
 
 
 def _bounded(
@@ -92,12 +105,18 @@ def _bounded(
     exported1, dropped1, pending = _totals(
         p._stats_within(max(deadline.remaining(), _READ_GRACE_SECONDS)) for p in processors
     )
+    reasons = {k: n for k, n in (dropped1 - dropped0).items() if n > 0}
+    out_of_time = deadline.remaining() <= _DEADLINE_SLACK_SECONDS
+    left = pending > 0 or (shutdown and reasons.get(SHUTDOWN, 0) > 0)
     return FlushResult(
         exported=exported1 - exported0,
-        dropped=dropped1 - dropped0,
+        dropped=sum(reasons.values()),
         pending=pending,
-        timed_out=pending > 0 and (shutdown or not complete),
+        # Pending (or dropped at shutdown) because the budget ran out, not because the
+        # call gave up early with the backend unreachable.
+        timed_out=left and out_of_time and (shutdown or not complete),
         seconds=time.monotonic() - started,
+        dropped_reasons=MappingProxyType(reasons),
     )
 
 

@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from .._deadline import Deadline
 from .._errors import ConfigurationError
-from .._exporter import DeadlineSpanExporter
+from .._exporter import DeadlineSpanExporter, ExportOutcome
 from .._log import AggregatedWarning
 from .._processor import NonBlockingSpanProcessor
 from .._suppress import start_thread
@@ -52,6 +52,10 @@ class LangfuseFlushResult:
     and media-upload tasks not yet finished. ``timed_out`` says the budget ran out
     while something was still on its way; pending items with ``timed_out`` False are
     ones no thread will send any more (their threads were stopped by ``shutdown()``).
+    ``spans_lost`` counts spans given up on during the call: an export that failed
+    (the backend unreachable, rejecting them with 401, or abandoned at its deadline
+    against a hanging host), which Langfuse's batch processor never sends again, or
+    spans ``NonBlockingSpanProcessor`` dropped.
     """
 
     spans_pending: int = 0
@@ -59,6 +63,7 @@ class LangfuseFlushResult:
     media_pending: int = 0
     timed_out: bool = False
     seconds: float = 0.0
+    spans_lost: int = 0
 
     @property
     def pending(self) -> int:
@@ -67,12 +72,12 @@ class LangfuseFlushResult:
 
     @property
     def ok(self) -> bool:
-        """Nothing was left pending and the budget was kept.
+        """Nothing was left pending, no span was lost, and the budget was kept.
 
-        Items the SDK gave up on (a backend that refuses or resets) are neither pending
-        nor delivered: they are in Langfuse's own logs, not counted here.
+        Scores and media the SDK gave up on (a backend that refuses or resets) are
+        neither pending nor delivered: they are in Langfuse's own logs, not counted here.
         """
-        return not self.timed_out and self.pending == 0
+        return not self.timed_out and self.pending == 0 and self.spans_lost == 0
 
 
 @dataclass(frozen=True)
@@ -97,19 +102,39 @@ class _Pending:
     scores: int = 0
     media: int = 0
     complete: bool = True
+    lost: int = 0
 
     def add(self, other: _Pending) -> None:
         self.spans += other.spans
         self.scores += other.scores
         self.media += other.media
         self.complete = self.complete and other.complete
+        self.lost += other.lost
+
+
+class _LostSpans:
+    """Counts spans whose export failed, for a processor that never sends them again
+    (Langfuse's batch processor): an export listener on the deadline exporter."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def __call__(self, outcome: ExportOutcome, spans: int, seconds: float) -> None:
+        if outcome is not ExportOutcome.SUCCESS:
+            with self._lock:
+                self.count += spans
 
 
 class _Borrowed(SpanExporter):
     """Lends an exporter to a processor that must not shut it down (it stays Langfuse's)."""
 
-    def __init__(self, exporter: Any) -> None:
+    def __init__(self, exporter: Any, deadline_exporter: Any = None) -> None:
         self._exporter = exporter
+        # The connection of our deadline exporter inside (perhaps behind Langfuse's
+        # transforming exporter): the processor's deadline exporter reads the HTTP
+        # status from it, so a 401 is a rejection, not an outage.
+        self._session = getattr(deadline_exporter, "_session", None)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         result = self._exporter.export(spans)
@@ -193,6 +218,7 @@ class _ProcessorRecord:
     replaced_batch: Any = None
     nonblocking: NonBlockingSpanProcessor | None = None
     flusher: _SpanFlusher | None = None
+    lost: _LostSpans | None = None  # with Langfuse's batch processor: its failed exports
 
     def exporter(self) -> Any:
         if self.installed is not None:
@@ -491,6 +517,10 @@ class LangfuseBinding:
                 slot.set(record.installed)
         if self._processor_mode == "nonblocking":
             self._route_through_nonblocking(record)
+        exporter = record.exporter()
+        if record.nonblocking is None and isinstance(exporter, DeadlineSpanExporter):
+            record.lost = _LostSpans()
+            exporter.add_listener(record.lost)
         return record
 
     def _deadline_exporter_for(self, rm: Any, current: Any) -> tuple[Any, str]:
@@ -534,7 +564,7 @@ class LangfuseBinding:
             return
         queue_size = int(getattr(batch, "_max_queue_size", 2048))
         nonblocking = NonBlockingSpanProcessor(
-            _Borrowed(batch._exporter),
+            _Borrowed(batch._exporter, record.exporter()),
             max_queue_size=queue_size,
             max_export_batch_size=min(
                 int(getattr(batch, "_max_export_batch_size", 512)), queue_size
@@ -571,6 +601,9 @@ class LangfuseBinding:
     def _release(self, rm: Any, record: _ManagerRecord, deadline: Deadline) -> None:
         sdk.keep_scores(rm)
         for pr in record.processors:
+            exporter = pr.exporter()
+            if pr.lost is not None and isinstance(exporter, DeadlineSpanExporter):
+                exporter.remove_listener(pr.lost)
             if pr.nonblocking is not None and pr.replaced_batch is not None:
                 pr.processor._batch_processor = pr.replaced_batch
                 pr.nonblocking.shutdown(timeout_millis=deadline.remaining() * 1000)
@@ -626,8 +659,10 @@ class LangfuseBinding:
             media_pending=pending.media,
             timed_out=not pending.complete,
             seconds=time.monotonic() - started,
+            spans_lost=pending.lost,
         )
         if not result.ok:
+            self._warn.add(f"{what}: spans_lost", result.spans_lost)
             self._warn.add(f"{what}: spans_pending", result.spans_pending)
             self._warn.add(f"{what}: scores_pending", result.scores_pending)
             self._warn.add(f"{what}: media_pending", result.media_pending)
@@ -650,6 +685,7 @@ class LangfuseBinding:
         record = self._record_for(rm)
         sdk.wake_score_consumers(rm)
         pending = _Pending()
+        lost_before = sum(self._spans_lost(pr) for pr in record.processors)
         for pr in record.processors:
             pending.complete = self._flush_processor(pr, deadline) and pending.complete
         pending.scores, late = _timed_join(sdk.score_queue(rm), sdk.score_consumers(rm), deadline)
@@ -658,6 +694,7 @@ class LangfuseBinding:
         pending.media, late = _timed_join(sdk.media_queue(rm), sdk.media_consumers(rm), deadline)
         pending.complete = pending.complete and not late
         pending.spans = sum(self._spans_pending(pr) for pr in record.processors)
+        pending.lost = sum(self._spans_lost(pr) for pr in record.processors) - lost_before
         return pending
 
     def _flush_processor(self, pr: _ProcessorRecord, deadline: Deadline) -> bool:
@@ -665,7 +702,17 @@ class LangfuseBinding:
             return pr.nonblocking.force_flush(int(deadline.remaining() * 1000))
         if pr.flusher is None:
             return True
+        exporter = pr.exporter()
+        if isinstance(exporter, DeadlineSpanExporter):
+            # A flush is a natural probe: a breaker left open by an earlier outage lets
+            # this flush's export out at once instead of failing (and losing) it.
+            exporter.allow_probe(deadline.remaining())
         return pr.flusher.flush(deadline)
+
+    def _spans_lost(self, pr: _ProcessorRecord) -> int:
+        if pr.nonblocking is not None:
+            return pr.nonblocking.stats().dropped_total
+        return 0 if pr.lost is None else pr.lost.count
 
     def _spans_pending(self, pr: _ProcessorRecord) -> int:
         if pr.nonblocking is not None:

@@ -1,0 +1,209 @@
+"""Recovery from an outage is quick, and flush and shutdown results say what happened.
+
+Against real sockets: a fake backend that is down (503, reset, hang, refused) and then
+recovers. The breaker's back-off never grows with the outage's history, a flush is a
+natural probe, and when nothing can go out a flush or shutdown returns at once saying so.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+
+from otel_nonblocking import NonBlockingSpanProcessor, otlp_span_exporter
+from otel_nonblocking._setup import TracingHandle
+from otel_nonblocking.testing import FakeOTLPBackend, Mode, refused_endpoint
+from tests.conftest import end_spans
+
+SLACK = 0.5  # the generous margin timing bounds allow on a shared machine
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float) -> float | None:
+    """Seconds until ``condition()`` held, or None if it did not within ``timeout``."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if condition():
+            return time.monotonic() - started
+        time.sleep(0.02)
+    return None
+
+
+def _pipeline(
+    endpoint: str, **options: object
+) -> tuple[NonBlockingSpanProcessor, TracerProvider, TracingHandle]:
+    exporter = otlp_span_exporter(endpoint, timeout=0.5)
+    settings: dict[str, object] = {"max_export_batch_size": 20, "schedule_delay_millis": 50}
+    settings.update(options)
+    processor = NonBlockingSpanProcessor(exporter, **settings)  # type: ignore[arg-type]
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    return processor, provider, TracingHandle(processor, provider, 2.0)
+
+
+@pytest.fixture
+def producing() -> Iterator[Callable[[TracerProvider], None]]:
+    """``producing(provider)`` ends a span every 20 ms on a thread until the test ends."""
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+
+    def start(provider: TracerProvider) -> None:
+        def produce() -> None:
+            while not stop.wait(0.02):
+                end_spans(provider, 1)
+
+        thread = threading.Thread(target=produce, daemon=True)
+        thread.start()
+        threads.append(thread)
+
+    yield start
+    stop.set()
+    for thread in threads:
+        thread.join(2)
+
+
+@pytest.mark.parametrize("down", [Mode.UNAVAILABLE, Mode.HANG])
+def test_spans_go_out_again_within_about_a_second_of_recovery(down, producing) -> None:
+    # Default breaker settings; an outage long enough for the breaker to have opened
+    # and failed its probes several times (before: 5 s, then 10 s, then 20 s ...).
+    with FakeOTLPBackend(down, retry_after=None, hang_limit=30) as backend:
+        processor, provider, _ = _pipeline(backend.endpoint)
+        try:
+            producing(provider)
+            time.sleep(7.0)
+            assert processor.exporter.stats().breaker_transitions >= 2
+            assert not any(record.accepted for record in backend.requests)
+            backend.mode = Mode.OK
+            resumed = _wait_for(lambda: any(r.accepted for r in backend.requests), timeout=15)
+            assert resumed is not None
+            assert resumed < 1.5, f"{down.value}: first delivery {resumed:.2f}s after recovery"
+        finally:
+            processor.shutdown(timeout_millis=500)
+
+
+def test_a_flush_probes_an_open_breaker_and_delivers_at_once(monkeypatch) -> None:
+    monkeypatch.setenv("OTEL_NONBLOCKING_BREAKER_BACKOFF", "30000")  # only a probe helps
+    with FakeOTLPBackend(Mode.UNAVAILABLE, retry_after=None) as backend:
+        processor, provider, handle = _pipeline(backend.endpoint)
+        try:
+            end_spans(provider, 10)
+            assert _wait_for(lambda: processor.exporter.available_in() > 0, timeout=5)
+            backend.mode = Mode.OK  # recovered, but the breaker is open from before
+            end_spans(provider, 10)
+            result = handle.flush(3.0)
+            assert result.ok, result
+            assert result.exported == 20
+            assert result.seconds < 1.0
+            assert len({span.span_id for span in backend.accepted_spans()}) == 20
+        finally:
+            processor.shutdown(timeout_millis=500)
+
+
+def test_a_flush_against_an_unreachable_backend_returns_at_once_and_keeps_the_spans() -> None:
+    processor, provider, handle = _pipeline(refused_endpoint())
+    try:
+        end_spans(provider, 10)
+        result = handle.flush(3.0)
+        assert result.seconds < 1.0 + SLACK
+        assert not result.ok
+        assert not result.timed_out  # it gave up early, it did not run out of time
+        assert result.pending == 10
+        assert result.dropped == 0
+        # A second flush with the breaker open: its own probe, again at once.
+        result = handle.flush(3.0)
+        assert result.seconds < 1.0 + SLACK
+        assert result.pending == 10
+    finally:
+        processor.shutdown(timeout_millis=200)
+
+
+def test_a_flush_during_a_hanging_outage_returns_at_once_once_the_breaker_is_open() -> None:
+    with FakeOTLPBackend(Mode.HANG, hang_limit=30) as backend:
+        processor, provider, handle = _pipeline(backend.endpoint)
+        try:
+            end_spans(provider, 10)
+            assert _wait_for(lambda: processor.exporter.available_in() > 0, timeout=10)
+            # The breaker is open and its last probe still hangs: no probe can go out,
+            # so each invocation's flush costs little instead of its whole budget.
+            for _ in range(3):
+                end_spans(provider, 5)
+                result = handle.flush(3.0)
+                assert result.seconds < 1.0 + SLACK, result
+                assert not result.ok
+                assert not result.timed_out
+                assert result.dropped == 0
+        finally:
+            processor.shutdown(timeout_millis=200)
+
+
+def test_shutdown_with_the_breaker_open_and_no_spool_returns_early_saying_why() -> None:
+    processor, provider, handle = _pipeline(refused_endpoint())
+    end_spans(provider, 50)
+    assert _wait_for(lambda: processor.exporter.available_in() > 0, timeout=5)
+    result = handle.shutdown(3.0)
+    assert result.seconds < 1.0 + SLACK
+    assert result.dropped == 50
+    assert dict(result.dropped_reasons) == {"backend_unavailable": 50}
+    assert not result.timed_out
+    assert not result.ok
+    assert processor.stats().dropped == {"backend_unavailable": 50}
+
+
+def test_shutdown_that_runs_out_of_budget_says_it_timed_out(monkeypatch) -> None:
+    monkeypatch.setenv("OTEL_NONBLOCKING_BREAKER_FAILURES", "100")  # keep it closed
+    with FakeOTLPBackend(Mode.HANG, hang_limit=30) as backend:
+        _, provider, handle = _pipeline(backend.endpoint)
+        end_spans(provider, 50)
+        result = handle.shutdown(1.0)
+        assert result.seconds < 1.0 + SLACK
+        assert result.timed_out  # before: False whenever nothing was pending any more
+        assert not result.ok
+        # Dropped for want of time (a batch whose export ran into the deadline may still
+        # count as pending when shutdown returns).
+        assert result.dropped + result.pending == 50
+        assert result.dropped > 0
+        assert set(result.dropped_reasons) == {"shutdown"}
+
+
+def test_retries_exhausted_through_an_outage_are_dropped_as_backend_unavailable() -> None:
+    processor, provider, _ = _pipeline(refused_endpoint(), max_export_attempts=2)
+    try:
+        end_spans(provider, 10)
+        assert _wait_for(lambda: processor.stats().dropped_total == 10, timeout=5) is not None
+        assert processor.stats().dropped == {"backend_unavailable": 10}  # not export_failed
+    finally:
+        processor.shutdown(timeout_millis=200)
+
+
+def test_a_rejected_batch_keeps_its_status_as_the_reason() -> None:
+    with FakeOTLPBackend(Mode.ERROR_STATUS, error_status=401) as backend:
+        processor, provider, handle = _pipeline(backend.endpoint)
+        try:
+            end_spans(provider, 10)
+            result = handle.flush(3.0)
+            assert not result.ok
+            assert dict(result.dropped_reasons) == {"http_401": 10}
+        finally:
+            processor.shutdown(timeout_millis=200)
+
+
+def test_a_probe_of_the_open_breaker_carries_a_small_batch() -> None:
+    with FakeOTLPBackend(Mode.UNAVAILABLE, retry_after=None) as backend:
+        processor, provider, handle = _pipeline(backend.endpoint, max_export_batch_size=200)
+        try:
+            end_spans(provider, 400)
+            assert _wait_for(lambda: processor.exporter.available_in() > 0, timeout=5)
+            sent_closed = backend.request_count  # sent before the breaker opened
+            backend.mode = Mode.OK
+            result = handle.flush(5.0)
+            assert result.ok, result
+            sizes = [len(record.spans) for record in backend.requests]
+            assert sizes[:sent_closed] == [200] * sent_closed
+            assert sizes[sent_closed] <= 64  # the probe: small, however large the batch
+            assert sum(sizes[sent_closed:]) == 400  # then everything, once
+            assert processor.stats().exported == 400
+        finally:
+            processor.shutdown(timeout_millis=200)
