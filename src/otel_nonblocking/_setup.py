@@ -21,7 +21,7 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from . import _config
+from . import _config, _flushables
 from ._config import UNSET, _Unset
 from ._deadline import Deadline
 from ._errors import ConfigurationError
@@ -62,9 +62,17 @@ def _totals(stats: Iterable[ProcessorStats]) -> tuple[int, int, int]:
 
 
 def _bounded(
-    processors: list[NonBlockingSpanProcessor], timeout: float, *, shutdown: bool
+    processors: list[NonBlockingSpanProcessor],
+    timeout: float,
+    *,
+    shutdown: bool,
+    flushables: bool = False,
 ) -> FlushResult:
-    """Flush (or shut down) ``processors`` one after another under one deadline."""
+    """Flush (or shut down) ``processors`` one after another under one deadline.
+
+    With ``flushables``, the registered flushables (``_flushables.py``: the Langfuse
+    binding) follow under the same deadline, and their counts are added.
+    """
     started = time.monotonic()
     deadline = Deadline.after(max(timeout, 0.0))
     exported0, dropped0, _ = _totals(p.stats() for p in processors)
@@ -76,11 +84,15 @@ def _bounded(
         else:
             complete = processor.force_flush(timeout_millis=int(millis)) and complete
     exported1, dropped1, pending = _totals(p.stats() for p in processors)
+    extra = _flushables.FlushCounts()
+    if flushables:
+        extra = _flushables.run(deadline, shutdown=shutdown)
+    pending += extra.pending + extra.other_pending
     return FlushResult(
-        exported=exported1 - exported0,
-        dropped=dropped1 - dropped0,
+        exported=exported1 - exported0 + extra.exported,
+        dropped=dropped1 - dropped0 + extra.dropped,
         pending=pending,
-        timed_out=pending > 0 and (shutdown or not complete),
+        timed_out=pending > 0 and (shutdown or not (complete and extra.complete)),
         seconds=time.monotonic() - started,
     )
 
@@ -267,15 +279,24 @@ def _all_processors() -> list[NonBlockingSpanProcessor]:
 
 
 def flush(timeout: float = 2.0) -> FlushResult:
-    """Flush everything the package installed, within ``timeout`` seconds in total."""
-    return _bounded(_all_processors(), _or(timeout, 2.0), shutdown=False)
+    """Flush everything the package installed, within ``timeout`` seconds in total.
+
+    That is every processor :func:`configure_tracing` installed, then every bound
+    Langfuse client (``bounded_langfuse()``/``bound_langfuse_flush()``): its spans,
+    scores and media uploads, under the same deadline. Langfuse's spans count in
+    ``exported``/``dropped``/``pending``, its scores and media uploads in ``pending``.
+    """
+    return _bounded(_all_processors(), _or(timeout, 2.0), shutdown=False, flushables=True)
 
 
 def shutdown(timeout: float = 2.0) -> FlushResult:
     """Shut down everything the package installed, within ``timeout`` seconds in total."""
     handles = installed()
     result = _bounded(
-        [p for h in handles for p in h._processors()], _or(timeout, 2.0), shutdown=True
+        [p for h in handles for p in h._processors()],
+        _or(timeout, 2.0),
+        shutdown=True,
+        flushables=True,
     )
     for handle in handles:
         _forget(handle)

@@ -23,6 +23,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from .. import _flushables
 from .._deadline import Deadline
 from .._errors import ConfigurationError
 from .._exporter import DeadlineSpanExporter
@@ -232,7 +233,10 @@ def _undeliverable(queue: Queue[Any]) -> int:
 
 
 def _timed_join(
-    queue: Queue[Any] | None, consumers: list[Any], deadline: Deadline
+    queue: Queue[Any] | None,
+    consumers: list[Any],
+    deadline: Deadline,
+    wake: Callable[[], object] | None = None,
 ) -> tuple[int, bool]:
     """``queue.join()`` until ``deadline``: (tasks still unfinished, whether time ran out).
 
@@ -246,6 +250,8 @@ def _timed_join(
     while True:
         if not sdk.alive(consumers):
             return _undeliverable(queue), False
+        if wake is not None:  # again each round: a consumer may have started a new batch
+            wake()
         with queue.all_tasks_done:
             left = queue.unfinished_tasks
             if left == 0:
@@ -400,6 +406,15 @@ class LangfuseBinding:
             )
         return statuses
 
+    def flush_within(self, deadline: Deadline) -> _flushables.FlushCounts:
+        """Flush every Langfuse project until ``deadline``: what ``otel_nonblocking.flush()``
+        and ``flush_after`` call, with what is left of their own deadline."""
+        return self._counted(deadline, shutdown=False)
+
+    def shutdown_within(self, deadline: Deadline) -> _flushables.FlushCounts:
+        """Shut every Langfuse project down until ``deadline`` (``otel_nonblocking.shutdown()``)."""
+        return self._counted(deadline, shutdown=True)
+
     def unbind(self, timeout: float | None = None) -> None:
         """Restore the stock SDK: methods, exporters, processors and exit hooks. Idempotent.
 
@@ -425,6 +440,7 @@ class LangfuseBinding:
                 # else someone wrapped it after us: our wrapper now passes straight through
             if _binding is self:
                 _binding = None
+            _flushables.unregister(self)
 
     def __repr__(self) -> str:
         state = "active" if self._active else "unbound"
@@ -469,6 +485,7 @@ class LangfuseBinding:
                 if id(processor) not in known:
                     record.processors.append(self._adopt_processor(rm, processor))
             if fresh:
+                sdk.make_wakeable(rm)  # 3.x/4.x: a flush need not wait out the interval
                 # Registered after the processors (and their own exit hooks): atexit runs
                 # in reverse, so this hook runs first and its deadline covers them all.
                 self._hook_exit(rm, record)
@@ -562,6 +579,7 @@ class LangfuseBinding:
         record.exit_hook = hook
 
     def _release(self, rm: Any, record: _ManagerRecord, deadline: Deadline) -> None:
+        sdk.restore_queue(rm)
         for pr in record.processors:
             if pr.nonblocking is not None and pr.replaced_batch is not None:
                 pr.processor._batch_processor = pr.replaced_batch
@@ -592,6 +610,25 @@ class LangfuseBinding:
         if timeout is None:
             return Deadline.after(self._timeout)
         return Deadline.after(_seconds("timeout", timeout, allow_zero=True))
+
+    def _counted(self, deadline: Deadline, *, shutdown: bool) -> _flushables.FlushCounts:
+        started = time.monotonic()
+        managers = [rm for rm in sdk.resource_managers() if rm is not None]
+        records = [self._record_for(rm) for rm in managers]
+        exported0, dropped0 = _span_totals(records)
+        pending = _Pending()
+        for rm in managers:
+            one = self._shutdown_one if shutdown else self._flush_one
+            pending.add(one(rm, deadline))
+        self._result(pending, started, "shutdown" if shutdown else "flush")
+        exported1, dropped1 = _span_totals(records)
+        return _flushables.FlushCounts(
+            exported=exported1 - exported0,
+            dropped=dropped1 - dropped0,
+            pending=pending.spans,
+            other_pending=pending.scores + pending.media,
+            complete=pending.complete,
+        )
 
     def _flush_managers(self, managers: list[Any], timeout: float | None) -> LangfuseFlushResult:
         started = time.monotonic()
@@ -644,7 +681,10 @@ class LangfuseBinding:
         pending = _Pending()
         for pr in record.processors:
             pending.complete = self._flush_processor(pr, deadline) and pending.complete
-        pending.scores, late = _timed_join(sdk.score_queue(rm), sdk.score_consumers(rm), deadline)
+        scores = sdk.score_queue(rm)
+        pending.scores, late = _timed_join(
+            scores, sdk.score_consumers(rm), deadline, wake=lambda: sdk.wake_queue(scores)
+        )
         pending.complete = pending.complete and not late
         # Media jobs are produced while spans are exported (4.18+), so media comes last.
         pending.media, late = _timed_join(sdk.media_queue(rm), sdk.media_consumers(rm), deadline)
@@ -724,6 +764,23 @@ class LangfuseBinding:
         self._warn.maybe_emit(force=True)
 
 
+def _span_totals(records: list[_ManagerRecord]) -> tuple[int, int]:
+    """Spans exported and dropped so far by the processors of ``records``."""
+    exported = dropped = 0
+    for record in records:
+        for pr in record.processors:
+            if pr.nonblocking is not None:
+                stats = pr.nonblocking.stats()
+                exported += stats.exported
+                dropped += stats.dropped_total
+                continue
+            exporter = pr.exporter()
+            if isinstance(exporter, CountingDeadlineExporter):
+                exported += exporter.exported
+                dropped += exporter.failed
+    return exported, dropped
+
+
 def _quietly(call: Callable[[], object]) -> Callable[[], None]:
     def run() -> None:
         try:
@@ -785,6 +842,7 @@ def bound_langfuse_flush(
         binding = LangfuseBinding(seconds, processor, exit_seconds)
         binding._patch()
         _binding = binding
+        _flushables.register(binding)  # otel_nonblocking.flush() and flush_after cover it
         for rm in sdk.resource_managers():
             binding._adopt_safely(rm)
         return binding

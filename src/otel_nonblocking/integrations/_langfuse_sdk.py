@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import importlib
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
-from queue import Queue
+from queue import Empty, Queue
 from typing import Any
 
 try:
@@ -149,12 +150,75 @@ def prompt_cache_tasks(rm: Any) -> Any | None:
     return manager if callable(getattr(manager, "shutdown", None)) else None
 
 
+class WakeableQueue(Queue[Any]):
+    """A 3.x/4.x score queue whose waiting ``get(timeout=...)`` can be told to give up now.
+
+    Those releases' score consumers collect a batch with ``get(timeout=the flush
+    interval left)`` and send it only when the interval is over (1 s by default), so a
+    flush that joins the queue waits out the interval even on a healthy backend. 5.x
+    consumers have ``wake()``; for the others the queue's class is swapped for this
+    subclass (same state, one overridden method) while bound: :func:`wake_queue` makes
+    the waiting ``get`` raise ``Empty``, which ends the batch, and the consumer sends it.
+    """
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        if not block or timeout is None or timeout <= 0:
+            return super().get(block, timeout)
+        with self.not_empty:  # Queue.get's timed wait, plus the wake check
+            seen = getattr(self, "_otel_nonblocking_wakes", 0)
+            end = time.monotonic() + timeout
+            while not self._qsize():
+                if getattr(self, "_otel_nonblocking_wakes", 0) != seen:
+                    raise Empty
+                remaining = end - time.monotonic()
+                if remaining <= 0:
+                    raise Empty
+                self.not_empty.wait(remaining)
+            item = self._get()
+            self.not_full.notify()
+            return item
+
+
+def make_wakeable(rm: Any) -> bool:
+    """Swap the score queue of a release without ``consumer.wake()`` for :class:`WakeableQueue`.
+
+    True if the queue is now wakeable this way (swapped now or before).
+    """
+    queue = score_queue(rm)
+    if queue is None or any(callable(getattr(c, "wake", None)) for c in score_consumers(rm)):
+        return False
+    if type(queue) is Queue:
+        queue.__class__ = WakeableQueue
+    return type(queue) is WakeableQueue
+
+
+def restore_queue(rm: Any) -> None:
+    """Undo :func:`make_wakeable` (a ``get`` already waiting finishes as it started)."""
+    queue = score_queue(rm)
+    if type(queue) is WakeableQueue:
+        setattr(queue, "__class__", Queue)  # noqa: B010 - a plain Queue again, not a subclass
+
+
+def wake_queue(queue: Queue[Any] | None) -> None:
+    """End the batch every consumer waiting on a :class:`WakeableQueue` is collecting."""
+    if type(queue) is not WakeableQueue:
+        return
+    with queue.not_empty:
+        wakes: int = getattr(queue, "_otel_nonblocking_wakes", 0)
+        queue._otel_nonblocking_wakes = wakes + 1  # type: ignore[attr-defined]
+        queue.not_empty.notify_all()
+
+
 def wake_score_consumers(rm: Any) -> None:
-    """Make 5.x score consumers send what they hold now (4.x has no wake: it sends within 1 s)."""
+    """Make score consumers send what they hold now instead of at the end of their interval.
+
+    5.x consumers have ``wake()``; on 3.x/4.x a :class:`WakeableQueue` is woken.
+    """
     for consumer in alive(score_consumers(rm)):
         wake = getattr(consumer, "wake", None)
         if callable(wake):
             wake()
+    wake_queue(score_queue(rm))
 
 
 @dataclass(frozen=True)
