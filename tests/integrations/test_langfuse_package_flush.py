@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from queue import Queue
 
 import pytest
 
 pytest.importorskip("langfuse", reason="the Langfuse integration needs otel-nonblocking[langfuse]")
 
 import otel_nonblocking
+from otel_nonblocking import _flushables
+from otel_nonblocking.integrations import _langfuse_sdk as sdk
 from otel_nonblocking.integrations.langfuse import bound_langfuse_flush
 from otel_nonblocking.testing import Mode
 from tests.integrations.conftest import request_handler
@@ -117,3 +120,18 @@ def test_a_healthy_flush_with_a_score_does_not_wait_for_the_score_interval(make_
         assert result.ok, result
         assert took < 1.0, f"a healthy flush took {took:.2f}s"
     assert fake.scores_delivered == 3
+
+
+def test_unbind_restores_the_score_queue_and_leaves_the_package_flush(make_client) -> None:
+    binding = bound_langfuse_flush(timeout=BUDGET)
+    client = make_client()
+    rm = client._resources
+    queue = sdk.score_queue(rm)
+    has_wake = any(callable(getattr(c, "wake", None)) for c in sdk.score_consumers(rm))
+    assert type(queue) is (Queue if has_wake else sdk.WakeableQueue)  # 5.x wakes its own
+    assert binding in _flushables.registered()
+
+    binding.unbind()
+
+    assert type(queue) is Queue
+    assert binding not in _flushables.registered()
