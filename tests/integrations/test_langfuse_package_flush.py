@@ -29,13 +29,13 @@ SPANS = 3  # request_handler: a root observation and two children, then one scor
 
 
 class _LambdaContext:
-    """The part of a Lambda context that sets the flush budget: a fixed time left."""
+    """The part of a Lambda context that sets the flush budget: the time left, counting down."""
 
     def __init__(self, millis: int) -> None:
-        self.millis = millis
+        self.ends = time.monotonic() + millis / 1000
 
     def get_remaining_time_in_millis(self) -> int:
-        return self.millis
+        return max(int((self.ends - time.monotonic()) * 1000), 0)
 
 
 def test_otel_nonblocking_flush_delivers_and_counts_langfuse_spans(fake, make_client) -> None:
@@ -135,3 +135,26 @@ def test_unbind_restores_the_score_queue_and_leaves_the_package_flush(make_clien
 
     assert type(queue) is Queue
     assert binding not in _flushables.registered()
+
+
+def test_langfuse_flush_inside_a_flush_after_handler_keeps_to_the_lambda_time_left(
+    fake, make_client
+) -> None:
+    fake.mode = Mode.HANG
+    bound_langfuse_flush(timeout=5)  # longer than the invocation has left
+    client = make_client()
+    inner: list[float] = []
+
+    @otel_nonblocking.flush_after(timeout=5.0, margin=0.2)
+    def handler(event, context):
+        request_handler(client)
+        started = time.monotonic()
+        client.flush()  # the user's own flush, as in the incident
+        inner.append(time.monotonic() - started)
+
+    started = time.monotonic()
+    handler({}, _LambdaContext(int((BUDGET + 0.2) * 1000)))
+    took = time.monotonic() - started
+
+    assert inner[0] < BUDGET + SLACK, f"langfuse.flush() took {inner[0]:.2f}s"
+    assert took < BUDGET + SLACK, f"the invocation took {took:.2f}s"

@@ -29,6 +29,7 @@ from .._errors import ConfigurationError
 from .._exporter import DeadlineSpanExporter
 from .._log import AggregatedWarning
 from .._processor import NonBlockingSpanProcessor
+from .._serverless import invocation_deadline
 from . import _langfuse_sdk as sdk
 from ._langfuse_exporter import CountingDeadlineExporter, langfuse_span_exporter
 
@@ -607,9 +608,11 @@ class LangfuseBinding:
         return [getattr(client, "_resources", None)]
 
     def _budget(self, timeout: float | None) -> Deadline:
-        if timeout is None:
-            return Deadline.after(self._timeout)
-        return Deadline.after(_seconds("timeout", timeout, allow_zero=True))
+        if timeout is not None:
+            timeout = _seconds("timeout", timeout, allow_zero=True)
+        deadline = Deadline.after(self._timeout if timeout is None else timeout)
+        invocation = invocation_deadline()  # inside a flush_after handler: its time left
+        return deadline if invocation is None else deadline.earliest(invocation.remaining())
 
     def _counted(self, deadline: Deadline, *, shutdown: bool) -> _flushables.FlushCounts:
         started = time.monotonic()
