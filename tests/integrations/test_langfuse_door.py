@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +30,8 @@ from otel_nonblocking.integrations.langfuse import (
 )
 from otel_nonblocking.testing import FakeLangfuse, Mode
 from tests.integrations.conftest import PUBLIC_KEY, SECRET_KEY, request_handler
+
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 BUDGET = 0.5  # seconds
 SLACK = 0.5  # the generous margin timing bounds allow on a shared machine
@@ -45,6 +49,20 @@ def keys(monkeypatch: pytest.MonkeyPatch, fake: FakeLangfuse) -> FakeLangfuse:
 
 
 # -- the door ----------------------------------------------------------------------------------
+
+
+def test_the_readmes_langfuse_snippet_is_the_door_and_delivers(keys) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    (snippet,) = [b for b in blocks if "langfuse" in b.lower()]
+    assert "bounded_langfuse(timeout=2)" in snippet
+    namespace: dict[str, object] = {}
+    exec(compile(snippet, str(README), "exec"), namespace)  # noqa: S102 - our own README
+
+    langfuse = namespace["langfuse"]
+    request_handler(langfuse)
+    assert langfuse.flush().ok
+    assert keys.spans_delivered == SPANS
+    assert keys.scores_delivered == 1
 
 
 def test_bounded_langfuse_alone_bounds_a_flush_with_a_score_against_a_hanging_host(keys) -> None:
