@@ -13,6 +13,7 @@ process. Rows:
 - ``stock`` (with ``--stock``): ``Langfuse(timeout=2)`` and ``langfuse.flush()``.
 
     python -m benchmarks.bench_langfuse_lambda [--quick] [--invocations 20] [--stock]
+        [--only readme,stock]
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ _CHILD = textwrap.dedent(
 )
 
 VARIANTS = ("readme", "readme+flush", "readme, no flush")
+ALL = (*VARIANTS, "stock")
 
 
 def _row(variant: str, fault: str, invocations: int, timeout: float) -> dict[str, Any]:
@@ -148,10 +150,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--invocations", type=int, default=None, help="per row (default 20)")
     parser.add_argument("--quick", action="store_true", help="5 invocations per row")
     parser.add_argument("--stock", action="store_true", help="add stock Langfuse rows (slow)")
+    parser.add_argument("--only", help="comma-separated subset of: " + ", ".join(ALL))
     parser.add_argument("--cap", type=float, default=120.0, help="seconds per row at most")
     args = parser.parse_args(argv)
     invocations = args.invocations or (5 if args.quick else 20)
     variants = (*VARIANTS, "stock") if args.stock else VARIANTS
+    if args.only:
+        variants = tuple(v for v in ALL if v in args.only.split(","))
     rows = []
     for fault in ("ok", "hang"):
         for variant in variants:

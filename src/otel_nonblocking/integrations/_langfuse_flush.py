@@ -37,6 +37,7 @@ _logger = logging.getLogger("otel_nonblocking")
 
 ProcessorMode = Literal["langfuse", "nonblocking"]
 _POLL_SECONDS = 0.1  # how often a queue wait re-checks that its consumers are still alive
+_WAKE_POLL_SECONDS = 0.05  # how often a shutdown wakes the consumers it is waiting for
 
 
 @dataclass(frozen=True)
@@ -486,7 +487,7 @@ class LangfuseBinding:
                 if id(processor) not in known:
                     record.processors.append(self._adopt_processor(rm, processor))
             if fresh:
-                sdk.make_wakeable(rm)  # 3.x/4.x: a flush need not wait out the interval
+                sdk.make_wakeable(rm)  # flush and exit need not wait out a consumer's get()
                 # Registered after the processors (and their own exit hooks): atexit runs
                 # in reverse, so this hook runs first and its deadline covers them all.
                 self._hook_exit(rm, record)
@@ -728,8 +729,8 @@ class LangfuseBinding:
         scores = sdk.alive(sdk.score_consumers(rm))
         for consumer in scores:
             consumer.pause()
-        for thread in media + scores:
-            thread.join(deadline.remaining())
+        queues = (sdk.media_queue(rm), sdk.score_queue(rm))
+        _join_waking(media + scores, queues, deadline)
         self._shut_down.add(rm)
         return pending
 
@@ -757,14 +758,36 @@ class LangfuseBinding:
                 exporter.shutdown(timeout_millis=deadline.remaining() * 1000)
             closers.append(pr.processor.shutdown)
         if record is not None and record.prompt_tasks is not None:
+            # Its consumers are stopped (and woken below); its shutdown() then joins them.
+            for consumer in sdk.alive(sdk.prompt_consumers(rm)):
+                consumer.pause()
             closers.append(record.prompt_tasks.shutdown)
         for close in closers:  # they may wait without a limit: daemon threads, joined in time
             closer = threading.Thread(
                 target=_quietly(close), name="otel-nonblocking-langfuse-exit", daemon=True
             )
             closer.start()
-            closer.join(deadline.remaining())
+            _join_waking([closer], (sdk.prompt_queue(rm),), deadline)
         self._warn.maybe_emit(force=True)
+
+
+def _join_waking(
+    threads: list[Any], queues: Sequence[Queue[Any] | None], deadline: Deadline
+) -> None:
+    """Join ``threads`` until ``deadline``, waking the consumers that wait on ``queues``.
+
+    A paused 3.x/4.x consumer only notices it should stop when its ``get(timeout=1)``
+    returns; woken, it returns at once. Woken again each round: a consumer may have
+    started a new ``get`` after the previous wake.
+    """
+    for thread in threads:
+        while thread.is_alive():
+            for queue in queues:
+                sdk.wake_queue(queue)
+            remaining = deadline.remaining()
+            if remaining <= 0:
+                break
+            thread.join(min(remaining, _WAKE_POLL_SECONDS))
 
 
 def _span_totals(records: list[_ManagerRecord]) -> tuple[int, int]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -151,61 +150,77 @@ def prompt_cache_tasks(rm: Any) -> Any | None:
 
 
 class WakeableQueue(Queue[Any]):
-    """A 3.x/4.x score queue whose waiting ``get(timeout=...)`` can be told to give up now.
+    """A Langfuse queue whose waiting ``get(timeout=...)`` can be told to give up now.
 
-    Those releases' score consumers collect a batch with ``get(timeout=the flush
-    interval left)`` and send it only when the interval is over (1 s by default), so a
-    flush that joins the queue waits out the interval even on a healthy backend. 5.x
-    consumers have ``wake()``; for the others the queue's class is swapped for this
-    subclass (same state, one overridden method) while bound: :func:`wake_queue` makes
-    the waiting ``get`` raise ``Empty``, which ends the batch, and the consumer sends it.
+    3.x/4.x score consumers collect a batch with ``get(timeout=the interval left)`` and
+    send it only when the interval is over (1 s by default), so a flush that joins the
+    queue waits out the interval even on a healthy backend; media and prompt-refresh
+    consumers notice a shutdown only when their ``get(timeout=1)`` returns. While bound,
+    those queues' class is swapped for this subclass (same state; only ``_qsize`` and
+    ``_get``, which ``Queue.get`` calls, are overridden, so a ``get`` that started
+    before the swap is woken too). :func:`wake_queue` sets a wake mark and notifies:
+    a waiting ``get`` then sees one item, and taking it raises ``Empty``, exactly what
+    its timeout would have raised, and the consumer sends its batch or stops. One wake
+    ends one ``get``; a mark nobody took ends the next ``get`` at once.
     """
 
-    def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        if not block or timeout is None or timeout <= 0:
-            return super().get(block, timeout)
-        with self.not_empty:  # Queue.get's timed wait, plus the wake check
-            seen = getattr(self, "_otel_nonblocking_wakes", 0)
-            end = time.monotonic() + timeout
-            while not self._qsize():
-                if getattr(self, "_otel_nonblocking_wakes", 0) != seen:
-                    raise Empty
-                remaining = end - time.monotonic()
-                if remaining <= 0:
-                    raise Empty
-                self.not_empty.wait(remaining)
-            item = self._get()
-            self.not_full.notify()
-            return item
+    def _qsize(self) -> int:
+        return len(self.queue) or int(self.__dict__.get("_otel_nonblocking_wake", False))
+
+    def _get(self) -> Any:
+        if not self.queue and self.__dict__.get("_otel_nonblocking_wake", False):
+            self._otel_nonblocking_wake = False
+            raise Empty
+        return super()._get()
 
 
-def make_wakeable(rm: Any) -> bool:
-    """Swap the score queue of a release without ``consumer.wake()`` for :class:`WakeableQueue`.
+def prompt_queue(rm: Any) -> Queue[Any] | None:
+    """The prompt cache's refresh queue (its consumers wait on it with ``get(timeout=1)``)."""
+    found = getattr(prompt_cache_tasks(rm), "_queue", None)
+    return found if isinstance(found, Queue) else None
 
-    True if the queue is now wakeable this way (swapped now or before).
+
+def prompt_consumers(rm: Any) -> list[Any]:
+    found = getattr(prompt_cache_tasks(rm), "_consumers", None)
+    return list(found) if isinstance(found, list) else []
+
+
+def _queues_to_wake(rm: Any) -> list[Queue[Any]]:
+    """The queues whose consumers a flush or shutdown may have to wake.
+
+    The score queue only where its consumers have no ``wake()`` (3.x/4.x); the media and
+    prompt-refresh queues always (their consumers wait up to 1 s in ``get`` before they
+    notice a shutdown, which a process exit would otherwise pay).
     """
-    queue = score_queue(rm)
-    if queue is None or any(callable(getattr(c, "wake", None)) for c in score_consumers(rm)):
-        return False
-    if type(queue) is Queue:
-        queue.__class__ = WakeableQueue
-    return type(queue) is WakeableQueue
+    queues = []
+    scores = score_queue(rm)
+    wakes_itself = any(callable(getattr(c, "wake", None)) for c in score_consumers(rm))
+    if scores is not None and not wakes_itself:
+        queues.append(scores)
+    queues += [q for q in (media_queue(rm), prompt_queue(rm)) if q is not None]
+    return queues
+
+
+def make_wakeable(rm: Any) -> None:
+    """Swap ``rm``'s queues for :class:`WakeableQueue` where they are plain ``Queue`` objects."""
+    for queue in _queues_to_wake(rm):
+        if type(queue) is Queue:
+            queue.__class__ = WakeableQueue
 
 
 def restore_queue(rm: Any) -> None:
     """Undo :func:`make_wakeable` (a ``get`` already waiting finishes as it started)."""
-    queue = score_queue(rm)
-    if type(queue) is WakeableQueue:
-        setattr(queue, "__class__", Queue)  # noqa: B010 - a plain Queue again, not a subclass
+    for queue in (score_queue(rm), media_queue(rm), prompt_queue(rm)):
+        if type(queue) is WakeableQueue:
+            setattr(queue, "__class__", Queue)  # noqa: B010 - a plain Queue again
 
 
 def wake_queue(queue: Queue[Any] | None) -> None:
-    """End the batch every consumer waiting on a :class:`WakeableQueue` is collecting."""
+    """End the ``get`` a consumer is waiting in on a :class:`WakeableQueue` (no-op otherwise)."""
     if type(queue) is not WakeableQueue:
         return
     with queue.not_empty:
-        wakes: int = getattr(queue, "_otel_nonblocking_wakes", 0)
-        queue._otel_nonblocking_wakes = wakes + 1  # type: ignore[attr-defined]
+        queue._otel_nonblocking_wake = True
         queue.not_empty.notify_all()
 
 
