@@ -10,7 +10,10 @@ process. Rows:
   handler under ``@otel_nonblocking.flush_after(timeout=1.0)``;
 - ``readme+flush``: the same client, the handler ending with ``langfuse.flush()``;
 - ``readme, no flush``: the same client, the handler never flushes (the exit pays);
-- ``stock`` (with ``--stock``): ``Langfuse(timeout=2)`` and ``langfuse.flush()``.
+- ``stock`` (with ``--stock``): ``Langfuse(timeout=2)`` and ``langfuse.flush()``;
+- ``old readme`` (with ``--only``, Langfuse 4.2.0+): the snippet the README printed before
+  ``bounded_langfuse()``, ``Langfuse(span_exporter=langfuse_span_exporter(timeout=2))``,
+  and ``langfuse.flush()`` (span exports bounded, the score queue join not).
 
     python -m benchmarks.bench_langfuse_lambda [--quick] [--invocations 20] [--stock]
         [--only readme,stock]
@@ -44,6 +47,10 @@ _CHILD = textwrap.dedent(
     if variant == "stock":
         from langfuse import Langfuse
         langfuse = Langfuse(timeout=2)
+    elif variant == "old readme":
+        from langfuse import Langfuse
+        from otel_nonblocking.integrations.langfuse import langfuse_span_exporter
+        langfuse = Langfuse(span_exporter=langfuse_span_exporter(timeout=2))
     else:
         from otel_nonblocking.integrations.langfuse import bounded_langfuse
         langfuse = bounded_langfuse(timeout=2)  # the README's snippet
@@ -78,7 +85,7 @@ _CHILD = textwrap.dedent(
 )
 
 VARIANTS = ("readme", "readme+flush", "readme, no flush")
-ALL = (*VARIANTS, "stock")
+ALL = (*VARIANTS, "stock", "old readme")
 
 
 def _row(variant: str, fault: str, invocations: int, timeout: float) -> dict[str, Any]:
