@@ -29,7 +29,10 @@ import otel_nonblocking
 from otel_nonblocking.integrations.langfuse import bounded_langfuse
 
 langfuse = bounded_langfuse(timeout=2)
-model = FakeListChatModel(responses=["1. pack 2. go", "Have a good trip."])
+# ls_model_name: the model name Langfuse records for each call (a real model reports its own).
+model = FakeListChatModel(
+    responses=["1. pack 2. go", "Have a good trip."], metadata={"ls_model_name": "fake-model"}
+)
 
 
 class State(TypedDict):

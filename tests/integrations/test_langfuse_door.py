@@ -165,6 +165,7 @@ def test_a_process_using_only_the_door_exits_within_its_budget(mode, budget, lim
             stderr = child.stderr.read()
         delivered = backend.spans_delivered, backend.scores_delivered
     assert child.returncode == 0, stderr[-2000:]
+    assert "Traceback" not in stderr, stderr[-2000:]  # no thread of Langfuse's died on exit
     assert exited < limit, f"exit took {exited:.2f}s"
     if mode is Mode.OK:
         assert delivered == (6, 3)  # the exit delivered what the script never flushed

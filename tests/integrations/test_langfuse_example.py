@@ -46,6 +46,7 @@ def _run(
 
 def _answers(proc: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     return [
         json.loads(line.removeprefix("ANSWER "))
         for line in proc.stdout.splitlines()

@@ -53,6 +53,7 @@ def _run(fake: FakeLangfuse, tmp_path: Path, *questions: str) -> list[dict[str, 
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     return [
         json.loads(line.removeprefix("ANSWER "))
         for line in proc.stdout.splitlines()

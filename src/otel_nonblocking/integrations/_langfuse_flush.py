@@ -758,16 +758,18 @@ class LangfuseBinding:
                 exporter.shutdown(timeout_millis=deadline.remaining() * 1000)
             closers.append(pr.processor.shutdown)
         if record is not None and record.prompt_tasks is not None:
-            # Its consumers are stopped (and woken below); its shutdown() then joins them.
-            for consumer in sdk.alive(sdk.prompt_consumers(rm)):
+            # Its consumers are stopped and woken here; its shutdown() then joins them.
+            prompts = sdk.alive(sdk.prompt_consumers(rm))
+            for consumer in prompts:
                 consumer.pause()
+            sdk.wake_prompt_consumers(rm, len(prompts))
             closers.append(record.prompt_tasks.shutdown)
         for close in closers:  # they may wait without a limit: daemon threads, joined in time
             closer = threading.Thread(
                 target=_quietly(close), name="otel-nonblocking-langfuse-exit", daemon=True
             )
             closer.start()
-            _join_waking([closer], (sdk.prompt_queue(rm),), deadline)
+            closer.join(deadline.remaining())
         self._warn.maybe_emit(force=True)
 
 

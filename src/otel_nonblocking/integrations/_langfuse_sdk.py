@@ -188,17 +188,40 @@ def prompt_consumers(rm: Any) -> list[Any]:
 def _queues_to_wake(rm: Any) -> list[Queue[Any]]:
     """The queues whose consumers a flush or shutdown may have to wake.
 
-    The score queue only where its consumers have no ``wake()`` (3.x/4.x); the media and
-    prompt-refresh queues always (their consumers wait up to 1 s in ``get`` before they
-    notice a shutdown, which a process exit would otherwise pay).
+    Only queues whose consumers wait with ``get(timeout=...)`` (a woken ``get`` raises
+    ``Empty``, which an untimed ``get`` never does): the score queue where its consumers
+    have no ``wake()`` (3.x/4.x), and the media queue (every release: its consumers wait
+    up to 1 s before they notice a shutdown, which a process exit would otherwise pay).
+    The prompt-refresh queue is woken with a no-op task instead
+    (:func:`wake_prompt_consumers`): 4.18+ waits on it without a timeout.
     """
     queues = []
     scores = score_queue(rm)
     wakes_itself = any(callable(getattr(c, "wake", None)) for c in score_consumers(rm))
     if scores is not None and not wakes_itself:
         queues.append(scores)
-    queues += [q for q in (media_queue(rm), prompt_queue(rm)) if q is not None]
+    media = media_queue(rm)
+    if media is not None:
+        queues.append(media)
     return queues
+
+
+def _no_task() -> None:
+    """A prompt-refresh task that does nothing: wakes a consumer so it sees it was paused."""
+
+
+def wake_prompt_consumers(rm: Any, count: int) -> None:
+    """Hand ``count`` no-op tasks to the prompt-refresh consumers (paused ones then stop).
+
+    4.0.x consumers wait up to 1 s in ``get(timeout=1)``, 4.18+ without a timeout until
+    their shutdown sentinel; a no-op task ends either wait at once, and it is run and
+    marked done like any refresh.
+    """
+    queue = prompt_queue(rm)
+    if queue is None:
+        return
+    for _ in range(count):
+        queue.put_nowait(_no_task)
 
 
 def make_wakeable(rm: Any) -> None:
@@ -210,7 +233,7 @@ def make_wakeable(rm: Any) -> None:
 
 def restore_queue(rm: Any) -> None:
     """Undo :func:`make_wakeable` (a ``get`` already waiting finishes as it started)."""
-    for queue in (score_queue(rm), media_queue(rm), prompt_queue(rm)):
+    for queue in (score_queue(rm), media_queue(rm)):
         if type(queue) is WakeableQueue:
             setattr(queue, "__class__", Queue)  # noqa: B010 - a plain Queue again
 
