@@ -154,9 +154,9 @@ class WakeableQueue(Queue[Any]):
 
     3.x/4.x score consumers collect a batch with ``get(timeout=the interval left)`` and
     send it only when the interval is over (1 s by default), so a flush that joins the
-    queue waits out the interval even on a healthy backend; media and prompt-refresh
-    consumers notice a shutdown only when their ``get(timeout=1)`` returns. While bound,
-    those queues' class is swapped for this subclass (same state; only ``_qsize`` and
+    queue waits out the interval even on a healthy backend; media consumers notice a
+    shutdown only when their ``get(timeout=1)`` returns. While bound, those queues'
+    class is swapped for this subclass (same state; only ``_qsize`` and
     ``_get``, which ``Queue.get`` calls, are overridden, so a ``get`` that started
     before the swap is woken too). :func:`wake_queue` sets a wake mark and notifies:
     a waiting ``get`` then sees one item, and taking it raises ``Empty``, exactly what
