@@ -102,6 +102,11 @@ def exit_deadline() -> Deadline:
     return deadline
 
 
+def registered_hooks() -> list[ExitHook]:
+    """The hooks :func:`on_exit` holds, oldest first (tests check who joined the exit)."""
+    return [_hooks[key] for key in sorted(_hooks)]
+
+
 def registered_count() -> int:
     """How many hooks and live objects the exit hook would visit (tests check leaks)."""
     return len(_hooks) + len(_live)

@@ -7,18 +7,30 @@ the invocation time out.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
 from . import _config
 from ._config import UNSET, _Unset
+from ._deadline import Deadline
 from ._errors import ConfigurationError
 from ._setup import FlushResult, aflush, flush
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# The end of the running invocation (time left minus the margin, fixed when the handler
+# started), for flushes made inside the handler: a bound ``langfuse.flush()`` keeps to it.
+_invocation: ContextVar[Deadline | None] = ContextVar("otel_nonblocking_invocation", default=None)
+
+
+def invocation_deadline() -> Deadline | None:
+    """The end of the invocation whose ``flush_after`` handler runs in this context, if known."""
+    return _invocation.get()
 
 
 @runtime_checkable
@@ -43,20 +55,37 @@ class FlushAfter:
         self._context = context
         self._margin = margin
         self.result: FlushResult | None = None
+        self._token: Token[Deadline | None] | None = None
+
+    def _left(self, context: InvocationContext | None) -> float | None:
+        """Seconds the invocation has left minus the margin, or None without a context."""
+        context = context or self._context
+        if context is None:
+            return None
+        try:
+            return context.get_remaining_time_in_millis() / 1000 - self._margin
+        except Exception:  # noqa: BLE001 - a broken context must not break the handler
+            return None
 
     def budget(self, context: InvocationContext | None = None) -> float:
         """Seconds the flush may take now."""
-        context = context or self._context
-        budget = self._timeout
-        if context is not None:
-            try:
-                left = context.get_remaining_time_in_millis() / 1000 - self._margin
-            except Exception:  # noqa: BLE001 - a broken context must not break the handler
-                left = budget
-            budget = min(budget, left)
+        left = self._left(context)
+        budget = self._timeout if left is None else min(self._timeout, left)
         return max(budget, 0.0)
 
+    def _start(self, context: InvocationContext | None) -> Token[Deadline | None]:
+        left = self._left(context)
+        return _invocation.set(None if left is None else Deadline.after(max(left, 0.0)))
+
+    def _end(self) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            # Exited in another context than the one entered: nothing there to undo.
+            with contextlib.suppress(ValueError):
+                _invocation.reset(token)
+
     def __enter__(self) -> FlushAfter:
+        self._token = self._start(None)
         return self
 
     def __exit__(
@@ -65,9 +94,11 @@ class FlushAfter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._end()
         self.result = flush(self.budget())
 
     async def __aenter__(self) -> FlushAfter:
+        self._token = self._start(None)
         return self
 
     async def __aexit__(
@@ -76,6 +107,7 @@ class FlushAfter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._end()
         self.result = await aflush(self.budget())
 
     def __call__(self, handler: F) -> F:
@@ -84,19 +116,25 @@ class FlushAfter:
 
             @functools.wraps(handler)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                context = _find_context(args, kwargs)
+                token = self._start(context)
                 try:
                     return await async_handler(*args, **kwargs)
                 finally:
-                    self.result = await aflush(self.budget(_find_context(args, kwargs)))
+                    _invocation.reset(token)
+                    self.result = await aflush(self.budget(context))
 
             return cast(F, async_wrapper)
 
         @functools.wraps(handler)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            context = _find_context(args, kwargs)
+            token = self._start(context)
             try:
                 return handler(*args, **kwargs)
             finally:
-                self.result = flush(self.budget(_find_context(args, kwargs)))
+                _invocation.reset(token)
+                self.result = flush(self.budget(context))
 
         return cast(F, wrapper)
 

@@ -23,7 +23,7 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from . import _config, _lifecycle
+from . import _config, _flushables, _lifecycle
 from ._config import UNSET, _Unset
 from ._deadline import Deadline
 from ._errors import ConfigurationError
@@ -39,7 +39,8 @@ class FlushResult:
 
     ``exported`` and ``dropped`` count spans that reached that state during the call,
     ``dropped_reasons`` the drops by reason (``backend_unavailable``: the backend could
-    not be reached; ``http_401``: it refused them; ``shutdown``: out of time; see
+    not be reached; ``http_401``: it refused them; ``shutdown``: out of time;
+    ``integration``: lost by a bound Langfuse client's own pipeline; see
     docs/observability.md); ``pending`` is what was still waiting when it returned.
     ``timed_out`` says the budget ran out with spans still pending (or, at shutdown,
     dropped for want of time). A call that returned early because nothing could go out
@@ -64,6 +65,9 @@ class FlushResult:
 
 
 _READ_GRACE_SECONDS = 0.01
+#: The ``FlushResult.dropped_reasons`` key of spans that an integration's own pipeline
+#: (a bound Langfuse client) lost during the call; its own result says why.
+INTEGRATION = "integration"
 
 
 def _totals(stats: Iterable[ProcessorStats]) -> tuple[int, Counter[str], int]:
@@ -81,9 +85,17 @@ _DEADLINE_SLACK_SECONDS = 0.005
 
 
 def _bounded(
-    processors: list[NonBlockingSpanProcessor], timeout: float, *, shutdown: bool
+    processors: list[NonBlockingSpanProcessor],
+    timeout: float,
+    *,
+    shutdown: bool,
+    flushables: bool = False,
 ) -> FlushResult:
-    """Flush (or shut down) ``processors`` one after another under one deadline."""
+    """Flush (or shut down) ``processors`` one after another under one deadline.
+
+    With ``flushables``, the registered flushables (``_flushables.py``: the Langfuse
+    binding) follow under the same deadline, and their counts are added.
+    """
     started = time.monotonic()
     deadline = Deadline.after(max(timeout, 0.0))
     if any(p.busy_here() for p in processors):
@@ -106,15 +118,24 @@ def _bounded(
         p._stats_within(max(deadline.remaining(), _READ_GRACE_SECONDS)) for p in processors
     )
     reasons = {k: n for k, n in (dropped1 - dropped0).items() if n > 0}
+    extra = _flushables.FlushCounts()
+    if flushables:
+        extra = _flushables.run(deadline, shutdown=shutdown)
+    if extra.dropped:
+        reasons[INTEGRATION] = reasons.get(INTEGRATION, 0) + extra.dropped
+    pending += extra.pending + extra.other_pending
     out_of_time = deadline.remaining() <= _DEADLINE_SLACK_SECONDS
     left = pending > 0 or (shutdown and reasons.get(SHUTDOWN, 0) > 0)
     return FlushResult(
-        exported=exported1 - exported0,
+        exported=exported1 - exported0 + extra.exported,
         dropped=sum(reasons.values()),
         pending=pending,
         # Pending (or dropped at shutdown) because the budget ran out, not because the
         # call gave up early with the backend unreachable.
-        timed_out=left and out_of_time and (shutdown or not complete),
+        # (A flushable that did not complete says its deadline ended its call.)
+        timed_out=left
+        and (out_of_time or not extra.complete)
+        and (shutdown or not (complete and extra.complete)),
         seconds=time.monotonic() - started,
         dropped_reasons=MappingProxyType(reasons),
     )
@@ -305,15 +326,24 @@ def _all_processors() -> list[NonBlockingSpanProcessor]:
 
 
 def flush(timeout: float = 2.0) -> FlushResult:
-    """Flush everything the package installed, within ``timeout`` seconds in total."""
-    return _bounded(_all_processors(), _or(timeout, 2.0), shutdown=False)
+    """Flush everything the package installed, within ``timeout`` seconds in total.
+
+    That is every processor :func:`configure_tracing` installed, then every bound
+    Langfuse client (``bounded_langfuse()``/``bound_langfuse_flush()``): its spans,
+    scores and media uploads, under the same deadline. Langfuse's spans count in
+    ``exported``/``dropped``/``pending``, its scores and media uploads in ``pending``.
+    """
+    return _bounded(_all_processors(), _or(timeout, 2.0), shutdown=False, flushables=True)
 
 
 def shutdown(timeout: float = 2.0) -> FlushResult:
     """Shut down everything the package installed, within ``timeout`` seconds in total."""
     handles = installed()
     result = _bounded(
-        [p for h in handles for p in h._processors()], _or(timeout, 2.0), shutdown=True
+        [p for h in handles for p in h._processors()],
+        _or(timeout, 2.0),
+        shutdown=True,
+        flushables=True,
     )
     if not result.busy:  # else still running: the exit hook shuts them down
         for handle in handles:

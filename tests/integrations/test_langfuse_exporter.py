@@ -255,7 +255,7 @@ def test_missing_keys_raise_an_error_naming_the_variable(monkeypatch, present, n
     for var, value in present.items():
         monkeypatch.setenv(var, value)
     with pytest.raises(ConfigurationError) as caught:
-        langfuse_span_exporter(timeout=BUDGET)
+        langfuse_span_exporter(timeout=BUDGET, missing_keys="raise")
     message = str(caught.value)
     for var in named:
         assert var in message

@@ -17,7 +17,7 @@ pytest.importorskip("langfuse", reason="the Langfuse integration needs otel-nonb
 
 from opentelemetry import trace
 
-from otel_nonblocking import ConfigurationError, DeadlineSpanExporter
+from otel_nonblocking import ConfigurationError, DeadlineSpanExporter, _lifecycle
 from otel_nonblocking.integrations import _langfuse_sdk as sdk
 from otel_nonblocking.integrations.langfuse import (
     LangfuseFlushResult,
@@ -139,6 +139,10 @@ def test_unbind_puts_back_langfuse_exporter_and_processor(make_client) -> None:
     assert _slot_exporter(client) is stock_exporter  # ...without patching anything again
 
 
+def _bounded_exit_hooks() -> list[object]:
+    return [h for h in _lifecycle.registered_hooks() if type(h).__name__ == "_ExitHook"]
+
+
 def test_exit_hook_is_swapped_for_a_bounded_one_and_restored(monkeypatch, make_client) -> None:
     fake_atexit = _Atexit()
     monkeypatch.setattr(atexit, "register", fake_atexit.register)
@@ -148,10 +152,11 @@ def test_exit_hook_is_swapped_for_a_bounded_one_and_restored(monkeypatch, make_c
     assert rm.shutdown in fake_atexit.callbacks  # Langfuse's own hook
     binding = bound_langfuse_flush(timeout=BUDGET)
     assert rm.shutdown not in fake_atexit.callbacks
-    hooks = [c for c in fake_atexit.callbacks if type(c).__name__ == "_ExitHook"]
+    # The bounded hook joins the package's one exit hook (one deadline for everything).
+    hooks = _bounded_exit_hooks()
     assert len(hooks) == 1
     binding.unbind()
-    assert hooks[0] not in fake_atexit.callbacks
+    assert _bounded_exit_hooks() == []
     assert rm.shutdown in fake_atexit.callbacks  # the stock hook is back
 
 
@@ -162,8 +167,9 @@ def test_exit_hook_of_a_client_created_after_binding_is_bounded(monkeypatch, mak
     binding = bound_langfuse_flush(timeout=BUDGET)
     rm = make_client()._resources
     assert rm.shutdown not in fake_atexit.callbacks
-    assert [type(c).__name__ for c in fake_atexit.callbacks].count("_ExitHook") == 1
+    assert len(_bounded_exit_hooks()) == 1
     binding.unbind()
+    assert _bounded_exit_hooks() == []
 
 
 # -- a healthy backend ---------------------------------------------------------------------

@@ -62,30 +62,49 @@ def reset_warnings() -> None:
 
 
 class CountingDeadlineExporter(DeadlineSpanExporter):
-    """A :class:`DeadlineSpanExporter` that knows how many spans are in an export right now.
+    """A :class:`DeadlineSpanExporter` that counts spans: in an export now, exported, failed.
 
-    A bounded flush reports them as still pending when it runs out of time.
+    A bounded flush reports spans in flight as still pending when it runs out of time,
+    and the package's ``flush()`` counts the exported and failed ones in its result.
     """
 
     def __init__(self, exporter: SpanExporter, **kwargs: Any) -> None:
         super().__init__(exporter, **kwargs)
         self._flight_lock = threading.Lock()
         self._in_flight = 0
+        self._exported = 0
+        self._failed = 0
 
     @property
     def in_flight(self) -> int:
         """Spans handed to an export that has not returned yet."""
         return self._in_flight
 
+    @property
+    def exported(self) -> int:
+        """Spans whose export succeeded."""
+        return self._exported
+
+    @property
+    def failed(self) -> int:
+        """Spans whose export failed or timed out (Langfuse's processor drops them)."""
+        return self._failed
+
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         count = len(spans)
         with self._flight_lock:
             self._in_flight += count
+        result = SpanExportResult.FAILURE
         try:
-            return super().export(spans)
+            result = super().export(spans)
+            return result
         finally:
             with self._flight_lock:
                 self._in_flight -= count
+                if result is SpanExportResult.SUCCESS:
+                    self._exported += count
+                else:
+                    self._failed += count
 
 
 class DisabledSpanExporter(SpanExporter):
@@ -264,7 +283,7 @@ def langfuse_span_exporter(
     base_url: str | None = None,
     additional_headers: Mapping[str, str] | None = None,
     compression: str | None = None,
-    missing_keys: MissingKeys = "raise",
+    missing_keys: MissingKeys = "disable",
     encoder: str | None = None,
 ) -> DeadlineSpanExporter | DisabledSpanExporter:
     """An OTLP/HTTP exporter for Langfuse's trace endpoint whose ``timeout`` is a real deadline.
@@ -283,9 +302,10 @@ def langfuse_span_exporter(
     ``encoder`` is ``"fast"`` (the package's encoder, the default) or ``"stock"`` (the
     SDK's), as in :func:`~otel_nonblocking.otlp_span_exporter`.
 
-    Missing keys raise :class:`~otel_nonblocking.ConfigurationError` naming the variable,
-    or with ``missing_keys="disable"`` warn once and return a
-    :class:`DisabledSpanExporter` (tracing off, spans counted and discarded).
+    Missing keys warn once, naming the variables, and return a
+    :class:`DisabledSpanExporter` (tracing off, spans counted and discarded), as stock
+    Langfuse turns itself off without keys; ``missing_keys="raise"`` raises
+    :class:`~otel_nonblocking.ConfigurationError` naming them instead.
 
     >>> from langfuse import Langfuse  # doctest: +SKIP
     >>> langfuse = Langfuse(span_exporter=langfuse_span_exporter(timeout=2))  # doctest: +SKIP

@@ -23,11 +23,13 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from .. import _flushables, _lifecycle
 from .._deadline import Deadline
 from .._errors import ConfigurationError
 from .._exporter import DeadlineSpanExporter, ExportOutcome
 from .._log import AggregatedWarning
 from .._processor import NonBlockingSpanProcessor
+from .._serverless import invocation_deadline
 from .._suppress import start_thread
 from . import _langfuse_sdk as sdk
 from ._langfuse_exporter import (
@@ -41,6 +43,7 @@ _logger = logging.getLogger("otel_nonblocking")
 
 ProcessorMode = Literal["langfuse", "nonblocking"]
 _POLL_SECONDS = 0.1  # how often a queue wait re-checks that its consumers are still alive
+_WAKE_POLL_SECONDS = 0.05  # how often a shutdown wakes the consumers it is waiting for
 
 
 @dataclass(frozen=True)
@@ -229,23 +232,24 @@ class _ProcessorRecord:
 @dataclass
 class _ManagerRecord:
     processors: list[_ProcessorRecord] = field(default_factory=list)
-    exit_hook: Callable[[], None] | None = None
+    remove_exit_hook: Callable[[], None] | None = None
     prompt_tasks: Any = None  # the prompt cache task manager whose exit hook we took over
 
 
 class _ExitHook:
-    """The atexit callback that replaces ``LangfuseResourceManager.shutdown`` for one manager."""
+    """The exit hook (in the package's one exit hook, ``_lifecycle.on_exit``) that replaces
+    ``LangfuseResourceManager.shutdown``'s atexit callback for one manager."""
 
     def __init__(self, binding: LangfuseBinding, rm: Any) -> None:
         self._binding = weakref.ref(binding)
         self._rm = weakref.ref(rm)
 
-    def __call__(self) -> None:
+    def __call__(self, seconds_left: float) -> None:
         binding, rm = self._binding(), self._rm()
         if binding is None or rm is None:
             return
         try:
-            binding._exit(rm)
+            binding._exit(rm, seconds_left)
         except Exception:
             _logger.debug("otel_nonblocking: Langfuse exit hook failed", exc_info=True)
 
@@ -261,7 +265,10 @@ def _undeliverable(queue: Queue[Any]) -> int:
 
 
 def _timed_join(
-    queue: Queue[Any] | None, consumers: list[Any], deadline: Deadline
+    queue: Queue[Any] | None,
+    consumers: list[Any],
+    deadline: Deadline,
+    wake: Callable[[], object] | None = None,
 ) -> tuple[int, bool]:
     """``queue.join()`` until ``deadline``: (tasks still unfinished, whether time ran out).
 
@@ -275,6 +282,8 @@ def _timed_join(
     while True:
         if not sdk.alive(consumers):
             return _undeliverable(queue), False
+        if wake is not None:  # again each round: a consumer may have started a new batch
+            wake()
         with queue.all_tasks_done:
             left = queue.unfinished_tasks
             if left == 0:
@@ -429,6 +438,15 @@ class LangfuseBinding:
             )
         return statuses
 
+    def flush_within(self, deadline: Deadline) -> _flushables.FlushCounts:
+        """Flush every Langfuse project until ``deadline``: what ``otel_nonblocking.flush()``
+        and ``flush_after`` call, with what is left of their own deadline."""
+        return self._counted(deadline, shutdown=False)
+
+    def shutdown_within(self, deadline: Deadline) -> _flushables.FlushCounts:
+        """Shut every Langfuse project down until ``deadline`` (``otel_nonblocking.shutdown()``)."""
+        return self._counted(deadline, shutdown=True)
+
     def unbind(self, timeout: float | None = None) -> None:
         """Restore the stock SDK: methods, exporters, processors and exit hooks. Idempotent.
 
@@ -454,6 +472,7 @@ class LangfuseBinding:
                 # else someone wrapped it after us: our wrapper now passes straight through
             if _binding is self:
                 _binding = None
+            _flushables.unregister(self)
 
     def __repr__(self) -> str:
         state = "active" if self._active else "unbound"
@@ -499,6 +518,7 @@ class LangfuseBinding:
                     record.processors.append(self._adopt_processor(rm, processor))
             if fresh:
                 drop_scores_without_keys(rm)
+                sdk.make_wakeable(rm)  # flush and exit need not wait out a consumer's get()
                 # Registered after the processors (and their own exit hooks): atexit runs
                 # in reverse, so this hook runs first and its deadline covers them all.
                 self._hook_exit(rm, record)
@@ -595,11 +615,13 @@ class LangfuseBinding:
             atexit.unregister(prompt_tasks.shutdown)
             record.prompt_tasks = prompt_tasks
         hook = _ExitHook(self, rm)
-        atexit.register(hook)
-        record.exit_hook = hook
+        # The package's one exit hook runs it, sharing one deadline with everything else
+        # the package installed (and before the TracerProvider's own atexit callback).
+        record.remove_exit_hook = _lifecycle.on_exit(hook)
 
     def _release(self, rm: Any, record: _ManagerRecord, deadline: Deadline) -> None:
         sdk.keep_scores(rm)
+        sdk.restore_queue(rm)
         for pr in record.processors:
             exporter = pr.exporter()
             if pr.lost is not None and isinstance(exporter, DeadlineSpanExporter):
@@ -611,8 +633,8 @@ class LangfuseBinding:
                 pr.slot.set(pr.original)
                 if pr.exporter_kind == "rebuilt":
                     pr.installed.shutdown(timeout_millis=min(deadline.remaining(), 0.1) * 1000)
-        if record.exit_hook is not None:
-            atexit.unregister(record.exit_hook)
+        if record.remove_exit_hook is not None:
+            record.remove_exit_hook()
             already = rm in self._shut_down or getattr(rm, "_shutdown", False) is True
             original = self._original(sdk.RESOURCE_MANAGER, "shutdown")
             if not already and callable(original):
@@ -630,9 +652,30 @@ class LangfuseBinding:
         return [getattr(client, "_resources", None)]
 
     def _budget(self, timeout: float | None) -> Deadline:
-        if timeout is None:
-            return Deadline.after(self._timeout)
-        return Deadline.after(_seconds("timeout", timeout, allow_zero=True))
+        if timeout is not None:
+            timeout = _seconds("timeout", timeout, allow_zero=True)
+        deadline = Deadline.after(self._timeout if timeout is None else timeout)
+        invocation = invocation_deadline()  # inside a flush_after handler: its time left
+        return deadline if invocation is None else deadline.earliest(invocation.remaining())
+
+    def _counted(self, deadline: Deadline, *, shutdown: bool) -> _flushables.FlushCounts:
+        started = time.monotonic()
+        managers = [rm for rm in sdk.resource_managers() if rm is not None]
+        records = [self._record_for(rm) for rm in managers]
+        exported0, dropped0 = _span_totals(records)
+        pending = _Pending()
+        for rm in managers:
+            one = self._shutdown_one if shutdown else self._flush_one
+            pending.add(one(rm, deadline))
+        self._result(pending, started, "shutdown" if shutdown else "flush")
+        exported1, dropped1 = _span_totals(records)
+        return _flushables.FlushCounts(
+            exported=exported1 - exported0,
+            dropped=dropped1 - dropped0,
+            pending=pending.spans,
+            other_pending=pending.scores + pending.media,
+            complete=pending.complete,
+        )
 
     def _flush_managers(self, managers: list[Any], timeout: float | None) -> LangfuseFlushResult:
         started = time.monotonic()
@@ -688,7 +731,10 @@ class LangfuseBinding:
         lost_before = sum(self._spans_lost(pr) for pr in record.processors)
         for pr in record.processors:
             pending.complete = self._flush_processor(pr, deadline) and pending.complete
-        pending.scores, late = _timed_join(sdk.score_queue(rm), sdk.score_consumers(rm), deadline)
+        scores = sdk.score_queue(rm)
+        pending.scores, late = _timed_join(
+            scores, sdk.score_consumers(rm), deadline, wake=lambda: sdk.wake_queue(scores)
+        )
         pending.complete = pending.complete and not late
         # Media jobs are produced while spans are exported (4.18+), so media comes last.
         pending.media, late = _timed_join(sdk.media_queue(rm), sdk.media_consumers(rm), deadline)
@@ -725,8 +771,8 @@ class LangfuseBinding:
         if hasattr(rm, "_shutdown"):  # 4.18+: new scores are dropped, a fork restarts nothing
             rm._shutdown = True
         record = self._record_for(rm)
-        if record.exit_hook is not None:
-            atexit.unregister(record.exit_hook)
+        if record.remove_exit_hook is not None:
+            record.remove_exit_hook()
         stock_hook = getattr(rm, "shutdown", None)
         if callable(stock_hook):  # as stock shutdown() does, for a handle used after unbind()
             atexit.unregister(stock_hook)
@@ -740,21 +786,22 @@ class LangfuseBinding:
         scores = sdk.alive(sdk.score_consumers(rm))
         for consumer in scores:
             consumer.pause()
-        for thread in media + scores:
-            thread.join(deadline.remaining())
+        queues = (sdk.media_queue(rm), sdk.score_queue(rm))
+        _join_waking(media + scores, queues, deadline)
         self._shut_down.add(rm)
         return pending
 
-    def _exit(self, rm: Any) -> None:
+    def _exit(self, rm: Any, seconds_left: float) -> None:
         """At interpreter exit: shut ``rm`` down, then its span processors and exporters.
 
-        Every exit hook of the binding shares one deadline of ``exit_timeout``; shutting
+        Every exit hook of the binding shares one deadline of ``exit_timeout``, or less
+        when the package's exit budget has less left (``seconds_left``); shutting
         the processors down here means the provider's own exit hook later finds them
         already stopped and returns at once.
         """
         with self._lock:
             if self._exit_deadline is None:
-                self._exit_deadline = Deadline.after(self._exit_timeout)
+                self._exit_deadline = Deadline.after(min(self._exit_timeout, seconds_left))
             deadline = self._exit_deadline
         started = time.monotonic()
         pending = self._shutdown_one(rm, deadline) if rm not in self._shut_down else _Pending()
@@ -769,11 +816,52 @@ class LangfuseBinding:
                 exporter.shutdown(timeout_millis=deadline.remaining() * 1000)
             closers.append(pr.processor.shutdown)
         if record is not None and record.prompt_tasks is not None:
+            # Its consumers are stopped and woken here; its shutdown() then joins them.
+            prompts = sdk.alive(sdk.prompt_consumers(rm))
+            for consumer in prompts:
+                consumer.pause()
+            sdk.wake_prompt_consumers(rm, len(prompts))
             closers.append(record.prompt_tasks.shutdown)
         for close in closers:  # they may wait without a limit: daemon threads, joined in time
             closer = start_thread(_quietly(close), "otel-nonblocking-langfuse-exit")
             closer.join(deadline.remaining())
         self._warn.maybe_emit(force=True)
+
+
+def _join_waking(
+    threads: list[Any], queues: Sequence[Queue[Any] | None], deadline: Deadline
+) -> None:
+    """Join ``threads`` until ``deadline``, waking the consumers that wait on ``queues``.
+
+    A paused 3.x/4.x consumer only notices it should stop when its ``get(timeout=1)``
+    returns; woken, it returns at once. Woken again each round: a consumer may have
+    started a new ``get`` after the previous wake.
+    """
+    for thread in threads:
+        while thread.is_alive():
+            for queue in queues:
+                sdk.wake_queue(queue)
+            remaining = deadline.remaining()
+            if remaining <= 0:
+                break
+            thread.join(min(remaining, _WAKE_POLL_SECONDS))
+
+
+def _span_totals(records: list[_ManagerRecord]) -> tuple[int, int]:
+    """Spans exported and dropped so far by the processors of ``records``."""
+    exported = dropped = 0
+    for record in records:
+        for pr in record.processors:
+            if pr.nonblocking is not None:
+                stats = pr.nonblocking.stats()
+                exported += stats.exported
+                dropped += stats.dropped_total
+                continue
+            exporter = pr.exporter()
+            if isinstance(exporter, CountingDeadlineExporter):
+                exported += exporter.exported
+                dropped += exporter.failed
+    return exported, dropped
 
 
 def _quietly(call: Callable[[], object]) -> Callable[[], None]:
@@ -837,6 +925,7 @@ def bound_langfuse_flush(
         binding = LangfuseBinding(seconds, processor, exit_seconds)
         binding._patch()
         _binding = binding
+        _flushables.register(binding)  # otel_nonblocking.flush() and flush_after cover it
         for rm in sdk.resource_managers():
             binding._adopt_safely(rm)
         return binding

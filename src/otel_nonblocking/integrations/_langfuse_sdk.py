@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
-from queue import Queue
+from queue import Empty, Queue
 from typing import Any
 
 try:
@@ -190,12 +190,114 @@ def keep_scores(rm: Any) -> None:
         del rm.add_score_task
 
 
+class WakeableQueue(Queue[Any]):
+    """A Langfuse queue whose waiting ``get(timeout=...)`` can be told to give up now.
+
+    3.x/4.x score consumers collect a batch with ``get(timeout=the interval left)`` and
+    send it only when the interval is over (1 s by default), so a flush that joins the
+    queue waits out the interval even on a healthy backend; media consumers notice a
+    shutdown only when their ``get(timeout=1)`` returns. While bound, those queues'
+    class is swapped for this subclass (same state; only ``_qsize`` and
+    ``_get``, which ``Queue.get`` calls, are overridden, so a ``get`` that started
+    before the swap is woken too). :func:`wake_queue` sets a wake mark and notifies:
+    a waiting ``get`` then sees one item, and taking it raises ``Empty``, exactly what
+    its timeout would have raised, and the consumer sends its batch or stops. One wake
+    ends one ``get``; a mark nobody took ends the next ``get`` at once.
+    """
+
+    def _qsize(self) -> int:
+        return len(self.queue) or int(self.__dict__.get("_otel_nonblocking_wake", False))
+
+    def _get(self) -> Any:
+        if not self.queue and self.__dict__.get("_otel_nonblocking_wake", False):
+            self._otel_nonblocking_wake = False
+            raise Empty
+        return super()._get()
+
+
+def prompt_queue(rm: Any) -> Queue[Any] | None:
+    """The prompt cache's refresh queue (its consumers wait on it with ``get(timeout=1)``)."""
+    found = getattr(prompt_cache_tasks(rm), "_queue", None)
+    return found if isinstance(found, Queue) else None
+
+
+def prompt_consumers(rm: Any) -> list[Any]:
+    found = getattr(prompt_cache_tasks(rm), "_consumers", None)
+    return list(found) if isinstance(found, list) else []
+
+
+def _queues_to_wake(rm: Any) -> list[Queue[Any]]:
+    """The queues whose consumers a flush or shutdown may have to wake.
+
+    Only queues whose consumers wait with ``get(timeout=...)`` (a woken ``get`` raises
+    ``Empty``, which an untimed ``get`` never does): the score queue where its consumers
+    have no ``wake()`` (3.x/4.x), and the media queue (every release: its consumers wait
+    up to 1 s before they notice a shutdown, which a process exit would otherwise pay).
+    The prompt-refresh queue is woken with a no-op task instead
+    (:func:`wake_prompt_consumers`): 4.18+ waits on it without a timeout.
+    """
+    queues = []
+    scores = score_queue(rm)
+    wakes_itself = any(callable(getattr(c, "wake", None)) for c in score_consumers(rm))
+    if scores is not None and not wakes_itself:
+        queues.append(scores)
+    media = media_queue(rm)
+    if media is not None:
+        queues.append(media)
+    return queues
+
+
+def _no_task() -> None:
+    """A prompt-refresh task that does nothing: wakes a consumer so it sees it was paused."""
+
+
+def wake_prompt_consumers(rm: Any, count: int) -> None:
+    """Hand ``count`` no-op tasks to the prompt-refresh consumers (paused ones then stop).
+
+    4.0.x consumers wait up to 1 s in ``get(timeout=1)``, 4.18+ without a timeout until
+    their shutdown sentinel; a no-op task ends either wait at once, and it is run and
+    marked done like any refresh.
+    """
+    queue = prompt_queue(rm)
+    if queue is None:
+        return
+    for _ in range(count):
+        queue.put_nowait(_no_task)
+
+
+def make_wakeable(rm: Any) -> None:
+    """Swap ``rm``'s queues for :class:`WakeableQueue` where they are plain ``Queue`` objects."""
+    for queue in _queues_to_wake(rm):
+        if type(queue) is Queue:
+            queue.__class__ = WakeableQueue
+
+
+def restore_queue(rm: Any) -> None:
+    """Undo :func:`make_wakeable` (a ``get`` already waiting finishes as it started)."""
+    for queue in (score_queue(rm), media_queue(rm)):
+        if type(queue) is WakeableQueue:
+            setattr(queue, "__class__", Queue)  # noqa: B010 - a plain Queue again
+
+
+def wake_queue(queue: Queue[Any] | None) -> None:
+    """End the ``get`` a consumer is waiting in on a :class:`WakeableQueue` (no-op otherwise)."""
+    if type(queue) is not WakeableQueue:
+        return
+    with queue.not_empty:
+        queue._otel_nonblocking_wake = True
+        queue.not_empty.notify_all()
+
+
 def wake_score_consumers(rm: Any) -> None:
-    """Make 5.x score consumers send what they hold now (4.x has no wake: it sends within 1 s)."""
+    """Make score consumers send what they hold now instead of at the end of their interval.
+
+    5.x consumers have ``wake()``; on 3.x/4.x a :class:`WakeableQueue` is woken.
+    """
     for consumer in alive(score_consumers(rm)):
         wake = getattr(consumer, "wake", None)
         if callable(wake):
             wake()
+    wake_queue(score_queue(rm))
 
 
 @dataclass(frozen=True)

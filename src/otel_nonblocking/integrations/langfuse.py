@@ -1,5 +1,9 @@
 """Langfuse, safe to flush on the request path: bounded flush, shutdown and exit hook.
 
+The door is :func:`bounded_langfuse` (``langfuse = bounded_langfuse(timeout=2)``); the
+parts it is made of (:func:`bound_langfuse_flush`, :func:`langfuse_span_exporter`)
+stay available on their own.
+
 Needs the Langfuse Python SDK (``pip install 'otel-nonblocking[langfuse]'``), which this
 module imports when it is imported. See ``docs/langfuse.md``.
 """
@@ -14,6 +18,7 @@ except ImportError as error:
         "pip install 'otel-nonblocking[langfuse]'"
     ) from error
 
+from ._langfuse_door import bounded_langfuse
 from ._langfuse_exporter import DisabledSpanExporter, langfuse_headers, langfuse_span_exporter
 from ._langfuse_flush import (
     LangfuseBinding,
@@ -30,6 +35,7 @@ __all__ = [
     "LangfuseClientStatus",
     "LangfuseFlushResult",
     "bound_langfuse_flush",
+    "bounded_langfuse",
     "current_binding",
     "langfuse_headers",
     "langfuse_span_exporter",
