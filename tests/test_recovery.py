@@ -165,7 +165,8 @@ def test_shutdown_that_runs_out_of_budget_says_it_timed_out(monkeypatch) -> None
         # count as pending when shutdown returns).
         assert result.dropped + result.pending == 50
         assert result.dropped > 0
-        assert set(result.dropped_reasons) == {"shutdown"}
+        # Out of time; a batch whose request was still out at the end is maybe_delivered.
+        assert set(result.dropped_reasons) <= {"shutdown", "maybe_delivered"}
 
 
 def test_retries_exhausted_through_an_outage_are_dropped_as_backend_unavailable() -> None:

@@ -426,13 +426,8 @@ class NonBlockingSpanProcessor(SpanProcessor):
         if held <= 0:
             return
         until = self._clock() + held
-        # The breaker is open and the last attempt still runs. If that attempt may still
-        # deliver spans (a batch in doubt: its request went out), its answer decides, so a
-        # flush waits for it (within its budget) rather than report spans lost that the
-        # backend may be taking right now.
         stuck = self._exporter.available_in() > 0 and self._exporter.busy
         with self._lock:
-            stuck = stuck and not self._doubt_outstanding()
             waiting = []
             for request in self._flushes:
                 if request.tried or stuck or until >= request.deadline.at:
@@ -447,11 +442,6 @@ class NonBlockingSpanProcessor(SpanProcessor):
                 late = export_by is not None and until >= export_by.at
                 if closing.tried or stuck or late:
                     self._unreachable = True
-
-    def _doubt_outstanding(self) -> bool:
-        """Some batch waits to learn whether its timed-out attempt delivered it (caller
-        holds the lock)."""
-        return bool(self._doubtful) or any(batch.doubt is not None for batch in self._retry)
 
     def _pump(self) -> None:
         """Send retry batches (oldest first), then new ones, until something fails."""

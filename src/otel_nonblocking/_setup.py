@@ -28,7 +28,7 @@ from ._config import UNSET, _Unset
 from ._deadline import Deadline
 from ._errors import ConfigurationError
 from ._otlp import otlp_span_exporter
-from ._processor import SHUTDOWN, NonBlockingSpanProcessor, ProcessorStats
+from ._processor import MAYBE_DELIVERED, SHUTDOWN, NonBlockingSpanProcessor, ProcessorStats
 
 _logger = logging.getLogger("otel_nonblocking")
 
@@ -125,7 +125,11 @@ def _bounded(
         reasons[INTEGRATION] = reasons.get(INTEGRATION, 0) + extra.dropped
     pending += extra.pending + extra.other_pending
     out_of_time = deadline.remaining() <= _DEADLINE_SLACK_SECONDS
-    left = pending > 0 or (shutdown and reasons.get(SHUTDOWN, 0) > 0)
+    # At shutdown, spans dropped for want of time are left over too, and so are those
+    # whose answer was still out when it ended (maybe_delivered).
+    left = pending > 0 or (
+        shutdown and (reasons.get(SHUTDOWN, 0) + reasons.get(MAYBE_DELIVERED, 0)) > 0
+    )
     return FlushResult(
         exported=exported1 - exported0 + extra.exported,
         dropped=sum(reasons.values()),
