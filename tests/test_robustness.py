@@ -231,8 +231,10 @@ def test_odd_span_content_never_reaches_the_caller_and_is_accounted_for(
     pipeline: _Pipeline,
     backend: FakeOTLPBackend,
 ) -> None:
-    # Span creation is the SDK's; the end of the span (our on_end) must stay cheap.
-    spans = _timed(lambda: case(pipeline.tracer), CALL_BOUND + 1.0)
+    # Span creation is the SDK's (10,000 attributes take it a while on a busy machine);
+    # this only catches a hang. That our on_end stays cheap is the point of the tests that
+    # time span.end() alone (CALL_BOUND) and of benchmarks/bench_span_end.py.
+    spans = _timed(lambda: case(pipeline.tracer), CALL_BOUND + 5.0)
     assert isinstance(spans, list)
     ids = {span.context.span_id for span in spans}
     flushed = _timed(
