@@ -7,7 +7,10 @@ Langfuse is imported lazily: where it is not installed, the test modules skip th
 from __future__ import annotations
 
 import atexit
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -105,3 +108,41 @@ def request_handler(client: Any, name: str = "request", observations: int = 3) -
             with client.start_as_current_observation(name=f"{name}-step-{index}"):
                 pass
     client.create_score(name="quality", value=1.0, trace_id=trace_id)
+
+
+def seconds_to_exit_after_ready(script: str, env: dict[str, str], limit: float) -> float:
+    """Run ``python -c script``, which prints ``ready`` when its work is done; return how
+    long it took to exit after that. Fails the test if it never gets ready (30 s), does not
+    exit within ``limit`` seconds, exits non-zero or prints a traceback (a thread of
+    Langfuse's that died at exit); never leaves the process behind."""
+    with subprocess.Popen(
+        [sys.executable, "-c", script],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as child:
+        try:
+            lines: list[str] = []
+            assert child.stdout is not None
+            stdout = child.stdout
+            reader = threading.Thread(target=lambda: lines.append(stdout.readline()), daemon=True)
+            reader.start()
+            reader.join(30)
+            assert lines, "the child never got ready"
+            assert lines[0].strip() == "ready"
+            ready = time.monotonic()
+            try:
+                child.wait(timeout=limit)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"the process did not exit within {limit:.1f}s")
+            exited = time.monotonic() - ready
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        assert child.stderr is not None
+        stderr = child.stderr.read()
+    assert child.returncode == 0, stderr[-2000:]
+    assert "Traceback" not in stderr, stderr[-2000:]
+    return exited

@@ -8,10 +8,7 @@ request must end within the flush budget, and a process must exit within its exi
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import textwrap
-import threading
 import time
 
 import pytest
@@ -20,7 +17,12 @@ pytest.importorskip("langfuse", reason="the Langfuse integration needs otel-nonb
 
 from otel_nonblocking.integrations.langfuse import bound_langfuse_flush
 from otel_nonblocking.testing import FakeLangfuse, Mode
-from tests.integrations.conftest import PUBLIC_KEY, SECRET_KEY, request_handler
+from tests.integrations.conftest import (
+    PUBLIC_KEY,
+    SECRET_KEY,
+    request_handler,
+    seconds_to_exit_after_ready,
+)
 
 FLUSH_BUDGET = 0.3  # seconds, the budget each request's flush gets
 SLACK = 0.5  # the generous margin timing bounds allow on a shared machine
@@ -99,32 +101,5 @@ def test_a_process_using_langfuse_exits_within_its_budget(processor, end) -> Non
             "TEST_SK": SECRET_KEY,
             "TEST_BASE_URL": hanging.base_url,
         }
-        with subprocess.Popen(
-            [sys.executable, "-c", _SCRIPT],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        ) as child:
-            try:
-                lines: list[str] = []
-                reader = threading.Thread(
-                    target=lambda: lines.append(child.stdout.readline()), daemon=True
-                )
-                reader.start()
-                reader.join(30)
-                assert lines, "the child never got ready"
-                assert lines[0].strip() == "ready"
-                ready = time.monotonic()
-                try:
-                    child.wait(timeout=EXIT_BUDGET + EXIT_SLACK + 5)
-                except subprocess.TimeoutExpired:
-                    pytest.fail(f"{processor}/{end}: the process did not exit")
-                exited = time.monotonic() - ready
-            finally:
-                if child.poll() is None:
-                    child.kill()
-                    child.wait()
-            stderr = child.stderr.read()
-    assert child.returncode == 0, stderr[-2000:]
+        exited = seconds_to_exit_after_ready(_SCRIPT, env, EXIT_BUDGET + EXIT_SLACK + 5)
     assert exited < EXIT_BUDGET + EXIT_SLACK, f"{processor}/{end}: exit took {exited:.2f}s"
