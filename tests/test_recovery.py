@@ -246,3 +246,38 @@ def test_a_flush_does_not_report_a_drop_decided_before_it_began() -> None:
             assert dict(processor.stats().dropped) == {"backend_unavailable": 3}
         finally:
             processor.shutdown(timeout_millis=200)
+
+
+def test_a_flush_waits_for_the_answer_of_an_attempt_still_out_and_then_probes() -> None:
+    # The breaker opened (30 s back-off) on an attempt that outlasted its 1 s deadline and
+    # still waits for its answer (the socket allows 5 s). A flush cannot probe before that
+    # attempt ends, but it ends well within the flush's budget (the backend recovers and
+    # drops the held connection): the flush waits for it, then probes and delivers,
+    # instead of returning at once as if the 30 s back-off stood in its way.
+    with FakeOTLPBackend(Mode.HANG, hang_limit=30) as backend:
+        inner = OTLPSpanExporter(
+            endpoint=backend.endpoint, timeout=5, session=InterruptibleSession()
+        )
+        exporter = DeadlineSpanExporter(
+            inner, timeout_millis=1000, failure_threshold=1, breaker_backoff_millis=30_000
+        )
+        processor = NonBlockingSpanProcessor(exporter, schedule_delay_millis=50)
+        provider = TracerProvider(shutdown_on_exit=False)
+        provider.add_span_processor(processor)
+        handle = TracingHandle(processor, provider, 2.0)
+        try:
+            end_spans(provider, 3)
+            assert _wait_for(lambda: exporter.stats().breaker_state == "open", timeout=5)
+            assert exporter.busy  # its answer is still out
+            recover = threading.Timer(0.3, lambda: setattr(backend, "mode", Mode.OK))
+            recover.start()
+            try:
+                result = handle.flush(3.0)
+            finally:
+                recover.cancel()
+                backend.mode = Mode.OK
+            assert result.ok, result
+            assert result.exported == 3
+            assert result.seconds < 3.0 + SLACK
+        finally:
+            processor.shutdown(timeout_millis=200)

@@ -348,8 +348,10 @@ class NonBlockingSpanProcessor(SpanProcessor):
                     held = min(held, self._stop_by.remaining())
                 if self._spool is not None:
                     held = min(held, _SPOOL_POLL_SECONDS)  # to watch the queue fill up
-                if self._doubtful:
-                    held = min(held, _DOUBT_POLL_SECONDS)  # to learn what became of them
+                if self._doubtful or (self._flushes and self._exporter.busy):
+                    # To learn what became of them; or when the attempt a flush waits
+                    # for ends, so that the flush may probe.
+                    held = min(held, _DOUBT_POLL_SECONDS)
                 self._urgent.wait(held)
             else:
                 due = 0.0 if self._retry_now() else self._partial_due_in()
@@ -447,14 +449,18 @@ class NonBlockingSpanProcessor(SpanProcessor):
         held = self._held_for()
         if held <= 0:
             return
-        until = self._clock() + held
         # The breaker is open and the last attempt still runs. If that attempt may still
         # deliver spans (a batch in doubt: its request went out), its answer decides, so a
         # flush waits for it (within its budget) rather than report spans lost that the
-        # backend may be taking right now.
-        stuck = self._exporter.available_in() > 0 and self._exporter.busy
+        # backend may be taking right now; once it ends, the flush may probe, so the
+        # breaker's back-off does not bound the wait (only a Retry-After does).
+        blocked = self._exporter.available_in() > 0 and self._exporter.busy
         with self._lock:
-            stuck = stuck and not self._doubt_outstanding()
+            answer_due = blocked and self._doubt_outstanding()
+            stuck = blocked and not answer_due
+            if answer_due:
+                held = max(self._hold_until - self._clock(), 0.0)
+            until = self._clock() + held
             waiting = []
             for request in self._flushes:
                 if request.tried or stuck or until >= request.deadline.at:
