@@ -344,12 +344,6 @@ def _late_answer_pipeline(
     return exporter, processor, provider
 
 
-def _wait_until_settled(processor: NonBlockingSpanProcessor, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while processor.stats().pending and time.monotonic() < deadline:
-        time.sleep(0.01)
-
-
 def _wait_for_timeout(exporter: DeadlineSpanExporter) -> None:
     deadline = time.monotonic() + 5
     while not exporter.stats().outcomes.get("export_timeout") and time.monotonic() < deadline:
@@ -428,10 +422,7 @@ def test_a_batch_out_of_attempts_whose_late_answer_delivers_it_is_exported(tmp_p
     try:
         end_spans(provider, 5)
         _wait_for_timeout(exporter)
-        # A flush may return early (not ok: the answer is still out, and the breaker is
-        # open); the late answer then settles the batch as exported.
-        processor.force_flush(3000)
-        _wait_until_settled(processor)
+        assert processor.force_flush(3000)  # waits for the answer, then it is exported
         stats = processor.stats()
         assert (stats.exported, stats.dropped_total, stats.spooled, stats.pending) == (5, 0, 0, 0)
         assert list(tmp_path.glob("*.otlp")) == []
@@ -456,8 +447,7 @@ def test_a_batch_pushed_out_of_the_retry_buffer_while_its_answer_is_out_is_not_l
     try:
         end_spans(provider, 10)
         _wait_for_timeout(exporter)
-        processor.force_flush(3000)  # may return early, not ok, while the answer is out
-        _wait_until_settled(processor)
+        assert processor.force_flush(3000)  # waits for the answer, then it is exported
         stats = processor.stats()
         assert (stats.exported, stats.dropped_total, stats.spooled, stats.pending) == (10, 0, 0, 0)
         assert list(tmp_path.glob("*.otlp")) == []

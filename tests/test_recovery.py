@@ -12,9 +12,11 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
 
-from otel_nonblocking import NonBlockingSpanProcessor, otlp_span_exporter
+from otel_nonblocking import DeadlineSpanExporter, NonBlockingSpanProcessor, otlp_span_exporter
+from otel_nonblocking._session import InterruptibleSession
 from otel_nonblocking._setup import TracingHandle
 from otel_nonblocking.testing import FakeOTLPBackend, Mode, refused_endpoint
 from tests.conftest import end_spans
@@ -206,5 +208,77 @@ def test_a_probe_of_the_open_breaker_carries_a_small_batch() -> None:
             assert sizes[sent_closed] <= 64  # the probe: small, however large the batch
             assert sum(sizes[sent_closed:]) == 400  # then everything, once
             assert processor.stats().exported == 400
+        finally:
+            processor.shutdown(timeout_millis=200)
+
+
+def test_a_flush_does_not_report_a_drop_decided_before_it_began() -> None:
+    # One attempt per batch. It outlasts its 1 s deadline against a hanging backend (the
+    # socket allows 5 s): given up on, the batch waits only to learn whether that attempt
+    # got through. The backend recovers while the next flush waits and drops the held
+    # connection: the attempt failed, a loss decided before that flush began.
+    with FakeOTLPBackend(Mode.HANG, hang_limit=30) as backend:
+        inner = OTLPSpanExporter(
+            endpoint=backend.endpoint, timeout=5, session=InterruptibleSession()
+        )
+        processor = NonBlockingSpanProcessor(
+            DeadlineSpanExporter(inner, timeout_millis=1000),
+            max_export_attempts=1,
+            schedule_delay_millis=50,
+        )
+        provider = TracerProvider(shutdown_on_exit=False)
+        provider.add_span_processor(processor)
+        handle = TracingHandle(processor, provider, 2.0)
+        try:
+            end_spans(provider, 3)
+            first = handle.flush(1.2)
+            assert (first.ok, first.pending) == (False, 3), first  # its answer is still out
+            end_spans(provider, 2)
+            recover = threading.Timer(0.3, lambda: setattr(backend, "mode", Mode.OK))
+            recover.start()
+            try:
+                second = handle.flush(3.0)
+            finally:
+                recover.cancel()
+                backend.mode = Mode.OK
+            assert second.ok, second
+            assert (second.exported, second.dropped, second.pending) == (2, 0, 0)
+            # Still counted where it happened: among the processor's dropped spans.
+            assert dict(processor.stats().dropped) == {"backend_unavailable": 3}
+        finally:
+            processor.shutdown(timeout_millis=200)
+
+
+def test_a_flush_waits_for_the_answer_of_an_attempt_still_out_and_then_probes() -> None:
+    # The breaker opened (30 s back-off) on an attempt that outlasted its 1 s deadline and
+    # still waits for its answer (the socket allows 5 s). A flush cannot probe before that
+    # attempt ends, but it ends well within the flush's budget (the backend recovers and
+    # drops the held connection): the flush waits for it, then probes and delivers,
+    # instead of returning at once as if the 30 s back-off stood in its way.
+    with FakeOTLPBackend(Mode.HANG, hang_limit=30) as backend:
+        inner = OTLPSpanExporter(
+            endpoint=backend.endpoint, timeout=5, session=InterruptibleSession()
+        )
+        exporter = DeadlineSpanExporter(
+            inner, timeout_millis=1000, failure_threshold=1, breaker_backoff_millis=30_000
+        )
+        processor = NonBlockingSpanProcessor(exporter, schedule_delay_millis=50)
+        provider = TracerProvider(shutdown_on_exit=False)
+        provider.add_span_processor(processor)
+        handle = TracingHandle(processor, provider, 2.0)
+        try:
+            end_spans(provider, 3)
+            assert _wait_for(lambda: exporter.stats().breaker_state == "open", timeout=5)
+            assert exporter.busy  # its answer is still out
+            recover = threading.Timer(0.3, lambda: setattr(backend, "mode", Mode.OK))
+            recover.start()
+            try:
+                result = handle.flush(3.0)
+            finally:
+                recover.cancel()
+                backend.mode = Mode.OK
+            assert result.ok, result
+            assert result.exported == 3
+            assert result.seconds < 3.0 + SLACK
         finally:
             processor.shutdown(timeout_millis=200)

@@ -127,15 +127,37 @@ class ProcessorStats:
 
 
 class _FlushRequest:
-    __slots__ = ("deadline", "done", "ok", "target", "tried")
+    __slots__ = ("deadline", "done", "earlier", "earlier_dropped", "ok", "target", "tried")
 
-    def __init__(self, target: int, deadline: Deadline) -> None:
+    def __init__(self, target: int, deadline: Deadline, earlier: tuple[Batch, ...] = ()) -> None:
         self.target = target  # every span with a sequence number below it
         self.deadline = deadline
         self.done = threading.Event()
         self.ok = True
         # An export that began after it failed for a transient reason: it had its probe.
         self.tried = False
+        # Batches given up on before it began, only waiting to learn whether their
+        # abandoned attempt delivered them: lost, they were lost before this flush.
+        self.earlier = earlier
+        self.earlier_dropped: Counter[str] = Counter()  # spans of ``earlier`` dropped, by reason
+
+
+@dataclass(frozen=True)
+class FlushReport:
+    """What one flush of a :class:`NonBlockingSpanProcessor` came to.
+
+    ``ok``: every span ended before the call was exported (``force_flush``'s answer).
+    ``done``: it ended before its deadline, its spans settled, or given up on early
+    because nothing could go out (the breaker open after its probe failed, or a
+    Retry-After outlasting it); False when the deadline ended the wait.
+    ``dropped_earlier``: spans dropped while it waited, by reason, whose batch had been
+    given up on before it began (out of attempts, waiting only to learn whether a
+    timed-out attempt delivered it after all): a loss that happened before this flush.
+    """
+
+    ok: bool
+    done: bool
+    dropped_earlier: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 
 
 class NonBlockingSpanProcessor(SpanProcessor):
@@ -326,8 +348,10 @@ class NonBlockingSpanProcessor(SpanProcessor):
                     held = min(held, self._stop_by.remaining())
                 if self._spool is not None:
                     held = min(held, _SPOOL_POLL_SECONDS)  # to watch the queue fill up
-                if self._doubtful:
-                    held = min(held, _DOUBT_POLL_SECONDS)  # to learn what became of them
+                if self._doubtful or (self._flushes and self._exporter.busy):
+                    # To learn what became of them; or when the attempt a flush waits
+                    # for ends, so that the flush may probe.
+                    held = min(held, _DOUBT_POLL_SECONDS)
                 self._urgent.wait(held)
             else:
                 due = 0.0 if self._retry_now() else self._partial_due_in()
@@ -425,9 +449,18 @@ class NonBlockingSpanProcessor(SpanProcessor):
         held = self._held_for()
         if held <= 0:
             return
-        until = self._clock() + held
-        stuck = self._exporter.available_in() > 0 and self._exporter.busy
+        # The breaker is open and the last attempt still runs. If that attempt may still
+        # deliver spans (a batch in doubt: its request went out), its answer decides, so a
+        # flush waits for it (within its budget) rather than report spans lost that the
+        # backend may be taking right now; once it ends, the flush may probe, so the
+        # breaker's back-off does not bound the wait (only a Retry-After does).
+        blocked = self._exporter.available_in() > 0 and self._exporter.busy
         with self._lock:
+            answer_due = blocked and self._doubt_outstanding()
+            stuck = blocked and not answer_due
+            if answer_due:
+                held = max(self._hold_until - self._clock(), 0.0)
+            until = self._clock() + held
             waiting = []
             for request in self._flushes:
                 if request.tried or stuck or until >= request.deadline.at:
@@ -442,6 +475,11 @@ class NonBlockingSpanProcessor(SpanProcessor):
                 late = export_by is not None and until >= export_by.at
                 if closing.tried or stuck or late:
                     self._unreachable = True
+
+    def _doubt_outstanding(self) -> bool:
+        """Some batch waits to learn whether its timed-out attempt delivered it (caller
+        holds the lock)."""
+        return bool(self._doubtful) or any(batch.doubt is not None for batch in self._retry)
 
     def _pump(self) -> None:
         """Send retry batches (oldest first), then new ones, until something fails."""
@@ -848,6 +886,8 @@ class NonBlockingSpanProcessor(SpanProcessor):
         for request in self._flushes:
             if batch.start < request.target:
                 request.ok = False
+                if any(earlier is batch for earlier in request.earlier):
+                    request.earlier_dropped[reason] += len(batch)
         self._warn.add(reason, len(batch))
 
     # -- batches in doubt: an abandoned attempt may still deliver them --
@@ -956,30 +996,38 @@ class NonBlockingSpanProcessor(SpanProcessor):
         Returns True only if all of them were exported successfully (after retries, if
         any). The export runs on the worker, never on the calling thread.
         """
+        return self._flush_report(timeout_millis).ok
+
+    def _flush_report(self, timeout_millis: int) -> FlushReport:
+        """:meth:`force_flush`, saying whether the deadline ended it and which drops
+        during it were of spans given up on before it began (for the Langfuse binding's
+        flush result; see :class:`FlushReport`)."""
         me = threading.get_ident()
         if me in self._callers:
-            return False  # a signal handler interrupted this thread's flush: no nesting
+            # A signal handler interrupted this thread's flush: no nesting.
+            return FlushReport(ok=False, done=False)
         self._callers.add(me)
         try:
             started = self._clock()
-            ok = self._force_flush(timeout_millis)
+            report = self._flush(timeout_millis)
             for listener in self._flush_listeners:
                 try:
-                    listener(ok, self._clock() - started)
+                    listener(report.ok, self._clock() - started)
                 except Exception as error:  # noqa: BLE001 - a listener must not break flush
                     self._warn.add(f"flush listener raised {type(error).__name__}")
-            return ok
+            return report
         finally:
             self._callers.discard(me)
 
-    def _force_flush(self, timeout_millis: int) -> bool:
+    def _flush(self, timeout_millis: int) -> FlushReport:
         deadline = Deadline.after(millis_to_seconds(timeout_millis), self._clock)
         # False at once when this thread is inside another of our calls (a signal
         # handler interrupted it): waiting for our own lock would never end.
         if not self._lock.acquire_within(deadline.remaining()):
-            return False
+            return FlushReport(ok=False, done=False)
         try:
-            request = _FlushRequest(self._taken + len(self._queue), deadline)
+            earlier = tuple(batch for batch, then in self._doubtful if then != _TO_SPOOL)
+            request = _FlushRequest(self._taken + len(self._queue), deadline, earlier)
             self._flushes.append(request)
             self._resolve_flushes()
         finally:
@@ -995,7 +1043,11 @@ class NonBlockingSpanProcessor(SpanProcessor):
             finally:
                 self._lock.release()
         # A request left in the list is dropped by the worker once its spans are settled.
-        return done and request.ok
+        return FlushReport(
+            ok=done and request.ok,
+            done=done,
+            dropped_earlier=MappingProxyType(dict(request.earlier_dropped)),
+        )
 
     def busy_here(self) -> bool:
         """True when the calling thread is inside this processor's flush, shutdown or

@@ -37,7 +37,9 @@ _logger = logging.getLogger("otel_nonblocking")
 class FlushResult:
     """What a bounded flush or shutdown achieved.
 
-    ``exported`` and ``dropped`` count spans that reached that state during the call,
+    ``exported`` and ``dropped`` count spans that reached that state during the call
+    (not spans given up on before it, out of attempts, whose drop it only learned when
+    their timed-out attempt failed),
     ``dropped_reasons`` the drops by reason (``backend_unavailable``: the backend could
     not be reached; ``http_401``: it refused them; ``shutdown``: out of time;
     ``integration``: lost by a bound Langfuse client's own pipeline; see
@@ -106,18 +108,21 @@ def _bounded(
     # Reading the counters waits for the lock only within the budget, too.
     exported0, dropped0, _ = _totals(p._stats_within(deadline.remaining()) for p in processors)
     complete = True
+    earlier: Counter[str] = Counter()  # dropped during the call, given up on before it
     for processor in processors:
         millis = deadline.remaining() * 1000
         if shutdown:
             processor.shutdown(timeout_millis=millis)
         else:
-            complete = processor.force_flush(timeout_millis=int(millis)) and complete
+            report = processor._flush_report(int(millis))
+            complete = report.ok and complete
+            earlier.update(report.dropped_earlier)
     # (At least a moment: the worker holds the lock for microseconds, and a read
     # without it may be torn.)
     exported1, dropped1, pending = _totals(
         p._stats_within(max(deadline.remaining(), _READ_GRACE_SECONDS)) for p in processors
     )
-    reasons = {k: n for k, n in (dropped1 - dropped0).items() if n > 0}
+    reasons = {k: n for k, n in (dropped1 - dropped0 - earlier).items() if n > 0}
     extra = _flushables.FlushCounts()
     if flushables:
         extra = _flushables.run(deadline, shutdown=shutdown)

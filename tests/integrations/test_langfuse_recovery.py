@@ -6,6 +6,7 @@ deadline exporter (the default) and with ``processor="nonblocking"``.
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -14,8 +15,9 @@ pytest.importorskip("langfuse", reason="the Langfuse integration needs otel-nonb
 
 from otel_nonblocking import DeadlineSpanExporter
 from otel_nonblocking.integrations import _langfuse_sdk as sdk
-from otel_nonblocking.integrations.langfuse import bound_langfuse_flush
+from otel_nonblocking.integrations.langfuse import bound_langfuse_flush, langfuse_span_exporter
 from otel_nonblocking.testing import Mode
+from tests.integrations.conftest import PUBLIC_KEY, SECRET_KEY
 
 PROCESSORS = ["langfuse", "nonblocking"]
 SLACK = 0.5  # the generous margin timing bounds allow on a shared machine
@@ -111,3 +113,45 @@ def test_a_flush_whose_export_was_abandoned_against_a_hanging_host_is_not_ok(
     assert not result.ok
     # Langfuse's processor drops the abandoned batch (lost); ours keeps it (pending).
     assert result.spans_lost + result.spans_pending == 3
+
+
+def test_a_flush_does_not_report_spans_given_up_on_before_it_began(
+    monkeypatch, fake, make_client
+) -> None:
+    # The batch's only attempt outlasts the processor's 1 s export deadline against a
+    # hanging host (Langfuse's exporter allows 10 s): given up on, it waits only to learn
+    # whether that attempt got through. The host recovers while the next flush waits and
+    # drops the held connection: the attempt failed, a loss from before that flush began,
+    # not that flush's. (Under CPU load the outage's last attempt ended so, and the first
+    # healthy flush said timed_out and spans_lost=3 within 28 ms of its 1 s.)
+    monkeypatch.setenv("OTEL_NONBLOCKING_MAX_ATTEMPTS", "1")
+    client = make_client()
+    (processor,) = sdk.span_processors(client._resources)
+    slot = sdk.exporter_slot(processor)
+    assert slot is not None
+    slot.set(
+        langfuse_span_exporter(
+            10.0, public_key=PUBLIC_KEY, secret_key=SECRET_KEY, base_url=fake.base_url
+        )
+    )
+    binding = bound_langfuse_flush(timeout=1.0, processor="nonblocking")
+    fake.mode = Mode.HANG
+    _spans(client, "given-up")
+    first = binding.flush(client, timeout=1.2)
+    assert (first.ok, first.spans_pending) == (False, 3), first  # its answer is still out
+    _spans(client, "next")
+    recover = threading.Timer(0.3, lambda: setattr(fake, "mode", Mode.OK))
+    recover.start()
+    try:
+        second = binding.flush(client, timeout=3.0)
+    finally:
+        recover.cancel()
+        fake.mode = Mode.OK
+    assert second.ok, second
+    assert (second.spans_lost, second.spans_pending, second.timed_out) == (0, 0, False)
+    assert second.seconds < 3.0 + SLACK
+    # The loss is still counted where it happened: among the processor's dropped spans.
+    stats = sdk.batch_processor(processor).processor.stats()
+    assert dict(stats.dropped) == {"backend_unavailable": 3}
+    assert stats.exported == 3
+    assert "next" in fake.span_names()

@@ -54,11 +54,14 @@ class LangfuseFlushResult:
     export that had not returned; ``scores_pending`` and ``media_pending`` count score
     and media-upload tasks not yet finished. ``timed_out`` says the budget ran out
     while something was still on its way; pending items with ``timed_out`` False are
-    ones no thread will send any more (their threads were stopped by ``shutdown()``).
+    ones no thread will send any more (their threads were stopped by ``shutdown()``),
+    or, with ``processor="nonblocking"``, spans a flush left early because nothing
+    could go out (the backend unreachable, its probe failed): the processor keeps them.
     ``spans_lost`` counts spans given up on during the call: an export that failed
     (the backend unreachable, rejecting them with 401, or abandoned at its deadline
     against a hanging host), which Langfuse's batch processor never sends again, or
-    spans ``NonBlockingSpanProcessor`` dropped.
+    spans ``NonBlockingSpanProcessor`` dropped; not spans given up on before the call
+    whose drop it only learned (out of attempts, their timed-out attempt then failed).
     """
 
     spans_pending: int = 0
@@ -106,6 +109,8 @@ class _Pending:
     media: int = 0
     complete: bool = True
     lost: int = 0
+    # Spans dropped during the call that were given up on before it began (not in lost).
+    earlier: int = 0
 
     def add(self, other: _Pending) -> None:
         self.spans += other.spans
@@ -113,6 +118,7 @@ class _Pending:
         self.media += other.media
         self.complete = self.complete and other.complete
         self.lost += other.lost
+        self.earlier += other.earlier
 
 
 class _LostSpans:
@@ -671,7 +677,7 @@ class LangfuseBinding:
         exported1, dropped1 = _span_totals(records)
         return _flushables.FlushCounts(
             exported=exported1 - exported0,
-            dropped=dropped1 - dropped0,
+            dropped=max(dropped1 - dropped0 - pending.earlier, 0),
             pending=pending.spans,
             other_pending=pending.scores + pending.media,
             complete=pending.complete,
@@ -730,7 +736,9 @@ class LangfuseBinding:
         pending = _Pending()
         lost_before = sum(self._spans_lost(pr) for pr in record.processors)
         for pr in record.processors:
-            pending.complete = self._flush_processor(pr, deadline) and pending.complete
+            complete, earlier = self._flush_processor(pr, deadline)
+            pending.complete = complete and pending.complete
+            pending.earlier += earlier
         scores = sdk.score_queue(rm)
         pending.scores, late = _timed_join(
             scores, sdk.score_consumers(rm), deadline, wake=lambda: sdk.wake_queue(scores)
@@ -740,20 +748,27 @@ class LangfuseBinding:
         pending.media, late = _timed_join(sdk.media_queue(rm), sdk.media_consumers(rm), deadline)
         pending.complete = pending.complete and not late
         pending.spans = sum(self._spans_pending(pr) for pr in record.processors)
-        pending.lost = sum(self._spans_lost(pr) for pr in record.processors) - lost_before
+        lost = sum(self._spans_lost(pr) for pr in record.processors) - lost_before
+        pending.lost = max(lost - pending.earlier, 0)
         return pending
 
-    def _flush_processor(self, pr: _ProcessorRecord, deadline: Deadline) -> bool:
+    def _flush_processor(self, pr: _ProcessorRecord, deadline: Deadline) -> tuple[bool, int]:
+        """Flush one span processor until ``deadline``: whether the deadline did not end
+        it, and how many spans dropped meanwhile had been given up on before it began
+        (lost before this flush, not by it)."""
         if pr.nonblocking is not None:
-            return pr.nonblocking.force_flush(int(deadline.remaining() * 1000))
+            report = pr.nonblocking._flush_report(int(deadline.remaining() * 1000))
+            # Not ok because spans were dropped, or given up on early with nothing able
+            # to go out, is not a timeout: the pending and lost counts say it.
+            return report.done, sum(report.dropped_earlier.values())
         if pr.flusher is None:
-            return True
+            return True, 0
         exporter = pr.exporter()
         if isinstance(exporter, DeadlineSpanExporter):
             # A flush is a natural probe: a breaker left open by an earlier outage lets
             # this flush's export out at once instead of failing (and losing) it.
             exporter.allow_probe(deadline.remaining())
-        return pr.flusher.flush(deadline)
+        return pr.flusher.flush(deadline), 0
 
     def _spans_lost(self, pr: _ProcessorRecord) -> int:
         if pr.nonblocking is not None:
