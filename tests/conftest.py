@@ -59,6 +59,19 @@ class RaisingExporter(RecordingExporter):
         raise RuntimeError("exporter bug")
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    """Escape lone surrogates in captured output: property tests hand the SDK attribute keys
+    with them, the SDK's own warnings quote those keys, and pytest-xdist cannot send a
+    report whose text is not valid UTF-8 (the worker would crash)."""
+    report = yield
+    report.sections = [  # type: ignore[attr-defined]
+        (title, text.encode("utf-8", "backslashreplace").decode("utf-8"))
+        for title, text in report.sections  # type: ignore[attr-defined]
+    ]
+    return report
+
+
 @pytest.fixture(autouse=True)
 def _fresh_warnings() -> Iterator[None]:
     _config.reset_warnings()
