@@ -294,7 +294,7 @@ def langfuse_span_exporter(
     ``<base_url>/api/public/otel/v1/traces`` (or ``LANGFUSE_OTEL_TRACES_EXPORT_PATH``),
     compressed as the SDK would. Keys come from the arguments, else
     ``LANGFUSE_PUBLIC_KEY`` / ``LANGFUSE_SECRET_KEY``; the host from ``base_url``, else
-    ``LANGFUSE_BASE_URL``, ``LANGFUSE_HOST``, then ``https://cloud.langfuse.com``, as
+    ``LANGFUSE_BASE_URL``, ``LANGFUSE_HOST``, then Langfuse's default cloud host, as
     Langfuse resolves it for its scores; when the variable Langfuse would use is
     malformed, the exporter warns once naming it and sends nothing (tracing off), rather
     than send the keys to another host.
