@@ -279,3 +279,29 @@ def test_a_tls_handshake_behind_a_proxy_connect_is_cut_at_abort() -> None:
         thread.join(6)
         for sock in (*held, listener):
             sock.close()
+
+
+def test_an_abandoned_attempt_may_deliver_only_while_its_request_awaits_an_answer() -> None:
+    # A request out with no answer yet may still deliver its batch; one the backend
+    # answered 503 (the SDK then asleep before a retry it may no longer send) cannot.
+    with FakeOTLPBackend(Mode.HANG, hang_limit=5) as hanging:
+        session = InterruptibleSession()
+        try:
+            session.begin_attempt()
+            thread = BackgroundPost(session, hanging.endpoint, timeout=2)
+            thread.start()
+            assert hanging.wait_for_requests(1, timeout=5)
+            session.abort(spare_sent=True)
+            assert session.may_deliver()
+        finally:
+            session.close()
+            thread.join(5)
+    with FakeOTLPBackend(Mode.UNAVAILABLE) as refusing:
+        session = InterruptibleSession()
+        try:
+            session.begin_attempt()
+            assert session.post(refusing.endpoint, data=b"x", timeout=2).status_code == 503
+            session.abort(spare_sent=True)
+            assert not session.may_deliver()
+        finally:
+            session.close()

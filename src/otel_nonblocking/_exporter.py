@@ -442,6 +442,12 @@ class DeadlineSpanExporter(SpanExporter):
                 # retry sleep ran into the deadline: the backend's word sets the back-off.
                 retry_after = session.last_retry_after if session is not None else None
                 self._breaker.record_failure(retry_after=retry_after)
+                # In doubt only while the attempt may still deliver the batch: a request
+                # that went out with no answer yet (or a 2xx still reading its body). One
+                # whose last answer was a failure, asleep before a retry it may no longer
+                # send, cannot: its batch is free to go again at once.
+                if session is not None and not session.may_deliver():
+                    attempt = None
                 return self._count(ExportOutcome.TIMEOUT), None, attempt
         if attempt.error is None and attempt.result is SpanExportResult.SUCCESS:
             self._breaker.record_success()

@@ -443,27 +443,24 @@ class NonBlockingSpanProcessor(SpanProcessor):
 
     def _give_up_hopeless_flushes(self) -> None:
         """When nothing can go out now, a flush that had its probe, or that the backend's
-        Retry-After outlasts, returns at once (not ok; its spans stay pending); so does
-        one that cannot probe, the breaker being open and the last probe still hanging.
-        At shutdown without a spool the worker stops: the rest is dropped as unreachable."""
+        Retry-After outlasts, returns at once (not ok; its spans stay pending). At shutdown
+        without a spool the worker stops then: the rest is dropped as unreachable."""
         held = self._held_for()
         if held <= 0:
             return
-        # The breaker is open and the last attempt still runs. If that attempt may still
-        # deliver spans (a batch in doubt: its request went out), its answer decides, so a
-        # flush waits for it (within its budget) rather than report spans lost that the
-        # backend may be taking right now; once it ends, the flush may probe, so the
-        # breaker's back-off does not bound the wait (only a Retry-After does).
+        # The breaker is open and the last attempt still runs. It either may still deliver
+        # spans (a batch in doubt: its answer decides) or is known to have failed and ends
+        # at its next request (the SDK asleep before a retry it may no longer send); either
+        # way a flush waits for it (within its budget) and may then probe, so the breaker's
+        # back-off does not bound the wait (only a Retry-After does).
         blocked = self._exporter.available_in() > 0 and self._exporter.busy
         with self._lock:
-            answer_due = blocked and self._doubt_outstanding()
-            stuck = blocked and not answer_due
-            if answer_due:
+            if blocked:
                 held = max(self._hold_until - self._clock(), 0.0)
             until = self._clock() + held
             waiting = []
             for request in self._flushes:
-                if request.tried or stuck or until >= request.deadline.at:
+                if request.tried or until >= request.deadline.at:
                     request.ok = False
                     request.done.set()
                 else:
@@ -473,13 +470,8 @@ class NonBlockingSpanProcessor(SpanProcessor):
             if closing is not None and self._spool is None and not self._idle():
                 export_by = self._export_by
                 late = export_by is not None and until >= export_by.at
-                if closing.tried or stuck or late:
+                if closing.tried or late:
                     self._unreachable = True
-
-    def _doubt_outstanding(self) -> bool:
-        """Some batch waits to learn whether its timed-out attempt delivered it (caller
-        holds the lock)."""
-        return bool(self._doubtful) or any(batch.doubt is not None for batch in self._retry)
 
     def _pump(self) -> None:
         """Send retry batches (oldest first), then new ones, until something fails."""

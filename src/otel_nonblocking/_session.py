@@ -96,6 +96,17 @@ class _Tracker:
             cut += handle.cut(spare_sent=spare_sent)
         return cut
 
+    def may_deliver(self) -> bool:
+        """False only when the attempt is known to have failed: an answer said so (a 503,
+        say, the SDK now asleep before a retry it may no longer send) and no request of it
+        is out with its answer still due or a 2xx body still coming. Without such an
+        answer, nothing is known, and the attempt may still deliver its batch."""
+        with self._lock:
+            handles = list(self._handles.values())
+        if any(handle.may_deliver() for handle in handles):
+            return True
+        return not any(handle.failed() for handle in handles)
+
     def reset(self) -> None:
         self.aborted = False
 
@@ -111,6 +122,8 @@ class _Handle:
     def __init__(self, sock: socket.socket) -> None:
         #: True once the connection has begun to send its current request.
         self.sent = False
+        #: The status of the answer to its current request, once its status line is in.
+        self.status: int | None = None
         # Orders "begin to send" against "cut": a connection is either spared because it
         # has sent, or cut before its first byte and then never sends.
         self._lock = threading.Lock()
@@ -131,6 +144,17 @@ class _Handle:
         with self._lock:
             tracker.check()
             self.sent = False
+            self.status = None
+
+    def may_deliver(self) -> bool:
+        """Its current request went out and no answer has said it failed."""
+        status = self.status
+        return self.sent and (status is None or 200 <= status < 300)
+
+    def failed(self) -> bool:
+        """The answer to its current request said it failed."""
+        status = self.status
+        return status is not None and not 200 <= status < 300
 
     def begin_send(self, tracker: _Tracker) -> None:
         """Mark the connection as sending; raise if its attempt was abandoned first."""
@@ -198,6 +222,14 @@ def _tracking_connection(base: type[HTTPConnection], tracker: _Tracker) -> type[
                 else:
                     handle.begin_send(tracker)
             super().send(data)
+
+        def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+            response = super().getresponse(*args, **kwargs)
+            handle = self._nb_handle
+            if handle is not None:
+                status = getattr(response, "status", None)
+                handle.status = status if isinstance(status, int) else None
+            return response
 
         def close(self) -> None:
             try:
@@ -307,6 +339,11 @@ class InterruptibleSession(requests.Session):
         :meth:`_Tracker.abort`); the attempt still may not start another request.
         """
         return self._tracker.abort(spare_sent=spare_sent)
+
+    def may_deliver(self) -> bool:
+        """After :meth:`abort`: whether the abandoned attempt may still deliver its batch
+        (see :meth:`_Tracker.may_deliver`)."""
+        return self._tracker.may_deliver()
 
     @property
     def aborted(self) -> bool:
