@@ -637,8 +637,10 @@ class LangfuseBinding:
                 pr.nonblocking.shutdown(timeout_millis=deadline.remaining() * 1000)
             if pr.slot is not None and pr.installed is not None:
                 pr.slot.set(pr.original)
-                if pr.exporter_kind == "rebuilt":
+                if isinstance(pr.installed, DeadlineSpanExporter):
                     pr.installed.shutdown(timeout_millis=min(deadline.remaining(), 0.1) * 1000)
+                elif pr.exporter_kind == "rebuilt":  # tracing off: it holds nothing to wait for
+                    pr.installed.shutdown()
         if record.remove_exit_hook is not None:
             record.remove_exit_hook()
             already = rm in self._shut_down or getattr(rm, "_shutdown", False) is True
