@@ -132,7 +132,10 @@ class _FlushRequest:
     def __init__(self, target: int, deadline: Deadline, earlier: tuple[Batch, ...] = ()) -> None:
         self.target = target  # every span with a sequence number below it
         self.deadline = deadline
-        self.done = threading.Event()
+        # Set from the worker, or from a flush on the caller's thread that completes
+        # earlier requests; that flush may run in a signal handler which interrupted this
+        # request's own wait, so setting it must take no lock (threading.Event's does).
+        self.done = Wake()
         self.ok = True
         # An export that began after it failed for a transient reason: it had its probe.
         self.tried = False
@@ -1063,6 +1066,11 @@ class NonBlockingSpanProcessor(SpanProcessor):
         me = threading.get_ident()
         if me in self._callers:
             return
+        if self._lock.held_here():
+            # Not inside a call of ours, yet this thread holds the lock: an exception a
+            # signal handler raised (SystemExit, say) left a call of ours after it took
+            # the lock and before it could let go. Nothing of ours runs on it any more.
+            self._lock.release()
         self._callers.add(me)
         try:
             self._shutdown(timeout_millis)
@@ -1092,8 +1100,12 @@ class NonBlockingSpanProcessor(SpanProcessor):
                 self._export_by = Deadline(deadline.at - reserve, self._clock)
             else:
                 self._export_by = deadline
-            with self._lock:
-                self._closing = _FlushRequest(self._taken + len(self._queue), deadline)
+            # (Never an unbounded wait on the caller's thread: see force_flush.)
+            if self._lock.acquire_within(max(deadline.remaining(), _BOOKKEEPING_GRACE_SECONDS)):
+                try:
+                    self._closing = _FlushRequest(self._taken + len(self._queue), deadline)
+                finally:
+                    self._lock.release()
             self._closed = True
         finally:
             self._shutdown_lock.release()
