@@ -462,6 +462,34 @@ def test_default_provider_is_the_global_one_even_when_set_later(pipeline, monkey
         provider.shutdown()
 
 
+def test_the_documented_run_time_switch_turns_off_the_global_self_metrics(
+    pipeline, monkeypatch
+) -> None:
+    # docs/observability.md: ``enable_self_metrics().disable()`` turns off what
+    # configure_tracing() turned on for the global MeterProvider.
+    from opentelemetry.metrics import _internal as metrics_api
+    from opentelemetry.util._once import Once
+
+    monkeypatch.setattr(metrics_api, "_METER_PROVIDER_SET_ONCE", Once())
+    monkeypatch.setattr(metrics_api, "_METER_PROVIDER", None)
+    monkeypatch.setattr(metrics_api, "_PROXY_METER_PROVIDER", metrics_api._ProxyMeterProvider())
+    monkeypatch.setattr(self_metrics, "_global_handle", None)
+    memory = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[memory])
+    metrics_api.set_meter_provider(provider)
+    processor, tracer_provider = pipeline(RecordingExporter(), max_export_batch_size=5)
+    turned_on = enable_self_metrics()  # what configure_tracing() does
+    try:
+        end_spans(tracer_provider, 5)
+        assert processor.force_flush(2000)
+        assert Readings(memory).values(PROCESSED, processor) == {None: 5}
+        enable_self_metrics().disable()
+        assert Readings(memory).values(PROCESSED, processor) == {}
+    finally:
+        turned_on.disable()
+        provider.shutdown()
+
+
 def test_a_bad_meter_provider_raises_a_configuration_error_naming_it() -> None:
     with pytest.raises(ConfigurationError, match="meter_provider"):
         enable_self_metrics("not a meter provider")  # type: ignore[arg-type]
