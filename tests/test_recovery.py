@@ -193,9 +193,14 @@ def test_a_rejected_batch_keeps_its_status_as_the_reason() -> None:
             processor.shutdown(timeout_millis=200)
 
 
-def test_a_probe_of_the_open_breaker_carries_a_small_batch() -> None:
+def test_a_probe_of_the_open_breaker_carries_a_small_batch(monkeypatch) -> None:
+    # One failed full batch opens the breaker; with a long schedule delay nothing but full
+    # batches goes out before the flush, however slowly a loaded machine ends the spans.
+    monkeypatch.setenv("OTEL_NONBLOCKING_BREAKER_FAILURES", "1")
     with FakeOTLPBackend(Mode.UNAVAILABLE, retry_after=None) as backend:
-        processor, provider, handle = _pipeline(backend.endpoint, max_export_batch_size=200)
+        processor, provider, handle = _pipeline(
+            backend.endpoint, max_export_batch_size=200, schedule_delay_millis=30_000
+        )
         try:
             end_spans(provider, 400)
             assert _wait_for(lambda: processor.exporter.available_in() > 0, timeout=5)
@@ -204,6 +209,7 @@ def test_a_probe_of_the_open_breaker_carries_a_small_batch() -> None:
             result = handle.flush(5.0)
             assert result.ok, result
             sizes = [len(record.spans) for record in backend.requests]
+            assert sent_closed >= 1
             assert sizes[:sent_closed] == [200] * sent_closed
             assert sizes[sent_closed] <= 64  # the probe: small, however large the batch
             assert sum(sizes[sent_closed:]) == 400  # then everything, once
