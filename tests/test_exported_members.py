@@ -7,6 +7,7 @@ module as its ``__module__`` (not the private one it is written in).
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
 import pickle
@@ -122,3 +123,22 @@ def test_type_hints_of_exported_classes_still_resolve(name: str) -> None:
         value = getattr(module, member)
         if inspect.isclass(value):
             typing.get_type_hints(value)
+
+
+def test_what_type_checkers_see_is_what_the_package_loads() -> None:
+    # The package imports its names lazily; type checkers read the `if TYPE_CHECKING:`
+    # imports instead. Both lists must name the same modules.
+    tree = ast.parse(inspect.getsource(otel_nonblocking))
+    guarded = next(
+        node
+        for node in tree.body
+        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING")
+    )
+    seen = {
+        alias.name: node.module or ""
+        for node in guarded.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert seen == otel_nonblocking._HOMES
+    assert set(seen) | {"__version__"} == set(otel_nonblocking.__all__)
