@@ -20,6 +20,7 @@ from typing import Any
 
 from benchmarks import (
     bench_flush,
+    bench_import,
     bench_memory,
     bench_request_path,
     bench_span_end,
@@ -31,8 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 IMG_DIR = ROOT / "docs" / "img"
 # In the order they run: flush goes last, because it leaves abandoned stock export
 # threads behind (stuck on a dripping backend) that would disturb the timings after it.
-BENCHMARKS = ("span_end", "request_path", "throughput", "memory", "flush")
+BENCHMARKS = ("import", "span_end", "request_path", "throughput", "memory", "flush")
 SECTIONS = {
+    "import": ("Import cost (a cold start)", bench_import.to_markdown),
     "span_end": ("span.end() cost", bench_span_end.to_markdown),
     "request_path": ("Request path under export load", bench_request_path.to_markdown),
     "throughput": ("Throughput to a local backend", bench_throughput.to_markdown),
@@ -132,6 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     quick = args.quick
     began = time.perf_counter()
     runners: dict[str, Callable[[], dict[str, Any]]] = {
+        "import": lambda: bench_import.run(runs=7 if quick else 21, progress=say),
         "span_end": lambda: bench_span_end.run(
             rounds=50 if quick else 250, per_round=200, progress=say
         ),

@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 
 import otel_nonblocking as nb
-from otel_nonblocking import _config, _docs
+from otel_nonblocking import _config
 from otel_nonblocking._config import SETTINGS, UNSET, Setting
 from otel_nonblocking.testing import refused_endpoint
 from tests.conftest import RecordingExporter
+from tools import configuration_docs
 
 DOCS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 PRIVATE = "s3cret-Bearer-abc123"  # stands for a private value that must never be logged
@@ -98,14 +99,14 @@ def test_every_environment_variable_belongs_to_one_setting() -> None:
 
 def test_committed_configuration_page_is_generated_from_the_registry() -> None:
     committed = DOCS_PAGE.read_text(encoding="utf-8")
-    assert committed == _docs.configuration_page(), (
+    assert committed == configuration_docs.configuration_page(), (
         "docs/configuration.md is stale; run: "
-        "python -m otel_nonblocking._docs --write docs/configuration.md"
+        "python -m tools.configuration_docs --write docs/configuration.md"
     )
 
 
 def test_configuration_table_lists_every_setting_with_its_variables_and_default() -> None:
-    rows = _docs.configuration_table().splitlines()[2:]
+    rows = configuration_docs.configuration_table().splitlines()[2:]
     assert len(rows) == len(SETTINGS)
     for setting, row in zip(SETTINGS, rows, strict=True):
         assert row.startswith(f"| `{setting.name}` |")
@@ -116,17 +117,19 @@ def test_configuration_table_lists_every_setting_with_its_variables_and_default(
 
 def test_docs_check_flag_fails_on_a_stale_page_and_write_fixes_it(tmp_path: Path) -> None:
     page = tmp_path / "configuration.md"
-    stale = _docs.configuration_page().replace(SETTINGS[0].doc, "An older description.")
+    stale = configuration_docs.configuration_page().replace(
+        SETTINGS[0].doc, "An older description."
+    )
     page.write_text(stale, encoding="utf-8")
-    assert _docs.main(["--check", str(page)]) == 1
-    assert _docs.main(["--write", str(page)]) == 0
-    assert _docs.main(["--check", str(page)]) == 0
-    assert page.read_text(encoding="utf-8") == _docs.configuration_page()
+    assert configuration_docs.main(["--check", str(page)]) == 1
+    assert configuration_docs.main(["--write", str(page)]) == 0
+    assert configuration_docs.main(["--check", str(page)]) == 0
+    assert page.read_text(encoding="utf-8") == configuration_docs.configuration_page()
 
 
 def test_docs_module_prints_the_page(capsys: pytest.CaptureFixture[str]) -> None:
-    assert _docs.main([]) == 0
-    assert capsys.readouterr().out == _docs.configuration_page()
+    assert configuration_docs.main([]) == 0
+    assert capsys.readouterr().out == configuration_docs.configuration_page()
 
 
 # -- precedence --------------------------------------------------------------------------

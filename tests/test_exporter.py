@@ -195,7 +195,7 @@ def test_retry_after_seen_before_a_timeout_sets_the_breakers_backoff() -> None:
     # The SDK's exporter answers a 503 by sleeping and trying again inside one export; when
     # that sleep runs into the deadline the export times out, and the backend's
     # Retry-After, not the breaker's own back-off, decides when to come back.
-    from otel_nonblocking import InterruptibleSession
+    from otel_nonblocking._session import InterruptibleSession
     from otel_nonblocking.testing import FakeOTLPBackend, Mode
 
     release = threading.Event()

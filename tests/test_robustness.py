@@ -21,12 +21,12 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import INVALID_SPAN_CONTEXT, Link, SpanContext, Status, StatusCode, Tracer
 
 from otel_nonblocking import (
-    SETTINGS,
     UNSET,
     NonBlockingSpanProcessor,
     ProcessorStats,
     otlp_span_exporter,
 )
+from otel_nonblocking._config import SETTINGS
 from otel_nonblocking.testing import FakeOTLPBackend, Mode
 from tests.conftest import run_bounded
 

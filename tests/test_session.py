@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import requests
 
-from otel_nonblocking import AttemptAbandoned, InterruptibleSession
+from otel_nonblocking._errors import AttemptAbandoned
+from otel_nonblocking._session import InterruptibleSession
 from otel_nonblocking.testing import FakeOTLPBackend, Mode
 
 

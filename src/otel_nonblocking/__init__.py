@@ -3,39 +3,40 @@
 ``NonBlockingSpanProcessor`` makes ``span.end()`` a queue append; ``DeadlineSpanExporter``
 puts a real wall-clock deadline around every export; ``otlp_span_exporter()`` builds the
 OTLP/HTTP exporter with both. See the README and ``docs/``.
+
+Importing the package is a cold start (an AWS Lambda pays it on every new instance), so it
+imports nothing: each name below loads the module it lives in on first use.
 """
 
-from __future__ import annotations
+# Every module-level name here is either public (in __all__) or starts with "_":
+# tests/test_exported_members.py keeps it so.
+import importlib as _importlib
+import sys as _sys
+import typing as _typing
+import warnings as _warnings
 
-from importlib.metadata import PackageNotFoundError, version
+from ._version import __version__
 
-from ._breaker import BreakerState
-from ._config import SETTINGS, UNSET, Setting
-from ._errors import AttemptAbandoned, ConfigurationError
-from ._exporter import DeadlineSpanExporter, ExporterStats, ExportOutcome, ExportReport
-from ._otlp import otlp_span_exporter
-from ._processor import NonBlockingSpanProcessor, ProcessorStats
-from ._serverless import FlushAfter, InvocationContext, flush_after
-from ._session import InterruptibleSession
-from ._setup import (
-    FlushResult,
-    TracingHandle,
-    aflush,
-    configure_tracing,
-    flush,
-    installed,
-    shutdown,
-)
-
-try:
-    __version__ = version("otel-nonblocking")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
+if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ loads
+    from ._breaker import BreakerState
+    from ._config import UNSET, UnsetType
+    from ._errors import ConfigurationError
+    from ._exporter import DeadlineSpanExporter, ExporterStats, ExportOutcome, ExportReport
+    from ._otlp import otlp_span_exporter
+    from ._processor import NonBlockingSpanProcessor, ProcessorStats
+    from ._serverless import FlushAfter, InvocationContext, flush_after
+    from ._setup import (
+        FlushResult,
+        TracingHandle,
+        aflush,
+        configure_tracing,
+        flush,
+        installed,
+        shutdown,
+    )
 
 __all__ = [
-    "SETTINGS",
     "UNSET",
-    "AttemptAbandoned",
     "BreakerState",
     "ConfigurationError",
     "DeadlineSpanExporter",
@@ -44,12 +45,11 @@ __all__ = [
     "ExporterStats",
     "FlushAfter",
     "FlushResult",
-    "InterruptibleSession",
     "InvocationContext",
     "NonBlockingSpanProcessor",
     "ProcessorStats",
-    "Setting",
     "TracingHandle",
+    "UnsetType",
     "__version__",
     "aflush",
     "configure_tracing",
@@ -59,3 +59,80 @@ __all__ = [
     "otlp_span_exporter",
     "shutdown",
 ]
+
+# Where each public name lives. The owning module is imported on first access only.
+_HOMES: dict[str, str] = {
+    "UNSET": "_config",
+    "BreakerState": "_breaker",
+    "ConfigurationError": "_errors",
+    "DeadlineSpanExporter": "_exporter",
+    "ExportOutcome": "_exporter",
+    "ExportReport": "_exporter",
+    "ExporterStats": "_exporter",
+    "FlushAfter": "_serverless",
+    "FlushResult": "_setup",
+    "InvocationContext": "_serverless",
+    "NonBlockingSpanProcessor": "_processor",
+    "ProcessorStats": "_processor",
+    "TracingHandle": "_setup",
+    "UnsetType": "_config",
+    "aflush": "_setup",
+    "configure_tracing": "_setup",
+    "flush": "_setup",
+    "flush_after": "_serverless",
+    "installed": "_setup",
+    "otlp_span_exporter": "_otlp",
+    "shutdown": "_setup",
+}
+
+# Names this package exported before 0.1 that are internals: still importable for one
+# release, with a DeprecationWarning that says what to use instead.
+_DEPRECATED: dict[str, tuple[str, str]] = {
+    "AttemptAbandoned": (
+        "_errors",
+        "it is raised only inside an export attempt the deadline gave up on, and "
+        "DeadlineSpanExporter handles it",
+    ),
+    "InterruptibleSession": (
+        "_session",
+        "otlp_span_exporter() builds the OTLP exporter with it; use that",
+    ),
+    "SETTINGS": ("_config", "the settings are listed in docs/configuration.md"),
+    "Setting": ("_config", "the settings are listed in docs/configuration.md"),
+}
+
+
+def _publish(name: str, value: object) -> None:
+    """Cache ``value`` as a module attribute; classes and functions report this module."""
+    from ._public import publish
+
+    publish(value, __name__)
+    globals()[name] = value
+
+
+def __getattr__(name: str) -> _typing.Any:
+    home = _HOMES.get(name)
+    if home is not None:
+        module = _importlib.import_module(f"{__name__}.{home}")
+        _publish(name, getattr(module, name))
+        # Names whose module the import above loaded too: publish them now, so that
+        # e.g. the processor a handle holds reports `otel_nonblocking` like its class.
+        for other, other_home in _HOMES.items():
+            if other not in globals():
+                loaded = _sys.modules.get(f"{__name__}.{other_home}")
+                if loaded is not None and hasattr(loaded, other):
+                    _publish(other, getattr(loaded, other))
+        return globals()[name]
+    if name in _DEPRECATED:
+        home, why = _DEPRECATED[name]
+        _warnings.warn(
+            f"otel_nonblocking.{name} is deprecated and will be removed in the next release: {why}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(_importlib.import_module(f"{__name__}.{home}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -23,12 +23,20 @@ _logger = logging.getLogger("otel_nonblocking")
 T = TypeVar("T")
 
 
-class _Unset:
-    """Sentinel type: "the caller did not give this argument" (``None`` may mean more)."""
+class UnsetType:
+    """The type of :data:`UNSET`: "the caller did not give this argument".
 
-    _instance: _Unset | None = None
+    A default of ``UNSET`` lets the environment variable decide; ``None`` may mean
+    something else (``spool_dir=None``: no spool, whatever ``OTEL_NONBLOCKING_SPOOL_DIR``
+    says). A wrapper that forwards an optional argument passes ``UNSET`` through::
 
-    def __new__(cls) -> _Unset:
+        def setup(timeout: float | UnsetType = UNSET) -> TracingHandle:
+            return otel_nonblocking.configure_tracing(timeout, service_name="checkout")
+    """
+
+    _instance: UnsetType | None = None
+
+    def __new__(cls) -> UnsetType:
         if cls._instance is None:
             cls._instance = super().__new__(cls)
         return cls._instance
@@ -40,7 +48,8 @@ class _Unset:
         return False
 
 
-UNSET: Final = _Unset()
+UNSET: Final = UnsetType()
+_Unset = UnsetType  # the name the modules of this package use
 
 
 # ASCII digits only: Python's int() and float() also read other scripts' digits ("٣" is

@@ -11,7 +11,7 @@ import inspect
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -27,6 +27,9 @@ from ._log import AggregatedWarning
 from ._requests import EncodedBatch, encode_batch
 from ._session import InterruptibleSession
 from ._urls import check_headers, header_problem, redact_url, url_problem
+
+if TYPE_CHECKING:
+    from ._encoder import SpanEncoder
 
 _INNER_TIMEOUT_MARGIN_SECONDS = 0.1
 _logger = logging.getLogger("otel_nonblocking")
@@ -137,10 +140,8 @@ class _FastOTLPSpanExporter(OTLPSpanExporter):
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        from ._encoder import SpanEncoder
-
         super().__init__(*args, **kwargs)
-        self._nb_encoder = SpanEncoder()
+        self._nb_encoder_instance: SpanEncoder | None = None
         client = getattr(self, "_client", None)
         self._nb_inline = (
             not hasattr(OTLPSpanExporter, "_serialize_spans")
@@ -148,9 +149,25 @@ class _FastOTLPSpanExporter(OTLPSpanExporter):
             and hasattr(self, "_shutdown")
         )
 
+    @property
+    def _nb_encoder(self) -> SpanEncoder:
+        """The fast encoder, made at the first export: on the worker, not at a cold start.
+
+        Importing it probes the SDK's encoder and span layout (see ``_encoder``).
+        """
+        encoder = self._nb_encoder_instance
+        if encoder is None:
+            from ._encoder import SpanEncoder
+
+            encoder = self._nb_encoder_instance = SpanEncoder()
+        return encoder
+
+    def _nb_encode(self, spans: Sequence[ReadableSpan]) -> bytes:
+        return self._nb_encoder.encode(spans)
+
     def _serialize_spans(self, spans: Sequence[ReadableSpan]) -> bytes:
         # Releases of this shape have no request size limit: one request, or none.
-        encoded = encode_batch(spans, self._nb_encoder.encode, 0)
+        encoded = encode_batch(spans, self._nb_encode, 0)
         _warn_left_out(encoded)
         return b"".join(request.data for request in encoded.requests)
 
@@ -159,7 +176,7 @@ class _FastOTLPSpanExporter(OTLPSpanExporter):
             return super().export(spans)
         if self._shutdown:
             return SpanExportResult.FAILURE
-        encoded = encode_batch(spans, self._nb_encoder.encode, max_request_bytes(self))
+        encoded = encode_batch(spans, self._nb_encode, max_request_bytes(self))
         _warn_left_out(encoded)
         return _send_requests(lambda data: _send_encoded(self, data), encoded)
 
@@ -232,9 +249,7 @@ def otlp_codec(exporter: object) -> OTLPCodec | None:
     if not shaped:
         return None
     encode = (
-        exporter._nb_encoder.encode
-        if isinstance(exporter, _FastOTLPSpanExporter)
-        else stock_encode_spans
+        exporter._nb_encode if isinstance(exporter, _FastOTLPSpanExporter) else stock_encode_spans
     )
     exports = type(exporter).export in _OWN_EXPORTS and "export" not in vars(exporter)
     return OTLPCodec(

@@ -8,7 +8,6 @@ processor the package installed with one shared deadline, and always return a
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import threading
@@ -366,6 +365,8 @@ async def aflush(timeout: float = 2.0) -> FlushResult:
     Returns within ``timeout`` (and a moment) even when the loop's default executor is
     too busy to start the flush: the result then says ``timed_out``.
     """
+    import asyncio  # loaded already by whoever awaits this; not at a cold start
+
     budget = _or(timeout, 2.0)
     started = time.monotonic()
     try:

@@ -14,6 +14,7 @@ Example::
         ...  # Langfuse(base_url=fake.base_url, ...)
 """
 
+from otel_nonblocking._public import publish as _publish
 from otel_nonblocking.testing._backend import (
     FakeOTLPBackend,
     FakeTLSStallListener,
@@ -34,3 +35,7 @@ __all__ = [
     "RequestRecord",
     "refused_endpoint",
 ]
+
+for _name in __all__:  # public names report this module, not the private one they live in
+    _publish(globals()[_name], __name__)
+del _name
