@@ -23,7 +23,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from .. import _flushables, _lifecycle
+from .. import _state
 from .._deadline import Deadline
 from .._errors import ConfigurationError
 from .._exporter import DeadlineSpanExporter, ExportOutcome
@@ -243,7 +243,7 @@ class _ManagerRecord:
 
 
 class _ExitHook:
-    """The exit hook (in the package's one exit hook, ``_lifecycle.on_exit``) that replaces
+    """The exit hook (in the package's one exit hook, ``_state.on_exit``) that replaces
     ``LangfuseResourceManager.shutdown``'s atexit callback for one manager."""
 
     def __init__(self, binding: LangfuseBinding, rm: Any) -> None:
@@ -444,12 +444,12 @@ class LangfuseBinding:
             )
         return statuses
 
-    def flush_within(self, deadline: Deadline) -> _flushables.FlushCounts:
+    def flush_within(self, deadline: Deadline) -> _state.FlushCounts:
         """Flush every Langfuse project until ``deadline``: what ``otel_nonblocking.flush()``
         and ``flush_after`` call, with what is left of their own deadline."""
         return self._counted(deadline, shutdown=False)
 
-    def shutdown_within(self, deadline: Deadline) -> _flushables.FlushCounts:
+    def shutdown_within(self, deadline: Deadline) -> _state.FlushCounts:
         """Shut every Langfuse project down until ``deadline`` (``otel_nonblocking.shutdown()``)."""
         return self._counted(deadline, shutdown=True)
 
@@ -478,7 +478,7 @@ class LangfuseBinding:
                 # else someone wrapped it after us: our wrapper now passes straight through
             if _binding is self:
                 _binding = None
-            _flushables.unregister(self)
+            _state.unregister_flushable(self)
 
     def __repr__(self) -> str:
         state = "active" if self._active else "unbound"
@@ -623,7 +623,7 @@ class LangfuseBinding:
         hook = _ExitHook(self, rm)
         # The package's one exit hook runs it, sharing one deadline with everything else
         # the package installed (and before the TracerProvider's own atexit callback).
-        record.remove_exit_hook = _lifecycle.on_exit(hook)
+        record.remove_exit_hook = _state.on_exit(hook)
 
     def _release(self, rm: Any, record: _ManagerRecord, deadline: Deadline) -> None:
         sdk.keep_scores(rm)
@@ -666,7 +666,7 @@ class LangfuseBinding:
         invocation = invocation_deadline()  # inside a flush_after handler: its time left
         return deadline if invocation is None else deadline.earliest(invocation.remaining())
 
-    def _counted(self, deadline: Deadline, *, shutdown: bool) -> _flushables.FlushCounts:
+    def _counted(self, deadline: Deadline, *, shutdown: bool) -> _state.FlushCounts:
         started = time.monotonic()
         managers = [rm for rm in sdk.resource_managers() if rm is not None]
         records = [self._record_for(rm) for rm in managers]
@@ -677,7 +677,7 @@ class LangfuseBinding:
             pending.add(one(rm, deadline))
         self._result(pending, started, "shutdown" if shutdown else "flush")
         exported1, dropped1 = _span_totals(records)
-        return _flushables.FlushCounts(
+        return _state.FlushCounts(
             exported=exported1 - exported0,
             dropped=max(dropped1 - dropped0 - pending.earlier, 0),
             pending=pending.spans,
@@ -942,7 +942,7 @@ def bound_langfuse_flush(
         binding = LangfuseBinding(seconds, processor, exit_seconds)
         binding._patch()
         _binding = binding
-        _flushables.register(binding)  # otel_nonblocking.flush() and flush_after cover it
+        _state.register_flushable(binding)  # otel_nonblocking.flush() and flush_after cover it
         for rm in sdk.resource_managers():
             binding._adopt_safely(rm)
         return binding
