@@ -233,6 +233,10 @@ _flushables_lock = threading.Lock()
 _flushables: tuple[Flushable, ...] = ()
 
 
+# Held while an integration binds or unbinds (``bound_langfuse_flush``): one at a time.
+bind_lock = threading.RLock()
+
+
 def register_flushable(flushable: Flushable) -> None:
     """Have module-level ``flush()``/``shutdown()`` (and ``flush_after``) cover ``flushable``."""
     global _flushables
@@ -390,7 +394,8 @@ def _in_multiprocessing_child(_: object) -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _exit_lock, _flushables_lock, _installed_lock, _warned_lock, configure_lock
+    global _exit_lock, _flushables_lock, _installed_lock, _warned_lock
+    global bind_lock, configure_lock
     # A lock held by another thread (or a signal handler) at fork time stays held forever
     # in the child: every lock of this module is new.
     _exit_lock = threading.Lock()
@@ -398,6 +403,7 @@ def _after_fork_in_child() -> None:
     _installed_lock = threading.Lock()
     _warned_lock = threading.Lock()
     configure_lock = threading.RLock()
+    bind_lock = threading.RLock()
     SELF_METRICS.lock = threading.Lock()
     # Closing the inherited copy of a claim's fd keeps the parent's lock; holding it
     # would keep the claim alive after the parent ends (or keep the parent from

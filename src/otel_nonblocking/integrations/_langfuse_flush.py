@@ -300,13 +300,12 @@ def _timed_join(
             queue.all_tasks_done.wait(min(remaining, _POLL_SECONDS))
 
 
-_lock = threading.RLock()
-_binding: LangfuseBinding | None = None
-
-
 def _active() -> LangfuseBinding | None:
-    binding = _binding
-    return binding if binding is not None and binding.active else None
+    """The active binding: the one registered with the package's flush (``_state.py``)."""
+    for flushable in _state.flushables():
+        if isinstance(flushable, LangfuseBinding) and flushable.active:
+            return flushable
+    return None
 
 
 def _bind_instance(instance: Any, args: tuple[Any, ...]) -> Any:
@@ -459,10 +458,9 @@ class LangfuseBinding:
         Spans held by ``NonBlockingSpanProcessor`` are exported within ``timeout``
         (default: the binding's timeout), the rest are dropped and counted.
         """
-        global _binding  # the module holds at most one active binding
         budget = self._timeout if timeout is None else _seconds("timeout", timeout, allow_zero=True)
         deadline = Deadline.after(budget)
-        with _lock:
+        with _state.bind_lock:
             with self._lock:
                 if not self._active:
                     return
@@ -476,8 +474,6 @@ class LangfuseBinding:
                 if cls.__dict__.get(name) is patched:
                     setattr(cls, name, original)
                 # else someone wrapped it after us: our wrapper now passes straight through
-            if _binding is self:
-                _binding = None
             _state.unregister_flushable(self)
 
     def __repr__(self) -> str:
@@ -916,7 +912,6 @@ def bound_langfuse_flush(
     >>> Langfuse().flush()  # doctest: +SKIP
     LangfuseFlushResult(spans_pending=0, scores_pending=0, media_pending=0, ...)
     """
-    global _binding  # one active binding per process
     seconds = _seconds("timeout", timeout)
     exit_seconds = (
         seconds if exit_timeout is None else _seconds("exit_timeout", exit_timeout, allow_zero=True)
@@ -925,7 +920,7 @@ def bound_langfuse_flush(
         raise ConfigurationError(
             f"processor must be 'langfuse' or 'nonblocking', got {processor!r}"
         )
-    with _lock:
+    with _state.bind_lock:  # one active binding per process
         current = _active()
         if current is not None:
             if (current.timeout, current.processor, current.exit_timeout) != (
@@ -941,7 +936,6 @@ def bound_langfuse_flush(
             return current
         binding = LangfuseBinding(seconds, processor, exit_seconds)
         binding._patch()
-        _binding = binding
         _state.register_flushable(binding)  # otel_nonblocking.flush() and flush_after cover it
         for rm in sdk.resource_managers():
             binding._adopt_safely(rm)
