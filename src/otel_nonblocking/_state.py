@@ -24,7 +24,9 @@ objects a process has created and dropped.
 
 **Flushables** are what an integration installs besides processors (the Langfuse
 binding): module-level ``flush()``/``shutdown()`` (and ``flush_after``) give each what is
-left of their deadline. They differ from :func:`on_exit` hooks, which run at exit only.
+left of their deadline. They differ from :func:`on_exit` hooks, which run at exit only,
+newest first, and hold no counts: a Langfuse binding is one flushable for ``flush()``, and
+one exit hook per Langfuse project, in place of the project's own ``atexit`` callback.
 """
 
 from __future__ import annotations
@@ -73,7 +75,10 @@ def track_processor(processor: NonBlockingSpanProcessor) -> None:
 
 def live_processors() -> list[NonBlockingSpanProcessor]:
     """Every NonBlockingSpanProcessor in this process that is still referenced, oldest first."""
-    return [p for _, p in sorted(_processors.items(), key=lambda item: item[0])]
+    # valuerefs() copies the references in one step: processors made meanwhile on other
+    # threads cannot break the iteration.
+    refs = _processors.valuerefs()
+    return [p for p in (ref() for ref in refs) if p is not None]
 
 
 # -- exit: one atexit callback, one deadline ----------------------------------------------
