@@ -68,7 +68,10 @@ def test_a_child_forked_while_configure_tracing_runs_can_configure_tracing(
     monkeypatch.setattr(setup, "_provider", held_in_parent)
     configuring = threading.Thread(
         target=nb.configure_tracing,
-        kwargs={"exporter": RecordingExporter(), "tracer_provider": TracerProvider()},
+        kwargs={
+            "exporter": RecordingExporter(),
+            "tracer_provider": TracerProvider(shutdown_on_exit=False),
+        },
     )
     configuring.start()
     try:
