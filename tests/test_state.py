@@ -94,6 +94,58 @@ def test_a_child_forked_while_configure_tracing_runs_can_configure_tracing(
         configuring.join(5)
 
 
+def _state_locks() -> list[object]:
+    """Every lock of _state.py, read afresh (a forked child gets new ones)."""
+    return [
+        _state._exit_lock,
+        _state._flushables_lock,
+        _state._installed_lock,
+        _state._warned_lock,
+        _state.configure_lock,
+        _state.bind_lock,
+        _state.SELF_METRICS.lock,
+    ]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
+@pytest.mark.filterwarnings("ignore:.*multi-threaded.*:DeprecationWarning")
+def test_a_forked_child_gets_every_lock_of_the_state_new() -> None:
+    held, release = threading.Event(), threading.Event()
+
+    def hold_them_all() -> None:
+        locks = _state_locks()
+        for lock in locks:
+            lock.acquire()  # type: ignore[attr-defined]
+        held.set()
+        release.wait(10)
+        for lock in reversed(locks):
+            lock.release()  # type: ignore[attr-defined]
+
+    holder = threading.Thread(target=hold_them_all)
+    holder.start()
+    try:
+        assert held.wait(5)
+        pid = os.fork()
+        if pid == 0:  # the child: the thread holding them is not here
+            code = 1
+            try:
+                locks = _state_locks()
+                free = [lock.acquire(blocking=False) for lock in locks]  # type: ignore[attr-defined]
+                if all(free):
+                    for lock in locks:
+                        lock.release()  # type: ignore[attr-defined]
+                    _state.warn_once(("tests", "fork"), "otel_nonblocking: a test warning")
+                    code = 0
+                else:
+                    code = 2
+            finally:
+                os._exit(code)
+        assert wait_for_child(pid, timeout=10) == 0
+    finally:
+        release.set()
+        holder.join(5)
+
+
 def test_reset_shuts_down_what_was_installed_and_forgets_its_exit_budget() -> None:
     provider = TracerProvider(shutdown_on_exit=False)
     first = nb.configure_tracing(
