@@ -146,6 +146,38 @@ def test_a_forked_child_gets_every_lock_of_the_state_new() -> None:
         holder.join(5)
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
+@pytest.mark.filterwarnings("ignore:.*multi-threaded.*:DeprecationWarning")
+def test_module_level_counters_and_warnings_work_in_a_child_forked_while_held() -> None:
+    from otel_nonblocking import _encoder_stock, _otlp
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with _encoder_stock._total.lock, _otlp._left_out_warning._lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(5)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                started = time.monotonic()
+                _encoder_stock.left_out_attributes()  # before: waited forever
+                _otlp._left_out_warning.add("tests")  # before: waited 1 s, lost its count
+                code = 0 if time.monotonic() - started < 0.5 else 2
+            finally:
+                os._exit(code)
+        assert wait_for_child(pid, timeout=10) == 0
+    finally:
+        release.set()
+        holder.join(5)
+
+
 def test_reset_shuts_down_what_was_installed_and_forgets_its_exit_budget() -> None:
     provider = TracerProvider(shutdown_on_exit=False)
     first = nb.configure_tracing(
