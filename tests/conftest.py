@@ -10,7 +10,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from otel_nonblocking import _config
+from otel_nonblocking.testing import reset
 
 
 class RecordingExporter(SpanExporter):
@@ -73,10 +73,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 @pytest.fixture(autouse=True)
-def _fresh_warnings() -> Iterator[None]:
-    _config.reset_warnings()
+def _fresh_state() -> Iterator[None]:
+    """The package's process-wide state as after import, before and after every test."""
+    reset()
     yield
-    _config.reset_warnings()
+    reset()
 
 
 @pytest.fixture
@@ -114,16 +115,14 @@ def clean_globals() -> Iterator[None]:
     from opentelemetry import trace
     from opentelemetry.util._once import Once
 
-    import otel_nonblocking._setup as setup
-
-    def reset() -> None:
-        setup.reset_for_tests()
+    def forget_provider() -> None:
+        reset()  # first: shuts down what is installed, while the provider is still set
         trace._TRACER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
         trace._TRACER_PROVIDER = None  # type: ignore[attr-defined]
 
-    reset()
+    forget_provider()
     yield
-    reset()
+    forget_provider()
 
 
 def run_bounded(

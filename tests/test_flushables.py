@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import pytest
 
 import otel_nonblocking
-from otel_nonblocking import _flushables
+from otel_nonblocking import _state
 from otel_nonblocking._deadline import Deadline
-from otel_nonblocking._flushables import FlushCounts
+from otel_nonblocking._state import FlushCounts
 
 
 class _Fake:
@@ -39,12 +39,12 @@ def register() -> Iterator[list[_Fake]]:
     added: list[_Fake] = []
     yield added
     for fake in added:
-        _flushables.unregister(fake)
+        _state.unregister_flushable(fake)
 
 
 def _add(register: list[_Fake], fake: _Fake) -> _Fake:
-    _flushables.register(fake)
-    _flushables.register(fake)  # registering twice keeps one entry
+    _state.register_flushable(fake)
+    _state.register_flushable(fake)  # registering twice keeps one entry
     register.append(fake)
     return fake
 
@@ -79,6 +79,6 @@ def test_shutdown_calls_shutdown_within_and_unregister_forgets(register) -> None
     assert otel_nonblocking.shutdown(0.2).exported == 1
     assert fake.calls[-1][0] == "shutdown"
 
-    _flushables.unregister(fake)
+    _state.unregister_flushable(fake)
     otel_nonblocking.flush(0.2)
     assert len(fake.calls) == 1

@@ -1,6 +1,6 @@
 """What lives in the process is bounded: hooks go with their objects, exit has one budget.
 
-The package installs one exit hook and one at-fork hook (``_lifecycle.py``, ``_fork.py``);
+The package installs one exit hook and one at-fork hook (both in ``_state.py``);
 the objects they visit are held weakly. Multiprocessing children made by fork, which end
 in ``os._exit`` without exit hooks, still deliver their spans.
 """
@@ -40,17 +40,17 @@ def test_processors_leave_no_exit_or_fork_hooks_behind() -> None:
     # Before: one atexit callback per processor (8,000 cycles left 8,003), and three
     # os.register_at_fork hooks that slowed every later fork().
     assert atexit._ncallbacks() <= exit_callbacks + 1  # type: ignore[attr-defined]
-    from otel_nonblocking import _fork, _lifecycle
+    from otel_nonblocking import _state
 
-    fork_methods = _fork.registered_count()
-    exit_objects = _lifecycle.registered_count()
+    fork_methods = _state.fork_registered_count()
+    exit_objects = _state.exit_registered_count()
     for _ in range(300):
         processor = NonBlockingSpanProcessor(RecordingExporter())
         processor.shutdown(1000)
         del processor
     gc.collect()
-    assert _fork.registered_count() <= fork_methods + 5
-    assert _lifecycle.registered_count() <= exit_objects + 1
+    assert _state.fork_registered_count() <= fork_methods + 5
+    assert _state.exit_registered_count() <= exit_objects + 1
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
@@ -119,13 +119,13 @@ def test_exporter_shutdown_hands_the_inner_shutdown_to_its_runner(
     assert started == []  # no thread to start (and wait for) at shutdown
 
 
-# A hook registered with _lifecycle.on_exit (as an integration would) gets the time left
+# A hook registered with _state.on_exit (as an integration would) gets the time left
 # of the one exit budget, before the processors (the providers leave exit to the
 # package, as configure_tracing's does); argv: endpoint
 ON_EXIT_PROGRAM = """
 import sys, time
 from opentelemetry.sdk.trace import TracerProvider
-from otel_nonblocking import NonBlockingSpanProcessor, otlp_span_exporter, _lifecycle
+from otel_nonblocking import NonBlockingSpanProcessor, otlp_span_exporter, _state
 
 providers = []
 for _ in range(2):
@@ -140,7 +140,7 @@ def integration(seconds_left):
     print("HOOK", repr(seconds_left), flush=True)
     time.sleep(0.3)
 
-_lifecycle.on_exit(integration)
+_state.on_exit(integration)
 print("RETURNED-AT", repr(time.time()), flush=True)
 """
 

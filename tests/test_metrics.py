@@ -442,7 +442,6 @@ def test_default_provider_is_the_global_one_even_when_set_later(pipeline, monkey
     monkeypatch.setattr(metrics_api, "_METER_PROVIDER_SET_ONCE", Once())
     monkeypatch.setattr(metrics_api, "_METER_PROVIDER", None)
     monkeypatch.setattr(metrics_api, "_PROXY_METER_PROVIDER", metrics_api._ProxyMeterProvider())
-    monkeypatch.setattr(self_metrics, "_global_handle", None)
     monkeypatch.delenv("OTEL_PYTHON_METER_PROVIDER", raising=False)
     processor, tracer_provider = pipeline(RecordingExporter(), max_export_batch_size=5)
     handle = enable_self_metrics()  # no MeterProvider yet: the API's proxy
@@ -473,7 +472,6 @@ def test_the_documented_run_time_switch_turns_off_the_global_self_metrics(
     monkeypatch.setattr(metrics_api, "_METER_PROVIDER_SET_ONCE", Once())
     monkeypatch.setattr(metrics_api, "_METER_PROVIDER", None)
     monkeypatch.setattr(metrics_api, "_PROXY_METER_PROVIDER", metrics_api._ProxyMeterProvider())
-    monkeypatch.setattr(self_metrics, "_global_handle", None)
     memory = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[memory])
     metrics_api.set_meter_provider(provider)

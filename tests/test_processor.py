@@ -387,7 +387,7 @@ def test_malformed_env_value_warns_once_and_falls_back(monkeypatch, caplog) -> N
 
 
 def test_flush_listeners_and_live_registry(make_spans) -> None:
-    from otel_nonblocking._processor import live_processors
+    from otel_nonblocking._state import live_processors
 
     processor = NonBlockingSpanProcessor(RecordingExporter())
     calls: list[bool] = []

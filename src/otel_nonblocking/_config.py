@@ -6,19 +6,16 @@ docs' configuration table is generated from :data:`SETTINGS` (see ``docs/configu
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import re
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Final, Generic, TypeVar
 
+from . import _state
 from ._errors import ConfigurationError
 from ._urls import parse_headers_variable, url_problem
-
-_logger = logging.getLogger("otel_nonblocking")
 
 T = TypeVar("T")
 
@@ -213,33 +210,9 @@ class Setting(Generic[T]):
         return self.default
 
 
-_warned: set[tuple[str, str]] = set()
-_warned_lock = threading.Lock()
-
-
-def _fresh_warned_lock() -> None:
-    global _warned_lock  # a lock held by another thread at fork time stays held in the child
-    _warned_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_fresh_warned_lock)
-
-
 def _warn_once(var: str, raw: str, why: str) -> None:
-    key = (var, raw)
-    with _warned_lock:
-        if key in _warned:
-            return
-        _warned.add(key)
     # The raw value is not echoed: a variable might hold something private.
-    _logger.warning("Ignoring invalid %s (%s)", var, why)
-
-
-def reset_warnings() -> None:
-    """Forget which bad environment values were already warned about (for tests)."""
-    with _warned_lock:
-        _warned.clear()
+    _state.warn_once(("env", var, raw), "Ignoring invalid %s (%s)", var, why)
 
 
 def _positive(value: float) -> str | None:
@@ -306,12 +279,12 @@ def _absolute_path(value: str, source: str) -> str:
         return value
     path = os.path.abspath(os.path.expanduser(value))
     if path != value:
-        key = (f"path:{source}", f"{value}\0{path}")
-        with _warned_lock:
-            fresh = key not in _warned
-            _warned.add(key)
-        if fresh:
-            _logger.warning("otel_nonblocking: %s is a relative path; using %s", source, path)
+        _state.warn_once(
+            ("path", source, value, path),
+            "otel_nonblocking: %s is a relative path; using %s",
+            source,
+            path,
+        )
     return path
 
 

@@ -26,6 +26,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, TraceFlags
 
 from ._log import AggregatedWarning
+from ._state import after_fork_in_child
 
 _log = logging.getLogger(__name__)
 
@@ -44,6 +45,11 @@ class _Total:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.left_out = 0
+        after_fork_in_child(self.fresh_lock)
+
+    def fresh_lock(self) -> None:
+        """A new lock in a forked child: one held at fork time would stay held there."""
+        self.lock = threading.Lock()
 
 
 _quiet = _Quiet()

@@ -25,11 +25,11 @@ from . import _config
 from ._breaker import BreakerState, CircuitBreaker
 from ._config import UNSET, _Unset
 from ._deadline import Clock, Deadline, millis_to_seconds
-from ._fork import after_fork_in_child
 from ._guard import GuardedLock
 from ._log import AggregatedWarning
 from ._runner import Attempt, AttemptRunner
 from ._session import InterruptibleSession
+from ._state import after_fork_in_child
 from ._suppress import start_thread
 
 if TYPE_CHECKING:

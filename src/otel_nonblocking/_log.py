@@ -13,6 +13,7 @@ from collections import Counter
 
 from ._deadline import Clock
 from ._guard import GuardedLock
+from ._state import after_fork_in_child
 
 logger = logging.getLogger("otel_nonblocking")
 _LOCK_WAIT_SECONDS = 1.0  # the lock is only ever held for a counter update
@@ -38,8 +39,14 @@ class AggregatedWarning:
         self._clock = clock
         self._level = level
         self._lock = GuardedLock()
+        after_fork_in_child(self._fresh_lock)  # module-level ones live through a fork
         self._pending: Counter[str] = Counter()
         self._next_at = float("-inf")
+
+    def _fresh_lock(self) -> None:
+        # A lock held by another thread at fork time stays held in the child, where every
+        # add() would then wait its full second and give up its count.
+        self._lock = GuardedLock()
 
     def add(self, reason: str, count: int = 1) -> None:
         if count <= 0:

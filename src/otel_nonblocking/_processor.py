@@ -18,7 +18,6 @@ import logging
 import os
 import threading
 import time
-import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -28,12 +27,11 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from . import _config, _lifecycle, _spool
+from . import _config, _spool, _state
 from ._config import UNSET, _Unset
 from ._deadline import Clock, Deadline, millis_to_seconds
 from ._errors import ConfigurationError
 from ._exporter import DeadlineSpanExporter, ExportOutcome, ExportReport
-from ._fork import after_fork_in_child
 from ._guard import GuardedLock, Wake
 from ._log import AggregatedWarning
 from ._requests import TOO_LARGE as TOO_LARGE  # re-exported: a drop reason
@@ -223,9 +221,8 @@ class NonBlockingSpanProcessor(SpanProcessor):
         self._spool_dir, self._spool_max_bytes = self._spool_settings(spool_dir, spool_max_bytes)
         self._flush_listeners: tuple[FlushListener, ...] = ()
         self._init_state()
-        after_fork_in_child(self._after_fork)
-        _LIVE.add(self)
-        _lifecycle.track(self)  # the package's one exit hook shuts it down
+        _state.after_fork_in_child(self._after_fork)
+        _state.track_processor(self)  # live: the one exit hook shuts it down
 
     def _spool_settings(
         self, spool_dir: str | os.PathLike[str] | _Unset | None, max_bytes: int | _Unset
@@ -1081,9 +1078,9 @@ class NonBlockingSpanProcessor(SpanProcessor):
         budget = (
             self._shutdown_budget if timeout_millis is None else millis_to_seconds(timeout_millis)
         )
-        if timeout_millis is None and _lifecycle.exiting():
+        if timeout_millis is None and _state.exiting():
             # A TracerProvider's own exit callback: the package's one exit budget holds.
-            exit_left = _lifecycle.exit_deadline().remaining()
+            exit_left = _state.exit_deadline().remaining()
             budget = exit_left if budget is None else min(budget, exit_left)
         deadline = Deadline.after(budget, self._clock)  # wall-clock, from the call's start
         if not self._shutdown_lock.acquire_within(deadline.remaining()):
@@ -1235,10 +1232,3 @@ def _reason(report: ExportReport) -> str:
 
 #: ``listener(flushed_ok, seconds)``, called after each ``force_flush``.
 FlushListener = Callable[[bool, float], object]
-
-_LIVE: weakref.WeakSet[NonBlockingSpanProcessor] = weakref.WeakSet()
-
-
-def live_processors() -> list[NonBlockingSpanProcessor]:
-    """Every NonBlockingSpanProcessor in this process that is still referenced."""
-    return list(_LIVE)

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from ._fork import after_fork_in_child
+from ._state import after_fork_in_child
 from ._suppress import start_thread
 
 R = TypeVar("R")

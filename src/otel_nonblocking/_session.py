@@ -30,7 +30,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import ProxyManager
 
 from ._errors import AttemptAbandoned
-from ._fork import after_fork_in_child
+from ._state import after_fork_in_child
 
 #: A pooled connection idle this long is not trusted: a process frozen between
 #: invocations (AWS Lambda) or a NAT that forgot the flow leaves connections that look

@@ -8,9 +8,7 @@ processor the package installed with one shared deadline, and always return a
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -22,7 +20,7 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from . import _config, _flushables, _lifecycle
+from . import _config, _state
 from ._config import UNSET, _Unset
 from ._deadline import Deadline
 from ._errors import ConfigurationError
@@ -94,7 +92,7 @@ def _bounded(
 ) -> FlushResult:
     """Flush (or shut down) ``processors`` one after another under one deadline.
 
-    With ``flushables``, the registered flushables (``_flushables.py``: the Langfuse
+    With ``flushables``, the registered flushables (``_state.py``: the Langfuse
     binding) follow under the same deadline, and their counts are added.
     """
     started = time.monotonic()
@@ -122,9 +120,9 @@ def _bounded(
         p._stats_within(max(deadline.remaining(), _READ_GRACE_SECONDS)) for p in processors
     )
     reasons = {k: n for k, n in (dropped1 - dropped0 - earlier).items() if n > 0}
-    extra = _flushables.FlushCounts()
+    extra = _state.FlushCounts()
     if flushables:
-        extra = _flushables.run(deadline, shutdown=shutdown)
+        extra = _state.run_flushables(deadline, shutdown=shutdown)
     if extra.dropped:
         reasons[INTEGRATION] = reasons.get(INTEGRATION, 0) + extra.dropped
     pending += extra.pending + extra.other_pending
@@ -203,30 +201,14 @@ def _or(timeout: float | None, default: float) -> float:
     return float(timeout)
 
 
-_lock = threading.Lock()
-# Held by configure_tracing() from "is anything installed?" to the registration, so that
-# racing first calls install one processor; reentrant, so that it can never deadlock.
-_configure_lock = threading.RLock()
-_installed: list[TracingHandle] = []
-_exit_hook_registered = False
-
-
 def _forget(handle: TracingHandle) -> None:
-    # No lock: shutdown() may run in a signal handler; list.remove is one C call.
-    with contextlib.suppress(ValueError):
-        _installed.remove(handle)
+    _state.forget_installed(handle)
 
 
 def _register(handle: TracingHandle, exit_timeout_millis: int) -> None:
-    global _exit_hook_registered
-    with _lock:
-        _installed.append(handle)
-        if not _exit_hook_registered:
-            # The package's one exit hook (see _lifecycle.py): its budget covers
-            # everything, and these handles get their turn first.
-            _lifecycle.set_exit_budget(exit_timeout_millis / 1000)
-            _lifecycle.on_exit(_exit_hook)
-            _exit_hook_registered = True
+    # The package's one exit hook (see _state.py): the first handle's budget covers
+    # everything, and the handles get their turn first.
+    _state.add_installed(handle, exit_timeout_millis / 1000, _exit_hook)
 
 
 def _exit_hook(seconds_left: float) -> None:
@@ -235,7 +217,7 @@ def _exit_hook(seconds_left: float) -> None:
 
 def installed() -> list[TracingHandle]:
     """The handles of everything configure_tracing() installed and that is still running."""
-    return list(_installed)  # no lock: one C call, and flush() may run in a signal handler
+    return _state.installed_handles()
 
 
 def configure_tracing(
@@ -271,7 +253,7 @@ def configure_tracing(
     exit_millis = _config.EXIT_TIMEOUT_MILLIS.resolve(exit_timeout_millis)
     if _config.tracing_disabled():
         return TracingHandle(None, None, flush_timeout)
-    with _configure_lock:
+    with _state.configure_lock:
         for handle in installed():
             _logger.debug("configure_tracing() called again: keeping the first configuration")
             return handle
@@ -380,8 +362,3 @@ async def aflush(timeout: float = 2.0) -> FlushResult:
 
 # How long aflush() waits for the executor's thread beyond the flush's own budget.
 _AFLUSH_GRACE_SECONDS = 0.1
-
-
-def reset_for_tests() -> None:
-    """Shut down and forget everything installed (tests call it between cases)."""
-    shutdown(0.5)

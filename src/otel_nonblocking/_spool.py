@@ -47,6 +47,7 @@ import time
 import zlib
 from dataclasses import dataclass
 
+from . import _state
 from ._log import AggregatedWarning
 
 try:
@@ -445,7 +446,7 @@ class Spool:
         fd = _lock(path)
         if fd is None:
             return None
-        _HELD.add(fd)
+        _state.spool_claim_fds.add(fd)
         try:
             os.rename(path, claimed)
         except OSError:
@@ -488,7 +489,7 @@ class Spool:
             self._unhold(file.fd)  # only now: the file is gone before its lock is
 
     def _unhold(self, fd: int) -> None:
-        _HELD.discard(fd)
+        _state.spool_claim_fds.discard(fd)
         _close(fd)
 
     def stats(self) -> SpoolStats:
@@ -501,23 +502,6 @@ class Spool:
                 corrupt_files=self._corrupt,
                 foreign_files=len(self._foreign),
             )
-
-
-# The fds holding the locks of this process's claims (every Spool's).
-_HELD: set[int] = set()
-
-
-def _forget_claims() -> None:
-    """In a forked child: close the inherited fds of the parent's claims. Closing a copy
-    keeps the parent's lock; holding it would keep the claim alive after the parent ends
-    (or keep the parent from claiming the file again once it gave it back)."""
-    for fd in list(_HELD):
-        _close(fd)
-    _HELD.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_claims)
 
 
 def _close(fd: int) -> None:

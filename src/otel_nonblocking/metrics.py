@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import itertools
-import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -25,9 +24,9 @@ from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observa
 from ._breaker import BreakerState
 from ._errors import ConfigurationError
 from ._exporter import DeadlineSpanExporter, ExportOutcome
-from ._fork import after_fork_in_child
 from ._processor import QUEUE_FULL, SHUTDOWN, NonBlockingSpanProcessor, ProcessorStats
-from ._processor import live_processors as _live_processors
+from ._state import SELF_METRICS, after_fork_in_child
+from ._state import live_processors as _live_processors
 
 __all__ = [
     "ATTRIBUTES",
@@ -590,21 +589,6 @@ class SelfMetrics:
         ]
 
 
-_registry_lock = threading.Lock()
-
-
-def _fresh_registry_lock() -> None:
-    global _registry_lock  # a lock held by another thread at fork time stays held
-    _registry_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_fresh_registry_lock)
-# By id, holding the provider (so the id stays its own): any MeterProvider will do, even
-# one that cannot be weakly referenced. Providers are few and live as long as the process.
-_handles: dict[int, tuple[MeterProvider, SelfMetrics]] = {}
-_global_handle: SelfMetrics | None = None
-
 _METER_NAME: Final = "otel_nonblocking"
 
 
@@ -630,25 +614,25 @@ def enable_self_metrics(meter_provider: MeterProvider | None = None) -> SelfMetr
     >>> handle = enable_self_metrics(MeterProvider(metric_readers=[reader]))
     >>> handle.disable()
     """
-    global _global_handle  # the handle made on the global provider, proxy or real
     if meter_provider is not None and not isinstance(meter_provider, MeterProvider):
         raise ConfigurationError(
             "meter_provider must be an opentelemetry.metrics.MeterProvider or None, "
             f"got {type(meter_provider).__name__}"
         )
-    with _registry_lock:
+    registry = SELF_METRICS  # the process-wide registry (see _state.py)
+    with registry.lock:
         current = otel_metrics.get_meter_provider()
         provider = current if meter_provider is None else meter_provider
-        known = _handles.get(id(provider))
+        known = registry.by_provider.get(id(provider))
         handle = None if known is None else known[1]
         if handle is None and provider is current:
             # Created on the API's proxy before a real provider was set: the proxy has
             # handed its instruments to this provider already.
-            handle = _global_handle
+            handle = registry.on_global
         if handle is None:
             handle = SelfMetrics(provider.get_meter(_METER_NAME, _version()))
-            _handles[id(provider)] = (provider, handle)
+            registry.by_provider[id(provider)] = (provider, handle)
             if provider is current:
-                _global_handle = handle
+                registry.on_global = handle
     handle._enable()
     return handle

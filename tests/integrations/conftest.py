@@ -18,7 +18,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.util._once import Once
 
-from otel_nonblocking.testing import FakeLangfuse, Mode
+from otel_nonblocking.testing import FakeLangfuse, Mode, reset
 
 PUBLIC_KEY = "pk-lf-test"
 SECRET_KEY = "sk-lf-test"  # noqa: S105 - a made-up key for a loopback fake
@@ -47,7 +47,6 @@ def _in_thread(call: Callable[[], object], limit: float) -> None:
 
 def teardown_langfuse() -> None:
     """Shut down every Langfuse project within about a second and forget the SDK state."""
-    from otel_nonblocking.integrations import _langfuse_exporter
     from otel_nonblocking.integrations import _langfuse_sdk as sdk
     from otel_nonblocking.integrations.langfuse import bound_langfuse_flush, current_binding
 
@@ -71,7 +70,7 @@ def teardown_langfuse() -> None:
     sdk.RESOURCE_MANAGER._instances.clear()
     trace._TRACER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
     trace._TRACER_PROVIDER = None  # type: ignore[attr-defined]
-    _langfuse_exporter.reset_warnings()
+    reset()  # and the package's own state: warnings given while tearing down, ...
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ pytest.importorskip("langfuse", reason="the Langfuse integration needs otel-nonb
 
 from opentelemetry import trace
 
-from otel_nonblocking import ConfigurationError, DeadlineSpanExporter, _lifecycle
+from otel_nonblocking import ConfigurationError, DeadlineSpanExporter, _state
 from otel_nonblocking.integrations import _langfuse_sdk as sdk
 from otel_nonblocking.integrations.langfuse import (
     LangfuseFlushResult,
@@ -25,7 +25,7 @@ from otel_nonblocking.integrations.langfuse import (
     current_binding,
     unbind_langfuse_flush,
 )
-from otel_nonblocking.testing import FakeLangfuse, Mode
+from otel_nonblocking.testing import FakeLangfuse, Mode, reset
 from tests.integrations.conftest import PUBLIC_KEY, request_handler, teardown_langfuse
 
 BUDGET = 0.5  # seconds: every bounded flush and shutdown here must end within it
@@ -87,6 +87,16 @@ def test_bind_is_idempotent_and_unbind_restores_the_stock_methods() -> None:
         assert cls.__dict__[name] is stock[(cls, name)]
 
 
+def test_testing_reset_unbinds_langfuse() -> None:
+    stock = {(cls, name): cls.__dict__[name] for cls, name in PATCHED}
+    binding = bound_langfuse_flush(timeout=BUDGET)
+    reset()
+    assert current_binding() is None
+    assert binding not in _state.flushables()
+    for cls, name in PATCHED:
+        assert cls.__dict__[name] is stock[(cls, name)]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "named"),
     [
@@ -140,7 +150,7 @@ def test_unbind_puts_back_langfuse_exporter_and_processor(make_client) -> None:
 
 
 def _bounded_exit_hooks() -> list[object]:
-    return [h for h in _lifecycle.registered_hooks() if type(h).__name__ == "_ExitHook"]
+    return [h for h in _state.exit_hooks() if type(h).__name__ == "_ExitHook"]
 
 
 def test_exit_hook_is_swapped_for_a_bounded_one_and_restored(monkeypatch, make_client) -> None:

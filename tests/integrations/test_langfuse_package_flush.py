@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("langfuse", reason="the Langfuse integration needs otel-nonblocking[langfuse]")
 
 import otel_nonblocking
-from otel_nonblocking import _flushables
+from otel_nonblocking import _state
 from otel_nonblocking.integrations import _langfuse_sdk as sdk
 from otel_nonblocking.integrations.langfuse import bound_langfuse_flush
 from otel_nonblocking.testing import Mode
@@ -129,12 +129,12 @@ def test_unbind_restores_the_score_queue_and_leaves_the_package_flush(make_clien
     queue = sdk.score_queue(rm)
     has_wake = any(callable(getattr(c, "wake", None)) for c in sdk.score_consumers(rm))
     assert type(queue) is (Queue if has_wake else sdk.WakeableQueue)  # 5.x wakes its own
-    assert binding in _flushables.registered()
+    assert binding in _state.flushables()
 
     binding.unbind()
 
     assert type(queue) is Queue
-    assert binding not in _flushables.registered()
+    assert binding not in _state.flushables()
 
 
 def test_langfuse_flush_inside_a_flush_after_handler_keeps_to_the_lambda_time_left(

@@ -18,7 +18,7 @@ from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from .. import _config
+from .. import _config, _state
 from .._errors import ConfigurationError
 from .._exporter import DeadlineSpanExporter
 from .._otlp import (
@@ -43,22 +43,9 @@ TRACES_PATH_VAR = "LANGFUSE_OTEL_TRACES_EXPORT_PATH"
 MissingKeys = Literal["raise", "disable"]
 _COMPRESSIONS = {"gzip": Compression.Gzip, "none": Compression.NoCompression}
 
-_warned: set[str] = set()
-_warned_lock = threading.Lock()
-
 
 def _warn_once(key: str, message: str, *args: object) -> None:
-    with _warned_lock:
-        if key in _warned:
-            return
-        _warned.add(key)
-    _logger.warning(message, *args)
-
-
-def reset_warnings() -> None:
-    """Forget which one-time warnings were given (for tests)."""
-    with _warned_lock:
-        _warned.clear()
+    _state.warn_once(("langfuse", key), message, *args)
 
 
 class CountingDeadlineExporter(DeadlineSpanExporter):

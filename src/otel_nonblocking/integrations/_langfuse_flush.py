@@ -23,7 +23,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from .. import _flushables, _lifecycle
+from .. import _state
 from .._deadline import Deadline
 from .._errors import ConfigurationError
 from .._exporter import DeadlineSpanExporter, ExportOutcome
@@ -243,7 +243,7 @@ class _ManagerRecord:
 
 
 class _ExitHook:
-    """The exit hook (in the package's one exit hook, ``_lifecycle.on_exit``) that replaces
+    """The exit hook (in the package's one exit hook, ``_state.on_exit``) that replaces
     ``LangfuseResourceManager.shutdown``'s atexit callback for one manager."""
 
     def __init__(self, binding: LangfuseBinding, rm: Any) -> None:
@@ -300,13 +300,12 @@ def _timed_join(
             queue.all_tasks_done.wait(min(remaining, _POLL_SECONDS))
 
 
-_lock = threading.RLock()
-_binding: LangfuseBinding | None = None
-
-
 def _active() -> LangfuseBinding | None:
-    binding = _binding
-    return binding if binding is not None and binding.active else None
+    """The active binding: the one registered with the package's flush (``_state.py``)."""
+    for flushable in _state.flushables():
+        if isinstance(flushable, LangfuseBinding) and flushable.active:
+            return flushable
+    return None
 
 
 def _bind_instance(instance: Any, args: tuple[Any, ...]) -> Any:
@@ -444,12 +443,12 @@ class LangfuseBinding:
             )
         return statuses
 
-    def flush_within(self, deadline: Deadline) -> _flushables.FlushCounts:
+    def flush_within(self, deadline: Deadline) -> _state.FlushCounts:
         """Flush every Langfuse project until ``deadline``: what ``otel_nonblocking.flush()``
         and ``flush_after`` call, with what is left of their own deadline."""
         return self._counted(deadline, shutdown=False)
 
-    def shutdown_within(self, deadline: Deadline) -> _flushables.FlushCounts:
+    def shutdown_within(self, deadline: Deadline) -> _state.FlushCounts:
         """Shut every Langfuse project down until ``deadline`` (``otel_nonblocking.shutdown()``)."""
         return self._counted(deadline, shutdown=True)
 
@@ -459,10 +458,9 @@ class LangfuseBinding:
         Spans held by ``NonBlockingSpanProcessor`` are exported within ``timeout``
         (default: the binding's timeout), the rest are dropped and counted.
         """
-        global _binding  # the module holds at most one active binding
         budget = self._timeout if timeout is None else _seconds("timeout", timeout, allow_zero=True)
         deadline = Deadline.after(budget)
-        with _lock:
+        with _state.bind_lock:
             with self._lock:
                 if not self._active:
                     return
@@ -476,9 +474,7 @@ class LangfuseBinding:
                 if cls.__dict__.get(name) is patched:
                     setattr(cls, name, original)
                 # else someone wrapped it after us: our wrapper now passes straight through
-            if _binding is self:
-                _binding = None
-            _flushables.unregister(self)
+            _state.unregister_flushable(self)
 
     def __repr__(self) -> str:
         state = "active" if self._active else "unbound"
@@ -623,7 +619,7 @@ class LangfuseBinding:
         hook = _ExitHook(self, rm)
         # The package's one exit hook runs it, sharing one deadline with everything else
         # the package installed (and before the TracerProvider's own atexit callback).
-        record.remove_exit_hook = _lifecycle.on_exit(hook)
+        record.remove_exit_hook = _state.on_exit(hook)
 
     def _release(self, rm: Any, record: _ManagerRecord, deadline: Deadline) -> None:
         sdk.keep_scores(rm)
@@ -666,7 +662,7 @@ class LangfuseBinding:
         invocation = invocation_deadline()  # inside a flush_after handler: its time left
         return deadline if invocation is None else deadline.earliest(invocation.remaining())
 
-    def _counted(self, deadline: Deadline, *, shutdown: bool) -> _flushables.FlushCounts:
+    def _counted(self, deadline: Deadline, *, shutdown: bool) -> _state.FlushCounts:
         started = time.monotonic()
         managers = [rm for rm in sdk.resource_managers() if rm is not None]
         records = [self._record_for(rm) for rm in managers]
@@ -677,7 +673,7 @@ class LangfuseBinding:
             pending.add(one(rm, deadline))
         self._result(pending, started, "shutdown" if shutdown else "flush")
         exported1, dropped1 = _span_totals(records)
-        return _flushables.FlushCounts(
+        return _state.FlushCounts(
             exported=exported1 - exported0,
             dropped=max(dropped1 - dropped0 - pending.earlier, 0),
             pending=pending.spans,
@@ -916,7 +912,6 @@ def bound_langfuse_flush(
     >>> Langfuse().flush()  # doctest: +SKIP
     LangfuseFlushResult(spans_pending=0, scores_pending=0, media_pending=0, ...)
     """
-    global _binding  # one active binding per process
     seconds = _seconds("timeout", timeout)
     exit_seconds = (
         seconds if exit_timeout is None else _seconds("exit_timeout", exit_timeout, allow_zero=True)
@@ -925,7 +920,7 @@ def bound_langfuse_flush(
         raise ConfigurationError(
             f"processor must be 'langfuse' or 'nonblocking', got {processor!r}"
         )
-    with _lock:
+    with _state.bind_lock:  # one active binding per process
         current = _active()
         if current is not None:
             if (current.timeout, current.processor, current.exit_timeout) != (
@@ -941,8 +936,7 @@ def bound_langfuse_flush(
             return current
         binding = LangfuseBinding(seconds, processor, exit_seconds)
         binding._patch()
-        _binding = binding
-        _flushables.register(binding)  # otel_nonblocking.flush() and flush_after cover it
+        _state.register_flushable(binding)  # otel_nonblocking.flush() and flush_after cover it
         for rm in sdk.resource_managers():
             binding._adopt_safely(rm)
         return binding
