@@ -402,7 +402,7 @@ def test_the_stock_positional_form_sets_the_same_four_settings() -> None:
     # BatchSpanProcessor(span_exporter, max_queue_size, schedule_delay_millis,
     # max_export_batch_size, export_timeout_millis): the same order, the same meaning.
     processor = NonBlockingSpanProcessor(RecordingExporter(), 77, 123, 7, 4567)
-    settings = processor.settings
+    settings = processor._settings
     assert (settings.max_queue_size, settings.max_export_batch_size) == (77, 7)
     assert settings.schedule_delay == pytest.approx(0.123)
     assert processor.exporter.timeout_seconds == pytest.approx(4.567)
@@ -412,8 +412,8 @@ def test_the_stock_positional_form_sets_the_same_four_settings() -> None:
 def test_none_in_the_stock_arguments_means_not_given(monkeypatch) -> None:
     monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "55")
     processor = NonBlockingSpanProcessor(RecordingExporter(), None, None, None, None)
-    assert processor.settings.max_queue_size == 55  # the variable, as for the stock class
-    assert processor.settings.schedule_delay == pytest.approx(1.0)
+    assert processor._settings.max_queue_size == 55  # the variable, as for the stock class
+    assert processor._settings.schedule_delay == pytest.approx(1.0)
     processor.shutdown(0)
 
 
@@ -443,5 +443,5 @@ def test_queue_capacity_is_what_turns_spans_away_when_the_byte_budget_lowers_it(
     finally:
         processor.shutdown(0)
     default = NonBlockingSpanProcessor(RecordingExporter())
-    assert default.queue_capacity == default.settings.max_queue_size == 16384
+    assert default.queue_capacity == default._settings.max_queue_size == 16384
     default.shutdown(0)

@@ -15,8 +15,17 @@ from ._deadline import Clock, Deadline
 from ._door import Door
 from ._exporter import DeadlineSpanExporter
 from ._guard import GuardedLock
-from ._ledger import FlushReport, FlushRequest, Ledger, ProcessorStats
+from ._ledger import (
+    BACKEND_UNAVAILABLE,
+    SHUTDOWN,
+    TO_SPOOL,
+    FlushReport,
+    FlushRequest,
+    Ledger,
+    ProcessorStats,
+)
 from ._log import AggregatedWarning
+from ._retry import Batch
 from ._settings import PipelineSettings
 from ._spool import Spool, SpoolStats
 from ._spooler import DiskSpooler, NoSpool
@@ -147,7 +156,7 @@ class Pipeline:
         lock = self.ledger.lock
         if lock.acquire_within(max(deadline.remaining(), _BOOKKEEPING_GRACE_SECONDS)):
             try:
-                self.worker.give_up_the_rest()
+                self._give_up_the_rest()
             finally:
                 lock.release()
         # (Else what is left stays counted as pending: this thread holds the lock.)
@@ -173,6 +182,24 @@ class Pipeline:
             finally:
                 lock.release()
         self.door.closed = True
+
+    def _give_up_the_rest(self) -> None:
+        """At the end of close, the worker stopped: what is left is dropped, unless an
+        abandoned attempt delivered it or may still (the caller holds the ledger's lock)."""
+        ledger = self.ledger
+        left = ledger.take(self.door.queue, len(self.door.queue))
+        # Stopped early because nothing could go out, or out of time.
+        why = BACKEND_UNAVAILABLE if self.worker.unreachable else SHUTDOWN
+        for batch in (*ledger.retry.clear(), left):
+            if batch.items:
+                ledger.give_up(batch, why, self._peek(batch))
+        for batch, reason in ledger.doubtful:
+            ledger.give_up(batch, why if reason == TO_SPOOL else reason, self._peek(batch))
+        ledger.doubtful.clear()
+        ledger.resolve_flushes()
+
+    def _peek(self, batch: Batch) -> bool | None:
+        return None if batch.doubt is None else self.sender.peek(batch.doubt)
 
     # -- reading --
 

@@ -138,11 +138,6 @@ class NonBlockingSpanProcessor(SpanProcessor):
         return self._exporter
 
     @property
-    def settings(self) -> PipelineSettings:
-        """The settings this processor resolved when it was built."""
-        return self._settings
-
-    @property
     def queue_capacity(self) -> int:
         """How many spans the queue holds before it turns the next one away: at most
         ``max_queue_size``, lower when ``max_queue_bytes`` cannot hold that many spans of

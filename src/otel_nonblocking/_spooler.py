@@ -157,7 +157,7 @@ class DiskSpooler:
         if self._doubt is not None and not self._settle_doubt(wait=0.1):
             return True  # still unknown: nothing else goes out from the spool meanwhile
         worker = self._worker
-        while worker.may_deliver_spooled():
+        while self._may_deliver():
             if not self._backlog and not self._rescan():
                 return False
             name = self._backlog.pop(0)
@@ -186,6 +186,17 @@ class DiskSpooler:
                 with worker.ledger.lock:
                     worker.ledger.count_unspooled(file.spans, own=file.own, reason=reason)
         return False
+
+    def _may_deliver(self) -> bool:
+        """Nothing more urgent than spooled files waits, and the backend may be sent to."""
+        worker = self._worker
+        return (
+            not worker.door.closed
+            and not worker.ledger.flushes
+            and not worker.ledger.retry
+            and len(worker.door.queue) < worker.door.batch_size
+            and worker.held_for() <= 0
+        )
 
     def _rescan(self) -> bool:
         """Look at the directory again, at most every so often; True if files wait."""

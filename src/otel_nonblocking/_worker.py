@@ -22,7 +22,6 @@ from ._ledger import (
     QUEUE_FULL,
     RETRY_BUFFER_FULL,
     SHUTDOWN,
-    TO_SPOOL,
     Ledger,
     failure_reason,
 )
@@ -214,16 +213,6 @@ class Worker:
         due = self.queue_taken_at + delay - self.clock()
         return max(due, min(_OVERDUE_POLL_SECONDS, delay))
 
-    def may_deliver_spooled(self) -> bool:
-        """Nothing more urgent than spooled files waits, and the backend may be sent to."""
-        return (
-            not self.door.closed
-            and not self.ledger.flushes
-            and not self.ledger.retry
-            and len(self.door.queue) < self.door.batch_size
-            and self.held_for() <= 0
-        )
-
     def _give_up_hopeless_flushes(self) -> None:
         """When nothing can go out now, a flush that had its probe, or that the backend's
         Retry-After outlasts, returns at once (not ok; its items stay pending). At shutdown
@@ -410,21 +399,3 @@ class Worker:
             with self.ledger.lock:
                 self.ledger.apply_verdict(batch, verdict)
                 self.ledger.resolve_flushes()
-
-    def give_up_the_rest(self) -> None:
-        """At the end of shutdown, the worker stopped: what is left is dropped, unless an
-        abandoned attempt delivered it or may still (the caller holds the ledger's lock)."""
-        ledger = self.ledger
-        left = ledger.take(self.door.queue, len(self.door.queue))
-        # Stopped early because nothing could go out, or out of time.
-        why = BACKEND_UNAVAILABLE if self.unreachable else SHUTDOWN
-        for batch in (*ledger.retry.clear(), left):
-            if batch.items:
-                ledger.give_up(batch, why, self._peek(batch))
-        for batch, reason in ledger.doubtful:
-            ledger.give_up(batch, why if reason == TO_SPOOL else reason, self._peek(batch))
-        ledger.doubtful.clear()
-        ledger.resolve_flushes()
-
-    def _peek(self, batch: Batch) -> bool | None:
-        return None if batch.doubt is None else self.sender.peek(batch.doubt)
