@@ -543,3 +543,13 @@ def test_a_forked_child_collects_without_deadlock(metered, pipeline) -> None:
         handle._lock.release()
     code = wait_for_child(pid)
     assert code == 0
+
+
+def test_queue_capacity_metric_reports_the_capacity_the_byte_budget_leaves(
+    metered, pipeline
+) -> None:
+    processor, _ = pipeline(RecordingExporter(), max_queue_size=100, max_queue_bytes=10 * 3 * 1024)
+    metered.enable()
+    got = metered.read()
+    assert got.values("otel.sdk.processor.span.queue.capacity", processor) == {None: 10}
+    assert processor.queue_capacity == 10

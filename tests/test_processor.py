@@ -396,3 +396,52 @@ def test_flush_listeners_and_live_registry(make_spans) -> None:
     assert processor.force_flush(2000)
     assert calls == [True]
     assert processor in live_processors()
+
+
+def test_the_stock_positional_form_sets_the_same_four_settings() -> None:
+    # BatchSpanProcessor(span_exporter, max_queue_size, schedule_delay_millis,
+    # max_export_batch_size, export_timeout_millis): the same order, the same meaning.
+    processor = NonBlockingSpanProcessor(RecordingExporter(), 77, 123, 7, 4567)
+    settings = processor._settings
+    assert (settings.max_queue_size, settings.max_export_batch_size) == (77, 7)
+    assert settings.schedule_delay == pytest.approx(0.123)
+    assert processor.exporter.timeout_seconds == pytest.approx(4.567)
+    processor.shutdown(0)
+
+
+def test_none_in_the_stock_arguments_means_not_given(monkeypatch) -> None:
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "55")
+    processor = NonBlockingSpanProcessor(RecordingExporter(), None, None, None, None)
+    assert processor._settings.max_queue_size == 55  # the variable, as for the stock class
+    assert processor._settings.schedule_delay == pytest.approx(1.0)
+    processor.shutdown(0)
+
+
+def test_only_the_stock_four_settings_may_be_positional() -> None:
+    with pytest.raises(TypeError):
+        NonBlockingSpanProcessor(RecordingExporter(), 77, 123, 7, 4567, 2000)  # type: ignore[misc]
+
+
+def test_queue_capacity_is_what_turns_spans_away_when_the_byte_budget_lowers_it(
+    make_spans,
+) -> None:
+    # 10 spans' worth of the byte budget (3 KiB each before any export taught the size);
+    # no batch is ever ready and no partial batch is due, so nothing leaves the queue.
+    processor = NonBlockingSpanProcessor(
+        RecordingExporter(),
+        max_queue_size=100,
+        max_export_batch_size=100,
+        schedule_delay_millis=60_000,
+        max_queue_bytes=10 * 3 * 1024,
+    )
+    try:
+        assert processor.queue_capacity == 10
+        end_spans(make_spans(processor), 15)
+        stats = processor.stats()
+        assert stats.queue_depth == processor.queue_capacity
+        assert stats.dropped == {"queue_full": 5}
+    finally:
+        processor.shutdown(0)
+    default = NonBlockingSpanProcessor(RecordingExporter())
+    assert default.queue_capacity == default._settings.max_queue_size == 16384
+    default.shutdown(0)

@@ -1,8 +1,9 @@
-"""The retry buffer: batches whose export failed for a transient reason, oldest first.
+"""Batches, and the retry buffer: batches whose export failed for a transient reason.
 
-Bounded in spans; when a new batch does not fit, the oldest batches are evicted and
-returned so the caller can count them. Only the worker thread touches it (under the
-processor's export-side lock, so ``stats()`` can read it).
+A :class:`Batch` holds whatever the pipeline carries (span objects today; encoded bytes
+are to come), numbered consecutively. The buffer is bounded in items; when a new batch
+does not fit, the oldest batches are evicted and returned so the caller can count them.
+Only the worker thread touches it (under the ledger's lock, so ``stats()`` can read it).
 """
 
 from __future__ import annotations
@@ -10,17 +11,16 @@ from __future__ import annotations
 import collections
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-
-from opentelemetry.sdk.trace import ReadableSpan
+from typing import Any
 
 from ._runner import Attempt
 
 
 @dataclass
 class Batch:
-    """Spans with consecutive sequence numbers ``start .. start + len(spans) - 1``."""
+    """Items with consecutive sequence numbers ``start .. start + len(items) - 1``."""
 
-    spans: list[ReadableSpan]
+    items: list[Any]
     start: int
     attempts: int = 0
     retried: bool = field(default=False, compare=False)
@@ -28,19 +28,26 @@ class Batch:
     doubt: Attempt[object] | None = field(default=None, compare=False, repr=False)
 
     def __len__(self) -> int:
-        return len(self.spans)
+        return len(self.items)
+
+    def head(self, count: int) -> Batch:
+        """The first ``count`` items, as a batch of their own (to count them)."""
+        return Batch(self.items[:count], self.start)
+
+    def cut(self, count: int) -> tuple[Batch, Batch]:
+        """The first ``count`` items (a probe), and the rest; both keep the history."""
+        return (
+            Batch(self.items[:count], self.start, self.attempts, self.retried),
+            Batch(self.items[count:], self.start + count, self.attempts, self.retried),
+        )
 
     def split(self) -> tuple[Batch, Batch]:
         """Two halves, for a backend that said the request was too large."""
-        half = len(self.spans) // 2
-        return (
-            Batch(self.spans[:half], self.start, self.attempts, self.retried),
-            Batch(self.spans[half:], self.start + half, self.attempts, self.retried),
-        )
+        return self.cut(len(self.items) // 2)
 
 
 class RetryBuffer:
-    """A deque of :class:`Batch`, capped at ``capacity`` spans in all.
+    """A deque of :class:`Batch`, capped at ``capacity`` items in all.
 
     >>> buffer = RetryBuffer(capacity=3)
     >>> buffer.push(Batch([], 0))
@@ -50,7 +57,7 @@ class RetryBuffer:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._batches: collections.deque[Batch] = collections.deque()
-        self.spans = 0
+        self.size = 0  # items held
 
     def __bool__(self) -> bool:
         return bool(self._batches)
@@ -64,11 +71,11 @@ class RetryBuffer:
             self._batches.appendleft(batch)
         else:
             self._batches.append(batch)
-        self.spans += len(batch)
+        self.size += len(batch)
         evicted = []
-        while self.spans > self.capacity and self._batches:
+        while self.size > self.capacity and self._batches:
             oldest = self._batches.popleft()
-            self.spans -= len(oldest)
+            self.size -= len(oldest)
             evicted.append(oldest)
         return evicted
 
@@ -77,7 +84,7 @@ class RetryBuffer:
         if not self._batches:
             return None
         batch = self._batches.popleft()
-        self.spans -= len(batch)
+        self.size -= len(batch)
         return batch
 
     def remove(self, batch: Batch) -> None:
@@ -85,13 +92,13 @@ class RetryBuffer:
         for index, held in enumerate(self._batches):
             if held is batch:
                 del self._batches[index]
-                self.spans -= len(batch)
+                self.size -= len(batch)
                 return
 
     def clear(self) -> list[Batch]:
         batches = list(self._batches)
         self._batches.clear()
-        self.spans = 0
+        self.size = 0
         return batches
 
     def min_start(self) -> int | None:

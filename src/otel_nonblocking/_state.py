@@ -353,7 +353,10 @@ spool_claim_fds: set[int] = set()
 
 # -- fork: one hook for everything ---------------------------------------------------------
 
-_fork_methods: dict[int, weakref.WeakMethod[Callable[[], Any]]] = {}
+# (a weak reference to the object, its function): no weakref callbacks, which can fire
+# during interpreter teardown after this module's globals are gone (WeakMethod's own
+# callback then raises into stderr). Dead entries are pruned at each registration.
+_fork_methods: dict[int, tuple[weakref.ref[Any], Callable[[Any], Any]]] = {}
 
 
 def after_fork_in_child(method: Callable[[], Any]) -> None:
@@ -361,13 +364,16 @@ def after_fork_in_child(method: Callable[[], Any]) -> None:
 
     Methods run in the order they were registered.
     """
-    key = next(_keys)
-    _fork_methods[key] = weakref.WeakMethod(method, lambda _: _fork_methods.pop(key, None))
+    owner = method.__self__  # type: ignore[attr-defined]
+    function = method.__func__  # type: ignore[attr-defined]
+    for key in [k for k, (ref, _) in _fork_methods.items() if ref() is None]:
+        _fork_methods.pop(key, None)
+    _fork_methods[next(_keys)] = (weakref.ref(owner), function)
 
 
 def fork_registered_count() -> int:
     """How many methods are waiting for the next fork (tests check nothing leaks)."""
-    return len(_fork_methods)
+    return sum(1 for ref, _ in list(_fork_methods.values()) if ref() is not None)
 
 
 class _Marker:
@@ -417,12 +423,12 @@ def _after_fork_in_child() -> None:
         with contextlib.suppress(OSError):
             os.close(fd)
     spool_claim_fds.clear()
-    for ref in list(_fork_methods.values()):
-        method = ref()
-        if method is None:
+    for ref, function in list(_fork_methods.values()):
+        owner = ref()
+        if owner is None:
             continue
         try:
-            method()
+            function(owner)
         except Exception:  # one object's failure must not leave the others broken
             _logger.debug("otel_nonblocking: re-initialising after fork failed", exc_info=True)
 

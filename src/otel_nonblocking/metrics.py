@@ -508,7 +508,7 @@ class SelfMetrics:
 
     def _observe_queue_capacity(self, _options: CallbackOptions) -> list[Observation]:
         return [
-            Observation(p._max_queue_size, _PROCESSOR_NAMES.attributes(p))
+            Observation(p.queue_capacity, _PROCESSOR_NAMES.attributes(p))
             for p in self._processors()
         ]
 

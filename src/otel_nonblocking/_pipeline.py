@@ -1,0 +1,232 @@
+"""A pipeline: the door, the ledger, the worker and the spooler, assembled; and the calls
+the application's threads make into it (flush, close, stats), each bounded.
+
+It knows nothing about spans: a signal's processor (``_processor.py``) resolves the
+settings, appends to :attr:`Pipeline.door` on its hot path, and forwards the rest here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+
+from ._deadline import Clock, Deadline
+from ._door import Door
+from ._exporter import DeadlineSpanExporter
+from ._guard import GuardedLock
+from ._ledger import (
+    BACKEND_UNAVAILABLE,
+    SHUTDOWN,
+    TO_SPOOL,
+    FlushReport,
+    FlushRequest,
+    Ledger,
+    ProcessorStats,
+)
+from ._log import AggregatedWarning
+from ._retry import Batch
+from ._settings import PipelineSettings
+from ._spool import Spool, SpoolStats
+from ._spooler import DiskSpooler, NoSpool
+from ._worker import Worker
+
+# The longest shutdown() waits to settle its counts when its own budget is spent.
+_BOOKKEEPING_GRACE_SECONDS = 0.02
+
+
+class Pipeline:
+    """Items in (:attr:`door`), batches out through ``sender``, every item accounted for."""
+
+    def __init__(
+        self,
+        sender: DeadlineSpanExporter,
+        settings: PipelineSettings,
+        *,
+        item_overhead: int,
+        what: str,
+        clock: Clock,
+    ) -> None:
+        self.sender = sender
+        self.settings = settings
+        self.clock = clock
+        self._item_overhead = item_overhead
+        self._what = what  # what the items are called in warnings ("spans")
+        self._init_state()
+
+    def _init_state(self) -> None:
+        """Fresh queue, counters, locks and worker (at start, and in a forked child)."""
+        settings = self.settings
+        self.door = Door(
+            settings.max_queue_size,
+            settings.max_export_batch_size,
+            settings.max_queue_bytes,
+            self._item_overhead,
+        )
+        self.warn = AggregatedWarning(f"{self._what} dropped", clock=self.clock)
+        self.ledger = Ledger(settings.retry_buffer_size, self.warn)
+        self.worker = Worker(self.door, self.ledger, self.sender, settings, self.clock)
+        if settings.spool_dir:  # the worker opens it; only the worker touches it
+            spool = Spool(settings.spool_dir, settings.spool_max_bytes)
+            self.worker.spooler = DiskSpooler(spool, self.worker, self.sender)
+        else:
+            self.worker.spooler = NoSpool(self.worker)
+        self.shutdown_lock = GuardedLock()
+        self.callers: set[int] = set()  # threads inside flush(), close(), stats()
+        self.worker.start()
+
+    def after_fork(self) -> None:
+        """In a forked child: fresh state and worker, unless the pipeline was closed
+        before the fork; then it stays closed, with fresh locks and no thread."""
+        if not self.door.closed:
+            self._init_state()
+            return
+        self.ledger.lock = GuardedLock()
+        self.shutdown_lock = GuardedLock()
+        self.callers = set()
+
+    @property
+    def lock(self) -> GuardedLock:
+        """The export side's lock (the ledger's)."""
+        return self.ledger.lock
+
+    # -- the application's calls: bounded, and never nested on one thread --
+
+    @contextlib.contextmanager
+    def call(self) -> Iterator[bool]:
+        """Mark this thread as inside a call of ours; False when it already was (a signal
+        handler interrupted it there): the call must then not run."""
+        me = threading.get_ident()
+        if me in self.callers:
+            yield False
+            return
+        self.callers.add(me)
+        try:
+            yield True
+        finally:
+            self.callers.discard(me)
+
+    def busy_here(self) -> bool:
+        """True when the calling thread is inside a flush, close or stats of this pipeline
+        (a signal handler interrupted it): a flush now would not run."""
+        return (
+            threading.get_ident() in self.callers
+            or self.ledger.lock.held_here()
+            or self.shutdown_lock.held_here()
+        )
+
+    def flush(self, seconds: float | None) -> FlushReport:
+        """Wait up to ``seconds`` for every item queued before the call to be settled."""
+        deadline = Deadline.after(seconds, self.clock)
+        lock = self.ledger.lock
+        # False at once when this thread is inside another of our calls (a signal
+        # handler interrupted it): waiting for our own lock would never end.
+        if not lock.acquire_within(deadline.remaining()):
+            return FlushReport(ok=False, done=False)
+        try:
+            request = self.ledger.add_flush(self.ledger.taken + len(self.door.queue), deadline)
+        finally:
+            lock.release()
+        if not request.done.is_set():
+            self.door.ring()
+        done = request.done.wait(deadline.remaining())
+        if not done and lock.acquire_within(_BOOKKEEPING_GRACE_SECONDS):
+            try:
+                self.ledger.withdraw(request)
+            finally:
+                lock.release()
+        # A request left in the list is dropped by the worker once its items are settled.
+        return request.report(done)
+
+    def close(self, budget: float | None) -> None:
+        """Export what is pending within ``budget`` seconds, then drop the rest."""
+        deadline = Deadline.after(budget, self.clock)  # wall-clock, from the call's start
+        if not self.shutdown_lock.acquire_within(deadline.remaining()):
+            return  # another shutdown is under way (on this thread: a signal handler's)
+        try:
+            if self.door.closed:
+                return
+            self._begin_close(deadline, budget)
+        finally:
+            self.shutdown_lock.release()
+        self.door.ring()
+        thread = self.worker.thread
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            thread.join(deadline.remaining())
+        lock = self.ledger.lock
+        if lock.acquire_within(max(deadline.remaining(), _BOOKKEEPING_GRACE_SECONDS)):
+            try:
+                self._give_up_the_rest()
+            finally:
+                lock.release()
+        # (Else what is left stays counted as pending: this thread holds the lock.)
+        self.sender.shutdown(timeout_millis=deadline.remaining() * 1000)
+        self.warn.maybe_emit(force=True)
+        self.worker.spooler.emit(force=True)
+
+    def _begin_close(self, deadline: Deadline, budget: float | None) -> None:
+        worker = self.worker
+        worker.stop_by = deadline
+        if budget is not None:
+            # Exports stop early enough to leave the worker time to spool the rest.
+            reserve = worker.spooler.reserve(budget)
+            worker.export_by = Deadline(deadline.at - reserve, self.clock) if reserve else deadline
+        else:
+            worker.export_by = deadline
+        # (Never an unbounded wait on the caller's thread: see flush.)
+        lock = self.ledger.lock
+        if lock.acquire_within(max(deadline.remaining(), _BOOKKEEPING_GRACE_SECONDS)):
+            try:
+                target = self.ledger.taken + len(self.door.queue)
+                self.ledger.closing = FlushRequest(target, deadline)
+            finally:
+                lock.release()
+        self.door.closed = True
+
+    def _give_up_the_rest(self) -> None:
+        """At the end of close, the worker stopped: what is left is dropped, unless an
+        abandoned attempt delivered it or may still (the caller holds the ledger's lock)."""
+        ledger = self.ledger
+        left = ledger.take(self.door.queue, len(self.door.queue))
+        # Stopped early because nothing could go out, or out of time.
+        why = BACKEND_UNAVAILABLE if self.worker.unreachable else SHUTDOWN
+        for batch in (*ledger.retry.clear(), left):
+            if batch.items:
+                ledger.give_up(batch, why, self._peek(batch))
+        for batch, reason in ledger.doubtful:
+            ledger.give_up(batch, why if reason == TO_SPOOL else reason, self._peek(batch))
+        ledger.doubtful.clear()
+        ledger.resolve_flushes()
+
+    def _peek(self, batch: Batch) -> bool | None:
+        return None if batch.doubt is None else self.sender.peek(batch.doubt)
+
+    # -- reading --
+
+    @contextlib.contextmanager
+    def _reading(self, wait: float) -> Iterator[None]:
+        """The export side's lock for a read on the application's thread: taken within a
+        bound, and not at all when this thread is inside already (a signal handler
+        interrupted it), where the read is best effort (each read is atomic)."""
+        with self.call() as entered:
+            if not entered:
+                yield
+                return
+            lock = self.ledger.lock
+            locked = lock.acquire_within(wait)  # after call(): no window for a handler
+            try:
+                yield
+            finally:
+                if locked:
+                    lock.release()
+
+    def stats_within(self, wait: float) -> ProcessorStats:
+        """A consistent snapshot of the counters, waiting at most ``wait`` seconds for the
+        lock; best effort without it (never a wait without bound)."""
+        full = self.door.full_drops.value()
+        closed = self.door.closed_drops.value()
+        with self._reading(wait):
+            return self.ledger.snapshot(len(self.door.queue), full, closed)
+
+    def spool_stats(self) -> SpoolStats | None:
+        return self.worker.spooler.stats()

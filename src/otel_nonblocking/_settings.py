@@ -1,0 +1,73 @@
+"""A pipeline's settings, resolved once (argument > environment variable > default).
+
+The names, variables, defaults and checks are the registry's (``_config.py``); this is
+the frozen value a pipeline reads them from, in the units it works in (seconds, bytes).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from . import _config
+from ._config import UNSET, _Unset
+from ._errors import ConfigurationError
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """What a pipeline's parts need to know, fixed when it is built."""
+
+    max_queue_size: int
+    max_export_batch_size: int
+    schedule_delay: float  # seconds
+    export_timeout: float  # seconds
+    shutdown_timeout: float  # seconds
+    max_queue_bytes: int
+    retry_buffer_size: int
+    max_export_attempts: int
+    spool_dir: str  # "" when there is no spool
+    spool_max_bytes: int
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        max_queue_size: int | _Unset = UNSET,
+        max_export_batch_size: int | _Unset = UNSET,
+        schedule_delay_millis: int | _Unset = UNSET,
+        export_timeout_millis: int | _Unset = UNSET,
+        shutdown_timeout_millis: int | _Unset = UNSET,
+        max_queue_bytes: int | _Unset = UNSET,
+        retry_buffer_size: int | _Unset = UNSET,
+        max_export_attempts: int | _Unset = UNSET,
+        spool_dir: str | os.PathLike[str] | _Unset | None = UNSET,
+        spool_max_bytes: int | _Unset = UNSET,
+    ) -> PipelineSettings:
+        """Each from its argument, else its variable, else its default. A batch size over
+        the queue size raises when given, and is lowered to it when it came from the
+        environment or the default."""
+        queue_size = _config.MAX_QUEUE_SIZE.resolve(max_queue_size)
+        batch = _config.MAX_EXPORT_BATCH_SIZE.resolve(max_export_batch_size)
+        if batch > queue_size:
+            if not isinstance(max_export_batch_size, _Unset):
+                raise ConfigurationError(
+                    f"max_export_batch_size ({batch}) must not exceed max_queue_size ({queue_size})"
+                )
+            batch = queue_size
+        if isinstance(spool_dir, os.PathLike):
+            spool_dir = os.fspath(spool_dir)
+        return cls(
+            max_queue_size=queue_size,
+            max_export_batch_size=batch,
+            schedule_delay=_config.SCHEDULE_DELAY_MILLIS.resolve(schedule_delay_millis) / 1000,
+            export_timeout=_config.EXPORT_TIMEOUT_MILLIS.resolve(export_timeout_millis) / 1000,
+            shutdown_timeout=(
+                _config.SHUTDOWN_TIMEOUT_MILLIS.resolve(shutdown_timeout_millis) / 1000
+            ),
+            max_queue_bytes=_config.MAX_QUEUE_BYTES.resolve(max_queue_bytes),
+            retry_buffer_size=_config.RETRY_BUFFER_SIZE.resolve(retry_buffer_size),
+            max_export_attempts=_config.MAX_EXPORT_ATTEMPTS.resolve(max_export_attempts),
+            spool_dir=_config.SPOOL_DIR.resolve("" if spool_dir is None else spool_dir),
+            spool_max_bytes=_config.SPOOL_MAX_BYTES.resolve(spool_max_bytes),
+        )
