@@ -96,6 +96,18 @@ def test_every_environment_variable_belongs_to_one_setting() -> None:
     assert len(variables) == len(set(variables))
 
 
+def test_every_setting_has_its_own_name_carrying_its_unit() -> None:
+    # Two settings were both called "timeout" (the OTLP deadline in ms, the flush budget
+    # in s): the docs table listed two rows of that name, and a bad timeout_millis= was
+    # reported as "timeout".
+    names = [s.name for s in SETTINGS]
+    assert len(names) == len(set(names))
+    for setting in SETTINGS:
+        assert setting.name.endswith("_millis") == (setting.unit == "ms"), setting.name
+    assert _config.OTLP_TIMEOUT_MILLIS.argument == "timeout_millis"
+    assert _config.FLUSH_TIMEOUT.argument == "timeout"
+
+
 def test_committed_configuration_page_is_generated_from_the_registry() -> None:
     committed = DOCS_PAGE.read_text(encoding="utf-8")
     assert committed == _docs.configuration_page(), (
@@ -169,7 +181,7 @@ def test_empty_environment_value_counts_as_unset(
 
 
 def test_empty_first_variable_falls_through_to_the_second() -> None:
-    timeout = _config.EXPORTER_TIMEOUT_MILLIS
+    timeout = _config.OTLP_TIMEOUT_MILLIS
     environ = {"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "", "OTEL_EXPORTER_OTLP_TIMEOUT": "7"}
     assert timeout.resolve(environ=environ) == 7000.0
 
@@ -203,7 +215,7 @@ def test_malformed_first_variable_falls_back_to_the_second(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     environ = {"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": PRIVATE, "OTEL_EXPORTER_OTLP_TIMEOUT": "7"}
-    assert _config.EXPORTER_TIMEOUT_MILLIS.resolve(environ=environ) == 7000.0
+    assert _config.OTLP_TIMEOUT_MILLIS.resolve(environ=environ) == 7000.0
     [warning] = _our_warnings(caplog)
     assert "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT" in warning.getMessage()
 
@@ -228,7 +240,7 @@ def test_bad_environment_values_reach_no_log_line_through_the_public_api(
     exporter = nb.otlp_span_exporter("http://127.0.0.1:9/v1/traces")
     try:
         assert processor._max_queue_size == _config.MAX_QUEUE_SIZE.default
-        assert exporter.timeout_seconds == _config.EXPORTER_TIMEOUT_MILLIS.default / 1000
+        assert exporter.timeout_seconds == _config.OTLP_TIMEOUT_MILLIS.default / 1000
     finally:
         processor.shutdown(timeout_millis=500)
         exporter.shutdown(timeout_millis=500)
@@ -268,7 +280,7 @@ def _bad_arguments(setting: Setting[Any]) -> list[Any]:
 def test_bad_explicit_argument_raises_configuration_error_naming_it(
     setting: Setting[Any], value: Any
 ) -> None:
-    with pytest.raises(nb.ConfigurationError, match=rf"^{setting.name}\b"):
+    with pytest.raises(nb.ConfigurationError, match=rf"^{setting.argument}\b"):
         setting.resolve(value, environ={})
 
 
@@ -294,7 +306,7 @@ def test_a_timeout_in_seconds_is_reported_in_seconds(timeout: float, shown: str)
 
 
 def test_the_seconds_resolver_quotes_the_argument_and_returns_milliseconds() -> None:
-    setting = _config.EXPORTER_TIMEOUT_MILLIS
+    setting = _config.OTLP_TIMEOUT_MILLIS
     assert setting.resolve_seconds(1.5, environ={}) == 1500.0
     with pytest.raises(nb.ConfigurationError, match=r"^timeout must be a finite number of seconds"):
         setting.resolve_seconds("2", environ={})  # type: ignore[arg-type]
@@ -423,7 +435,7 @@ def test_public_api_rejects_bad_arguments_by_name(build: Any, name: str) -> None
 def test_otlp_timeout_is_seconds_up_to_the_cutoff_and_milliseconds_above(
     var: str, raw: str, millis: float
 ) -> None:
-    assert _config.EXPORTER_TIMEOUT_MILLIS.resolve(environ={var: raw}) == millis
+    assert _config.OTLP_TIMEOUT_MILLIS.resolve(environ={var: raw}) == millis
 
 
 @pytest.mark.parametrize(

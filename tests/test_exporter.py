@@ -149,6 +149,20 @@ def test_bad_explicit_arguments_raise(kwargs) -> None:
         DeadlineSpanExporter(RecordingExporter(), **kwargs)
 
 
+@pytest.mark.parametrize(
+    ("timeout_millis", "message"),
+    [
+        (0, "timeout_millis must be greater than 0, got 0"),
+        (10**9, "timeout_millis must be at most a day (86400 seconds), got 1000000000"),
+        ("2000", "timeout_millis must be a finite number of milliseconds, got str"),
+    ],
+)
+def test_a_bad_timeout_millis_is_named_as_written(timeout_millis, message) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        DeadlineSpanExporter(RecordingExporter(), timeout_millis=timeout_millis)
+    assert str(caught.value) == message
+
+
 def test_listeners_see_every_export_on_the_exporting_thread() -> None:
     seen: list[tuple[ExportOutcome, int, str]] = []
     exporter = DeadlineSpanExporter(RecordingExporter(), timeout_millis=1000)

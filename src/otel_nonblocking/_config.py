@@ -98,6 +98,11 @@ _PARSERS: Final[Mapping[type, Callable[[str], Any]]] = {
 class Setting(Generic[T]):
     """One configuration parameter.
 
+    ``name`` is unique in the registry and carries the unit unless it is seconds
+    (``otlp_timeout_millis``, ``flush_timeout``); ``arg`` is the argument that sets it in
+    code, which an error names (default: ``name``). A millisecond setting whose argument
+    may also be given in seconds (:meth:`resolve_seconds`) names that argument without
+    ``_millis``: ``timeout_millis=`` on the SDK-shaped classes, ``timeout=`` on the façade.
     ``check`` returns an error message for an invalid value, or ``None`` when it is fine;
     its words must not depend on the unit (the value is shown in the caller's unit).
     ``arg_scale`` converts an explicit argument to the setting's unit (1000: the argument
@@ -115,6 +120,14 @@ class Setting(Generic[T]):
     parse: Callable[[str], T] | None = None
     arg_scale: float = 1.0
     convert: Callable[[T, str], T] | None = None
+    arg: str = ""
+
+    @property
+    def argument(self) -> str:
+        """The argument an error names: ``arg``, else ``name``; in seconds, without
+        ``_millis`` (``timeout_millis`` given as seconds is ``timeout``)."""
+        arg = self.arg or self.name
+        return arg.removesuffix("_millis") if self.arg_scale == 1000.0 else arg
 
     def _kind(self) -> str:
         """What an argument must be, in the argument's unit: "a number of seconds"."""
@@ -132,17 +145,17 @@ class Setting(Generic[T]):
             value, ok = float(value), True
         if not ok:
             raise ConfigurationError(
-                f"{self.name} must be {self._kind()}, got {type(value).__name__}"
+                f"{self.argument} must be {self._kind()}, got {type(value).__name__}"
             )
         if expected is float and not math.isfinite(value):  # type: ignore[arg-type]
-            raise ConfigurationError(f"{self.name} must be a finite number, got {value!r}")
+            raise ConfigurationError(f"{self.argument} must be {self._kind()}, got {value!r}")
         return value  # type: ignore[return-value]
 
     def _checked(self, value: T, shown: object) -> T:
         if self.check is not None:
             problem = self.check(value)
             if problem is not None:
-                raise ConfigurationError(f"{self.name} {problem}, got {shown!r}")
+                raise ConfigurationError(f"{self.argument} {problem}, got {shown!r}")
         return value
 
     def validate(self, value: object) -> T:
@@ -197,7 +210,7 @@ class Setting(Generic[T]):
         """Argument > environment variable > default."""
         if not isinstance(explicit, _Unset):
             value = self.validate(explicit)
-            return value if self.convert is None else self.convert(value, self.name)
+            return value if self.convert is None else self.convert(value, self.argument)
         from_env = self.from_env(environ)
         if not isinstance(from_env, _Unset):
             return from_env
@@ -425,17 +438,20 @@ def _parse_otlp_timeout_millis(raw: str) -> float:
     return value * 1000.0 if value <= OTLP_TIMEOUT_SECONDS_CUTOFF else value
 
 
-EXPORTER_TIMEOUT_MILLIS: Final = Setting(
-    "timeout",
+OTLP_TIMEOUT_MILLIS: Final = Setting(
+    "otlp_timeout_millis",
     ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"),
     float,
     2000.0,
     "ms",
-    "Real wall-clock deadline of one OTLP export, DNS to response body. The argument "
-    "is in seconds; environment values up to 120 are read as seconds (as the Python SDK "
-    "does), larger ones as milliseconds (as the specification says).",
+    "Real wall-clock deadline of one export by DeadlineSpanExporter (otlp_span_exporter() "
+    "builds one), DNS to response body. Set in code by timeout= of otlp_span_exporter() "
+    "and configure_tracing() in seconds, or timeout_millis= of DeadlineSpanExporter. "
+    "Environment values up to 120 are read as seconds (as the Python SDK does), larger "
+    "ones as milliseconds (as the specification says).",
     _positive_millis,
     _parse_otlp_timeout_millis,
+    arg="timeout_millis",
 )
 
 
@@ -511,14 +527,16 @@ SDK_DISABLED: Final = Setting(
     "The specification's switch: no SDK, so nothing is installed.",
 )
 FLUSH_TIMEOUT: Final = Setting(
-    "timeout",
+    "flush_timeout",
     ("OTEL_NONBLOCKING_TIMEOUT",),
     float,
     2.0,
     "s",
-    "Default budget of flush() and shutdown() on the handle configure_tracing() returns. "
-    "The timeout argument of configure_tracing() also sets the export deadline.",
+    "Default budget of flush() and shutdown() on the handle configure_tracing() returns "
+    "(and of flush_after()). Set in code by timeout= of configure_tracing(), which also "
+    "sets otlp_timeout_millis and export_timeout_millis.",
     _positive_seconds,
+    arg="timeout",
 )
 EXIT_TIMEOUT_MILLIS: Final = Setting(
     "exit_timeout_millis",
@@ -552,7 +570,7 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     SCHEDULE_DELAY_MILLIS,
     EXPORT_TIMEOUT_MILLIS,
     SHUTDOWN_TIMEOUT_MILLIS,
-    EXPORTER_TIMEOUT_MILLIS,
+    OTLP_TIMEOUT_MILLIS,
     COMPRESSION,
     ENCODER,
     BREAKER_FAILURE_THRESHOLD,

@@ -184,7 +184,7 @@ class DeadlineSpanExporter(SpanExporter):
         ):
             raise _config.ConfigurationError("exporter must be a SpanExporter")
         self._inner = exporter
-        self._timeout = millis_to_seconds(_config.EXPORTER_TIMEOUT_MILLIS.resolve(timeout_millis))
+        self._timeout = millis_to_seconds(_config.OTLP_TIMEOUT_MILLIS.resolve(timeout_millis))
         self._breaker_settings = (
             _config.BREAKER_FAILURE_THRESHOLD.resolve(failure_threshold),
             _config.BREAKER_BACKOFF_MILLIS.resolve(breaker_backoff_millis) / 1000,
