@@ -262,7 +262,7 @@ def _bad_arguments(setting: Setting[Any]) -> list[Any]:
     if setting.type is int:
         wrong_type.append(7.0)
     if setting.type is float:
-        wrong_type += [math.nan, math.inf]
+        wrong_type += [math.nan, math.inf, 10**400]  # an int no float holds
     if setting.type is str:
         return [None, [1], True, 7] + ([] if setting.name in _FREE_FORM else ["not-a-choice"])
     out_of_range = [v for v in (0, -1) if setting.check is not None and setting.check(v)]
@@ -322,6 +322,8 @@ def test_the_seconds_resolver_quotes_the_argument_and_returns_milliseconds() -> 
         (-0.5, True, "t must be 0 or greater, got -0.5"),
         (86_401, False, "t must be at most a day (86400 seconds), got 86401"),
         (math.inf, False, "t must be a finite number of seconds, got inf"),
+        (math.nan, True, "t must be a finite number of seconds, got nan"),
+        (10**400, False, f"t must be a finite number of seconds, got {10**400}"),
         ("2", False, "t must be a finite number of seconds, got str"),
         (True, False, "t must be a finite number of seconds, got bool"),
     ],

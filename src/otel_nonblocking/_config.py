@@ -142,7 +142,12 @@ class Setting(Generic[T]):
         expected = self.type
         ok = isinstance(value, expected) and not (expected is not bool and isinstance(value, bool))
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            value, ok = float(value), True
+            try:
+                value, ok = float(value), True
+            except OverflowError:  # an int too large for a float: not finite either
+                raise ConfigurationError(
+                    f"{self.argument} must be {self._kind()}, got {value!r}"
+                ) from None
         if not ok:
             raise ConfigurationError(
                 f"{self.argument} must be {self._kind()}, got {type(value).__name__}"
@@ -250,50 +255,63 @@ def _positive(value: float) -> str | None:
     return None if value > 0 else "must be greater than 0"
 
 
-# The longest duration any setting accepts: a day. Longer ones are typos, and thread
-# waits and socket timeouts overflow on values like 1e23.
-_MAX_MILLIS: Final = 86_400_000
-
+# The longest duration any setting or argument accepts: a day. Longer ones are typos,
+# and thread waits and socket timeouts overflow on values like 1e23.
+MAX_SECONDS: Final = 86_400.0
 
 # Duration checks word their limits without a unit, so that an error quotes the value
 # in the unit the caller used (seconds for a ``timeout=`` argument) and stays true.
 _AT_MOST_A_DAY: Final = "must be at most a day (86400 seconds)"
 
 
+def _duration_problem(seconds: float, *, allow_zero: bool) -> str | None:
+    """What is wrong with a duration of ``seconds``, in words without a unit, or None.
+
+    The one range check of every duration, setting or argument, in seconds or not.
+    """
+    if seconds < 0 or (seconds == 0 and not allow_zero):
+        return "must be 0 or greater" if allow_zero else "must be greater than 0"
+    return None if seconds <= MAX_SECONDS else _AT_MOST_A_DAY
+
+
+def _millis_problem(value: float, *, allow_zero: bool) -> str | None:
+    try:
+        seconds = value / 1000
+    except OverflowError:  # an int too large for a float
+        seconds = math.inf
+    return _duration_problem(seconds, allow_zero=allow_zero)
+
+
 def _positive_millis(value: float) -> str | None:
-    if value <= 0:
-        return "must be greater than 0"
-    return None if value <= _MAX_MILLIS else _AT_MOST_A_DAY
+    return _millis_problem(value, allow_zero=False)
 
 
 def _non_negative_millis(value: float) -> str | None:
-    if value < 0:
-        return "must be 0 or greater"
-    return None if value <= _MAX_MILLIS else _AT_MOST_A_DAY
+    return _millis_problem(value, allow_zero=True)
 
 
 def _positive_seconds(value: float) -> str | None:
-    return _positive_millis(value * 1000)
+    return _duration_problem(value, allow_zero=False)
+
+
+def _non_negative_seconds(value: float) -> str | None:
+    return _duration_problem(value, allow_zero=True)
 
 
 def seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
     """``value``, an explicit ``name=`` argument in seconds, as a float; else
     :class:`ConfigurationError` quoting it as given (never converted to milliseconds).
 
-    The one check for a seconds argument outside the registry (a flush budget, a
-    Langfuse timeout): finite, greater than 0 (or at least 0), at most a day.
+    The check of every seconds argument outside the registry (a flush budget, a
+    ``flush_after`` margin, a Langfuse timeout), made by the registry's own
+    :meth:`Setting.validate`: an int or float (not a bool, not a string), finite,
+    greater than 0 (or at least 0), at most a day.
+
+    >>> seconds("timeout", 2)
+    2.0
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigurationError(
-            f"{name} must be a finite number of seconds, got {type(value).__name__}"
-        )
-    number = float(value)
-    if not math.isfinite(number):
-        raise ConfigurationError(f"{name} must be a finite number of seconds, got {value!r}")
-    problem = (_non_negative_millis if allow_zero else _positive_millis)(number * 1000)
-    if problem is not None:
-        raise ConfigurationError(f"{name} {problem}, got {value!r}")
-    return number
+    check = _non_negative_seconds if allow_zero else _positive_seconds
+    return Setting(name, (), float, 0.0, "s", "", check).validate(value)
 
 
 def _non_negative(value: float) -> str | None:

@@ -26,7 +26,6 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from . import _config, _flushables, _lifecycle
 from ._config import UNSET, _Unset
 from ._deadline import Deadline
-from ._errors import ConfigurationError
 from ._otlp import otlp_span_exporter
 from ._processor import MAYBE_DELIVERED, SHUTDOWN, NonBlockingSpanProcessor, ProcessorStats
 
@@ -197,11 +196,8 @@ class TracingHandle:
 
 
 def _or(timeout: float | None, default: float) -> float:
-    if timeout is None:
-        return default
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
-        raise ConfigurationError(f"timeout must be a number of seconds >= 0, got {timeout!r}")
-    return float(timeout)
+    """``timeout`` checked as a budget in seconds (0 allowed), or ``default`` if None."""
+    return default if timeout is None else _config.seconds("timeout", timeout, allow_zero=True)
 
 
 _lock = threading.Lock()
@@ -266,9 +262,7 @@ def configure_tracing(
     >>> handle.flush()  # doctest: +SKIP
     FlushResult(exported=12, dropped=0, pending=0, timed_out=False, seconds=0.01)
     """
-    flush_timeout = _config.FLUSH_TIMEOUT.resolve(
-        UNSET if isinstance(timeout, _Unset) else _number("timeout", timeout)
-    )
+    flush_timeout = _config.FLUSH_TIMEOUT.resolve(timeout)
     exit_millis = _config.EXIT_TIMEOUT_MILLIS.resolve(exit_timeout_millis)
     if _config.tracing_disabled():
         return TracingHandle(None, None, flush_timeout)
@@ -305,12 +299,6 @@ def _enable_self_metrics() -> None:
         enable_self_metrics()
     except Exception:  # self-metrics must never stop tracing
         _logger.debug("otel_nonblocking: self-metrics not enabled", exc_info=True)
-
-
-def _number(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigurationError(f"{name} must be a number of seconds, got {value!r}")
-    return float(value)
 
 
 def _provider(given: TracerProvider | None, service_name: str | None) -> TracerProvider:

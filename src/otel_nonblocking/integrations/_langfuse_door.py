@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from .. import _config
 from .._errors import ConfigurationError
 from . import _langfuse_sdk as sdk
 from ._langfuse_exporter import (
@@ -19,7 +20,7 @@ from ._langfuse_exporter import (
     _key,
     _warn_once,
 )
-from ._langfuse_flush import ProcessorMode, _seconds, bound_langfuse_flush
+from ._langfuse_flush import ProcessorMode, bound_langfuse_flush
 
 _langfuse_logger = logging.getLogger("langfuse")
 
@@ -80,7 +81,7 @@ def bounded_langfuse(
     >>> langfuse.flush()  # doctest: +SKIP
     LangfuseFlushResult(spans_pending=0, scores_pending=0, media_pending=0, ...)
     """
-    seconds = _seconds("timeout", timeout)
+    seconds = _config.seconds("timeout", timeout)
     if missing_keys not in ("raise", "disable"):
         raise ConfigurationError(f"missing_keys must be 'raise' or 'disable', got {missing_keys!r}")
     missing = _missing_keys(langfuse_kwargs)

@@ -23,7 +23,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from .. import _flushables, _lifecycle
+from .. import _config, _flushables, _lifecycle
 from .._deadline import Deadline
 from .._errors import ConfigurationError
 from .._exporter import DeadlineSpanExporter, ExportOutcome
@@ -363,19 +363,6 @@ _WRAPPERS: tuple[tuple[Any, str, Callable[..., Any]], ...] = (
 )
 
 
-def _seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if ok:
-        number = float(value)  # type: ignore[arg-type]
-        ok = (number >= 0 if allow_zero else number > 0) and number != float("inf")
-    if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigurationError(
-            f"{name} must be a finite number of seconds {bound}, got {value!r}"
-        )
-    return float(value)  # type: ignore[arg-type]
-
-
 class LangfuseBinding:
     """The active patch of Langfuse made by :func:`bound_langfuse_flush`.
 
@@ -460,7 +447,11 @@ class LangfuseBinding:
         (default: the binding's timeout), the rest are dropped and counted.
         """
         global _binding  # the module holds at most one active binding
-        budget = self._timeout if timeout is None else _seconds("timeout", timeout, allow_zero=True)
+        budget = (
+            self._timeout
+            if timeout is None
+            else _config.seconds("timeout", timeout, allow_zero=True)
+        )
         deadline = Deadline.after(budget)
         with _lock:
             with self._lock:
@@ -661,7 +652,7 @@ class LangfuseBinding:
 
     def _budget(self, timeout: float | None) -> Deadline:
         if timeout is not None:
-            timeout = _seconds("timeout", timeout, allow_zero=True)
+            timeout = _config.seconds("timeout", timeout, allow_zero=True)
         deadline = Deadline.after(self._timeout if timeout is None else timeout)
         invocation = invocation_deadline()  # inside a flush_after handler: its time left
         return deadline if invocation is None else deadline.earliest(invocation.remaining())
@@ -917,9 +908,11 @@ def bound_langfuse_flush(
     LangfuseFlushResult(spans_pending=0, scores_pending=0, media_pending=0, ...)
     """
     global _binding  # one active binding per process
-    seconds = _seconds("timeout", timeout)
+    seconds = _config.seconds("timeout", timeout)
     exit_seconds = (
-        seconds if exit_timeout is None else _seconds("exit_timeout", exit_timeout, allow_zero=True)
+        seconds
+        if exit_timeout is None
+        else _config.seconds("exit_timeout", exit_timeout, allow_zero=True)
     )
     if processor not in ("langfuse", "nonblocking"):
         raise ConfigurationError(
