@@ -30,7 +30,7 @@ from ._guard import GuardedLock
 from ._log import AggregatedWarning
 from ._runner import Attempt, AttemptRunner
 from ._session import InterruptibleSession
-from ._suppress import start_thread
+from ._suppress import run_within
 
 if TYPE_CHECKING:
     from ._otlp import OTLPCodec
@@ -616,8 +616,7 @@ class DeadlineSpanExporter(SpanExporter):
         if final is not None:
             final.done.wait(deadline.remaining())
         elif not deadline.expired():
-            closer = start_thread(self._inner_shutdown, "otel-nonblocking-shutdown")
-            closer.join(deadline.remaining())
+            run_within(self._inner_shutdown, deadline.remaining(), "otel-nonblocking-shutdown")
         self._warn.maybe_emit(force=True)
 
     def _inner_shutdown(self) -> None:
