@@ -24,6 +24,8 @@ from typing import Generic, TypeVar
 
 from opentelemetry import context
 
+from ._deadline import wait_seconds
+
 T = TypeVar("T")
 
 # The keys instrumentations check (``opentelemetry.instrumentation.utils``): the API's own
@@ -104,7 +106,7 @@ class BoundedCall(Generic[T]):
 
     def wait(self, seconds: float) -> bool:
         """Wait at most ``seconds`` (none if not positive) for ``fn`` to end; True if it has."""
-        return self._done.wait(min(max(seconds, 0.0), threading.TIMEOUT_MAX))
+        return self._done.wait(wait_seconds(seconds))
 
 
 def start_call(fn: Callable[[], T], name: str) -> BoundedCall[T]:
