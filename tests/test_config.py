@@ -407,6 +407,10 @@ def test_configuration_error_is_a_value_error() -> None:
             lambda: nb.configure_tracing(exporter=RecordingExporter(), exit_timeout_millis=-5),
             "exit_timeout_millis",
         ),
+        (
+            lambda: nb.configure_tracing(exporter=RecordingExporter(), exit_timeout=-5),
+            "exit_timeout",
+        ),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )

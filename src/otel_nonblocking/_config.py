@@ -206,10 +206,16 @@ class Setting(Generic[T]):
         self, explicit: float | _Unset = UNSET, environ: Mapping[str, str] | None = None
     ) -> T:
         """:meth:`resolve` for a millisecond setting whose argument is given in seconds
-        (``timeout=``): errors quote the argument in seconds, as the caller wrote it."""
+        (``timeout=``): errors quote the argument in seconds, as the caller wrote it, and
+        name it without ``_millis``; a whole-millisecond setting takes any number of
+        seconds, rounded to the millisecond."""
         if self.unit != "ms":
             raise TypeError(f"{self.name} is not kept in milliseconds")
-        return replace(self, arg_scale=1000.0).resolve(explicit, environ)  # type: ignore[arg-type]
+        if isinstance(explicit, _Unset):
+            return self.resolve(environ=environ)
+        seconds_form: Setting[Any] = replace(self, type=float, arg_scale=1000.0)  # type: ignore[arg-type]
+        millis: float = seconds_form.validate(explicit)
+        return round(millis) if self.type is int else millis  # type: ignore[return-value]
 
     def resolve(self, explicit: T | _Unset = UNSET, environ: Mapping[str, str] | None = None) -> T:
         """Argument > environment variable > default."""
@@ -563,7 +569,8 @@ EXIT_TIMEOUT_MILLIS: Final = Setting(
     2000,
     "ms",
     "Budget of the package's one exit hook, shared by everything it installed (every "
-    "processor, handle and integration), also in multiprocessing children made by fork.",
+    "processor, handle and integration), also in multiprocessing children made by fork. "
+    "Set in code by exit_timeout= of configure_tracing(), in seconds.",
     _non_negative_millis,
 )
 

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import threading
 import time
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from . import _config, _flushables, _lifecycle
 from ._config import UNSET, _Unset
 from ._deadline import Deadline
+from ._errors import ConfigurationError
 from ._otlp import otlp_span_exporter
 from ._processor import MAYBE_DELIVERED, SHUTDOWN, NonBlockingSpanProcessor, ProcessorStats
 
@@ -214,14 +216,14 @@ def _forget(handle: TracingHandle) -> None:
         _installed.remove(handle)
 
 
-def _register(handle: TracingHandle, exit_timeout_millis: int) -> None:
+def _register(handle: TracingHandle, exit_millis: int) -> None:
     global _exit_hook_registered
     with _lock:
         _installed.append(handle)
         if not _exit_hook_registered:
             # The package's one exit hook (see _lifecycle.py): its budget covers
             # everything, and these handles get their turn first.
-            _lifecycle.set_exit_budget(exit_timeout_millis / 1000)
+            _lifecycle.set_exit_budget(exit_millis / 1000)
             _lifecycle.on_exit(_exit_hook)
             _exit_hook_registered = True
 
@@ -247,23 +249,26 @@ def configure_tracing(
     max_queue_size: int | _Unset = UNSET,
     max_export_batch_size: int | _Unset = UNSET,
     schedule_delay_millis: int | _Unset = UNSET,
+    exit_timeout: float | _Unset = UNSET,
     exit_timeout_millis: int | _Unset = UNSET,
 ) -> TracingHandle:
     """Send traces through ``NonBlockingSpanProcessor`` and the deadline OTLP exporter.
 
     ``timeout`` (seconds, default 2) is the real deadline of each export and the
-    default budget of ``flush()`` and ``shutdown()``. With an SDK ``TracerProvider``
-    already installed (or ``tracer_provider`` given) the processor is added to it;
-    otherwise a provider is created and set globally. Calling it again returns the
-    same handle: spans are never exported twice. With ``OTEL_SDK_DISABLED=true`` or
-    ``OTEL_NONBLOCKING_DISABLED=true`` nothing is installed.
+    default budget of ``flush()`` and ``shutdown()``; ``exit_timeout`` (seconds,
+    default ``OTEL_NONBLOCKING_EXIT_TIMEOUT``, 2) the budget of everything the package
+    installed at interpreter exit (``exit_timeout_millis`` is its deprecated form).
+    With an SDK ``TracerProvider`` already installed (or ``tracer_provider`` given) the
+    processor is added to it; otherwise a provider is created and set globally. Calling
+    it again returns the same handle: spans are never exported twice. With
+    ``OTEL_SDK_DISABLED=true`` or ``OTEL_NONBLOCKING_DISABLED=true`` nothing is installed.
 
     >>> handle = configure_tracing(timeout=2, service_name="checkout")  # doctest: +SKIP
     >>> handle.flush()  # doctest: +SKIP
     FlushResult(exported=12, dropped=0, pending=0, timed_out=False, seconds=0.01)
     """
     flush_timeout = _config.FLUSH_TIMEOUT.resolve(timeout)
-    exit_millis = _config.EXIT_TIMEOUT_MILLIS.resolve(exit_timeout_millis)
+    exit_millis = _exit_millis(exit_timeout, exit_timeout_millis)
     if _config.tracing_disabled():
         return TracingHandle(None, None, flush_timeout)
     with _configure_lock:
@@ -290,6 +295,23 @@ def configure_tracing(
     if _config.SELF_METRICS.resolve():
         _enable_self_metrics()
     return handle
+
+
+def _exit_millis(exit_timeout: float | _Unset, exit_timeout_millis: int | _Unset) -> int:
+    """The exit budget in milliseconds, from ``exit_timeout`` (seconds, as every budget
+    of the façade) or the deprecated ``exit_timeout_millis``."""
+    if isinstance(exit_timeout_millis, _Unset):
+        return _config.EXIT_TIMEOUT_MILLIS.resolve_seconds(exit_timeout)
+    if not isinstance(exit_timeout, _Unset):
+        raise ConfigurationError("give exit_timeout (seconds), not also exit_timeout_millis")
+    millis = _config.EXIT_TIMEOUT_MILLIS.resolve(exit_timeout_millis)
+    warnings.warn(
+        "configure_tracing(exit_timeout_millis=...) is deprecated: pass exit_timeout= in "
+        "seconds, as timeout=",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return millis
 
 
 def _enable_self_metrics() -> None:
