@@ -113,12 +113,8 @@ class Wake:
         if self._flag:
             return True
         try:
-            self._tokens.get(timeout=_bounded(timeout))
+            self._tokens.get(timeout=None if timeout is None else wait_seconds(timeout))
         except queue.Empty:
             return self._flag
         self._tokens.put(None)  # stays set until cleared
         return True
-
-
-def _bounded(timeout: float | None) -> float | None:
-    return None if timeout is None else wait_seconds(timeout)

@@ -87,7 +87,7 @@ def _totals(stats: Iterable[ProcessorStats]) -> tuple[int, Counter[str], int]:
 _DEADLINE_SLACK_SECONDS = 0.005
 
 
-def _bounded(
+def _flush_within(
     processors: list[NonBlockingSpanProcessor],
     timeout: float,
     *,
@@ -182,11 +182,11 @@ class TracingHandle:
 
     def flush(self, timeout: float | None = None) -> FlushResult:
         """Wait up to ``timeout`` seconds (default: the configured timeout) for export."""
-        return _bounded(self._processors(), _or(timeout, self._timeout), shutdown=False)
+        return _flush_within(self._processors(), _or(timeout, self._timeout), shutdown=False)
 
     def shutdown(self, timeout: float | None = None) -> FlushResult:
         """Export what fits in ``timeout`` seconds, then stop; idempotent."""
-        result = _bounded(self._processors(), _or(timeout, self._timeout), shutdown=True)
+        result = _flush_within(self._processors(), _or(timeout, self._timeout), shutdown=True)
         if not result.busy:
             _forget(self)
         return result
@@ -352,13 +352,13 @@ def flush(timeout: float = 2.0) -> FlushResult:
     scores and media uploads, under the same deadline. Langfuse's spans count in
     ``exported``/``dropped``/``pending``, its scores and media uploads in ``pending``.
     """
-    return _bounded(_all_processors(), _or(timeout, 2.0), shutdown=False, flushables=True)
+    return _flush_within(_all_processors(), _or(timeout, 2.0), shutdown=False, flushables=True)
 
 
 def shutdown(timeout: float = 2.0) -> FlushResult:
     """Shut down everything the package installed, within ``timeout`` seconds in total."""
     handles = installed()
-    result = _bounded(
+    result = _flush_within(
         [p for h in handles for p in h._processors()],
         _or(timeout, 2.0),
         shutdown=True,
