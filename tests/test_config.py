@@ -312,6 +312,13 @@ def test_the_seconds_resolver_quotes_the_argument_and_returns_milliseconds() -> 
         setting.resolve_seconds("2", environ={})  # type: ignore[arg-type]
     with pytest.raises(nb.ConfigurationError, match=r"must be greater than 0, got -0.5$"):
         setting.resolve_seconds(-0.5, environ={})
+    # A whole-millisecond setting takes seconds too, rounded up: never 0 from above it.
+    exit_millis = _config.EXIT_TIMEOUT_MILLIS
+    assert exit_millis.resolve_seconds(1.5, environ={}) == 1500
+    assert exit_millis.resolve_seconds(0.0004, environ={}) == 1
+    assert type(exit_millis.resolve_seconds(2, environ={})) is int
+    with pytest.raises(nb.ConfigurationError, match=r"^exit_timeout must be 0 or greater"):
+        exit_millis.resolve_seconds(-1, environ={})
 
 
 @pytest.mark.parametrize(

@@ -208,14 +208,14 @@ class Setting(Generic[T]):
         """:meth:`resolve` for a millisecond setting whose argument is given in seconds
         (``timeout=``): errors quote the argument in seconds, as the caller wrote it, and
         name it without ``_millis``; a whole-millisecond setting takes any number of
-        seconds, rounded to the millisecond."""
+        seconds, rounded up to the millisecond (never to 0 from above it)."""
         if self.unit != "ms":
             raise TypeError(f"{self.name} is not kept in milliseconds")
         if isinstance(explicit, _Unset):
             return self.resolve(environ=environ)
         seconds_form: Setting[Any] = replace(self, type=float, arg_scale=1000.0)  # type: ignore[arg-type]
         millis: float = seconds_form.validate(explicit)
-        return round(millis) if self.type is int else millis  # type: ignore[return-value]
+        return math.ceil(millis) if self.type is int else millis  # type: ignore[return-value]
 
     def resolve(self, explicit: T | _Unset = UNSET, environ: Mapping[str, str] | None = None) -> T:
         """Argument > environment variable > default."""

@@ -284,9 +284,9 @@ def configure_tracing(
             max_queue_size=max_queue_size,
             max_export_batch_size=max_export_batch_size,
             schedule_delay_millis=schedule_delay_millis,
-            export_timeout_millis=(
-                UNSET if isinstance(timeout, _Unset) else max(int(flush_timeout * 1000), 1)
-            ),
+            export_timeout_millis=_config.EXPORT_TIMEOUT_MILLIS.resolve_seconds(timeout)
+            if not isinstance(timeout, _Unset)
+            else UNSET,
         )
         provider = _provider(tracer_provider, service_name)
         provider.add_span_processor(processor)
