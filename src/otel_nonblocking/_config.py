@@ -316,8 +316,25 @@ def seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
     >>> seconds("timeout", 2)
     2.0
     """
+    return _seconds_setting(name, allow_zero).validate(value)
+
+
+def seconds_from_text(name: str, text: str, *, allow_zero: bool = False) -> float:
+    """``text`` (a command-line value) as seconds, read in ASCII digits and checked as
+    :func:`seconds` checks an argument; else :class:`ConfigurationError` quoting it as
+    written."""
+    try:
+        value = _parse_float(text)
+    except ValueError:
+        raise ConfigurationError(
+            f"{name} must be a finite number of seconds, got {text!r}"
+        ) from None
+    return _seconds_setting(name, allow_zero)._checked(value, text)
+
+
+def _seconds_setting(name: str, allow_zero: bool) -> Setting[float]:
     check = _non_negative_seconds if allow_zero else _positive_seconds
-    return Setting(name, (), float, 0.0, "s", "", check).validate(value)
+    return Setting(name, (), float, 0.0, "s", "", check)
 
 
 def _non_negative(value: float) -> str | None:
