@@ -452,7 +452,9 @@ EXPORT_TIMEOUT_MILLIS: Final = Setting(
     int,
     30000,
     "ms",
-    "Wall-clock deadline around each export call, enforced whatever the exporter does.",
+    "NonBlockingSpanProcessor's wall-clock deadline around each export call, enforced "
+    "whatever the exporter does; behind otlp_span_exporter() the smaller of it and "
+    "otlp_timeout_millis applies.",
     _positive_millis,
 )
 SHUTDOWN_TIMEOUT_MILLIS: Final = Setting(
