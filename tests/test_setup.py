@@ -13,7 +13,6 @@ from opentelemetry.sdk.trace import TracerProvider
 import otel_nonblocking as nb
 import otel_nonblocking._setup
 import otel_nonblocking.metrics
-from otel_nonblocking import _lifecycle
 from tests.conftest import BlockingExporter, RecordingExporter
 
 pytestmark = pytest.mark.usefixtures("clean_globals")
@@ -208,27 +207,20 @@ def test_every_seconds_argument_is_checked_alike(call, message) -> None:
     assert nb.installed() == []
 
 
-def test_exit_timeout_is_in_seconds_and_exit_timeout_millis_still_works(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_exit_timeout_is_in_seconds_and_exit_timeout_millis_still_works() -> None:
     # Every budget of configure_tracing() is in seconds, as timeout= and Langfuse's
     # exit_timeout= are; the millisecond form keeps working, with a DeprecationWarning.
-    budgets: list[float | None] = []
-    monkeypatch.setattr(_lifecycle, "set_exit_budget", budgets.append)
-    monkeypatch.setattr(_lifecycle, "on_exit", lambda hook: lambda: None)
-    monkeypatch.setattr(otel_nonblocking._setup, "_exit_hook_registered", False)
-    nb.configure_tracing(exporter=RecordingExporter(), exit_timeout=0.25)
-    nb.shutdown(1.0)
-    monkeypatch.setattr(otel_nonblocking._setup, "_exit_hook_registered", False)
+    assert otel_nonblocking._setup._exit_millis(0.25, nb.UNSET) == 250
     with pytest.warns(DeprecationWarning, match="exit_timeout= in seconds"):
-        nb.configure_tracing(exporter=RecordingExporter(), exit_timeout_millis=1500)
-    assert budgets == [0.25, 1.5]
-    nb.shutdown(1.0)
+        assert otel_nonblocking._setup._exit_millis(nb.UNSET, 1500) == 1500
     with pytest.raises(nb.ConfigurationError, match=r"^exit_timeout must be 0 or greater, got -1$"):
         nb.configure_tracing(exporter=RecordingExporter(), exit_timeout=-1)
     with pytest.raises(nb.ConfigurationError, match="not also exit_timeout_millis"):
         nb.configure_tracing(exporter=RecordingExporter(), exit_timeout=1, exit_timeout_millis=9)
     assert nb.installed() == []
+    with pytest.warns(DeprecationWarning, match="exit_timeout= in seconds"):
+        handle = nb.configure_tracing(exporter=RecordingExporter(), exit_timeout_millis=2000)
+    assert handle.enabled
 
 
 class FakeLambdaContext:

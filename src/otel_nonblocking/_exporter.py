@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from . import _config
 from ._breaker import BreakerState, CircuitBreaker
 from ._config import UNSET, _Unset
-from ._deadline import Clock, Deadline, millis_to_seconds, wait_seconds
+from ._deadline import Clock, Deadline, millis_to_seconds
 from ._fork import after_fork_in_child
 from ._guard import GuardedLock
 from ._log import AggregatedWarning
@@ -487,7 +487,7 @@ class DeadlineSpanExporter(SpanExporter):
     def resolve(self, attempt: Attempt[object], wait: float) -> bool | None:
         """What became of an abandoned ``attempt``: True if it delivered the batch after
         all, False if it failed, None if it is still running after ``wait`` seconds."""
-        if not attempt.done.wait(wait_seconds(wait)):
+        if not attempt.done.wait(Deadline.after(wait).remaining()):
             if not self._overdue():
                 return None
             self._abandon()
@@ -590,9 +590,7 @@ class DeadlineSpanExporter(SpanExporter):
             return True
         budget = millis_to_seconds(timeout_millis)
         attempt = self._runner.try_submit(lambda: self._inner.force_flush(timeout_millis))
-        if attempt is None or not attempt.done.wait(
-            None if budget is None else wait_seconds(budget)
-        ):
+        if attempt is None or not attempt.done.wait(Deadline.after(budget).remaining()):
             return False
         return attempt.error is None and attempt.result is not False
 

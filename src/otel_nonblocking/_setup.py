@@ -216,14 +216,14 @@ def _forget(handle: TracingHandle) -> None:
         _installed.remove(handle)
 
 
-def _register(handle: TracingHandle, exit_millis: int) -> None:
+def _register(handle: TracingHandle, exit_timeout_millis: int) -> None:
     global _exit_hook_registered
     with _lock:
         _installed.append(handle)
         if not _exit_hook_registered:
             # The package's one exit hook (see _lifecycle.py): its budget covers
             # everything, and these handles get their turn first.
-            _lifecycle.set_exit_budget(exit_millis / 1000)
+            _lifecycle.set_exit_budget(exit_timeout_millis / 1000)
             _lifecycle.on_exit(_exit_hook)
             _exit_hook_registered = True
 

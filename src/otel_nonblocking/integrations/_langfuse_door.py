@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .. import _config
+from .._config import seconds as _seconds  # the one seconds check
 from .._errors import ConfigurationError
 from . import _langfuse_sdk as sdk
 from ._langfuse_exporter import (
@@ -81,7 +81,7 @@ def bounded_langfuse(
     >>> langfuse.flush()  # doctest: +SKIP
     LangfuseFlushResult(spans_pending=0, scores_pending=0, media_pending=0, ...)
     """
-    seconds = _config.seconds("timeout", timeout)
+    seconds = _seconds("timeout", timeout)
     if missing_keys not in ("raise", "disable"):
         raise ConfigurationError(f"missing_keys must be 'raise' or 'disable', got {missing_keys!r}")
     missing = _missing_keys(langfuse_kwargs)

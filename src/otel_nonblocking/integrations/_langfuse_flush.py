@@ -23,7 +23,8 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from .. import _config, _flushables, _lifecycle
+from .. import _flushables, _lifecycle
+from .._config import seconds as _seconds  # the one seconds check
 from .._deadline import Deadline
 from .._errors import ConfigurationError
 from .._exporter import DeadlineSpanExporter, ExportOutcome
@@ -445,11 +446,7 @@ class LangfuseBinding:
         (default: the binding's timeout), the rest are dropped and counted.
         """
         global _binding  # the module holds at most one active binding
-        budget = (
-            self._timeout
-            if timeout is None
-            else _config.seconds("timeout", timeout, allow_zero=True)
-        )
+        budget = self._timeout if timeout is None else _seconds("timeout", timeout, allow_zero=True)
         deadline = Deadline.after(budget)
         with _lock:
             with self._lock:
@@ -650,7 +647,7 @@ class LangfuseBinding:
 
     def _budget(self, timeout: float | None) -> Deadline:
         if timeout is not None:
-            timeout = _config.seconds("timeout", timeout, allow_zero=True)
+            timeout = _seconds("timeout", timeout, allow_zero=True)
         deadline = Deadline.after(self._timeout if timeout is None else timeout)
         invocation = invocation_deadline()  # inside a flush_after handler: its time left
         return deadline if invocation is None else deadline.earliest(invocation.remaining())
@@ -905,11 +902,9 @@ def bound_langfuse_flush(
     LangfuseFlushResult(spans_pending=0, scores_pending=0, media_pending=0, ...)
     """
     global _binding  # one active binding per process
-    seconds = _config.seconds("timeout", timeout)
+    seconds = _seconds("timeout", timeout)
     exit_seconds = (
-        seconds
-        if exit_timeout is None
-        else _config.seconds("exit_timeout", exit_timeout, allow_zero=True)
+        seconds if exit_timeout is None else _seconds("exit_timeout", exit_timeout, allow_zero=True)
     )
     if processor not in ("langfuse", "nonblocking"):
         raise ConfigurationError(
