@@ -97,6 +97,18 @@ def test_every_environment_variable_belongs_to_one_setting() -> None:
     assert len(variables) == len(set(variables))
 
 
+def test_every_setting_has_its_own_name_carrying_its_unit() -> None:
+    # Two settings were both called "timeout" (the OTLP deadline in ms, the flush budget
+    # in s): the docs table listed two rows of that name, and a bad timeout_millis= was
+    # reported as "timeout".
+    names = [s.name for s in SETTINGS]
+    assert len(names) == len(set(names))
+    for setting in SETTINGS:
+        assert setting.name.endswith("_millis") == (setting.unit == "ms"), setting.name
+    assert _config.OTLP_TIMEOUT_MILLIS.argument == "timeout_millis"
+    assert _config.FLUSH_TIMEOUT.argument == "timeout"
+
+
 def test_committed_configuration_page_is_generated_from_the_registry() -> None:
     committed = DOCS_PAGE.read_text(encoding="utf-8")
     assert committed == configuration_docs.configuration_page(), (
@@ -172,7 +184,7 @@ def test_empty_environment_value_counts_as_unset(
 
 
 def test_empty_first_variable_falls_through_to_the_second() -> None:
-    timeout = _config.EXPORTER_TIMEOUT_MILLIS
+    timeout = _config.OTLP_TIMEOUT_MILLIS
     environ = {"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "", "OTEL_EXPORTER_OTLP_TIMEOUT": "7"}
     assert timeout.resolve(environ=environ) == 7000.0
 
@@ -206,7 +218,7 @@ def test_malformed_first_variable_falls_back_to_the_second(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     environ = {"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": PRIVATE, "OTEL_EXPORTER_OTLP_TIMEOUT": "7"}
-    assert _config.EXPORTER_TIMEOUT_MILLIS.resolve(environ=environ) == 7000.0
+    assert _config.OTLP_TIMEOUT_MILLIS.resolve(environ=environ) == 7000.0
     [warning] = _our_warnings(caplog)
     assert "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT" in warning.getMessage()
 
@@ -231,7 +243,7 @@ def test_bad_environment_values_reach_no_log_line_through_the_public_api(
     exporter = nb.otlp_span_exporter("http://127.0.0.1:9/v1/traces")
     try:
         assert processor._max_queue_size == _config.MAX_QUEUE_SIZE.default
-        assert exporter.timeout_seconds == _config.EXPORTER_TIMEOUT_MILLIS.default / 1000
+        assert exporter.timeout_seconds == _config.OTLP_TIMEOUT_MILLIS.default / 1000
     finally:
         processor.shutdown(timeout_millis=500)
         exporter.shutdown(timeout_millis=500)
@@ -253,7 +265,7 @@ def _bad_arguments(setting: Setting[Any]) -> list[Any]:
     if setting.type is int:
         wrong_type.append(7.0)
     if setting.type is float:
-        wrong_type += [math.nan, math.inf]
+        wrong_type += [math.nan, math.inf, 10**400]  # an int no float holds
     if setting.type is str:
         return [None, [1], True, 7] + ([] if setting.name in _FREE_FORM else ["not-a-choice"])
     out_of_range = [v for v in (0, -1) if setting.check is not None and setting.check(v)]
@@ -271,7 +283,7 @@ def _bad_arguments(setting: Setting[Any]) -> list[Any]:
 def test_bad_explicit_argument_raises_configuration_error_naming_it(
     setting: Setting[Any], value: Any
 ) -> None:
-    with pytest.raises(nb.ConfigurationError, match=rf"^{setting.name}\b"):
+    with pytest.raises(nb.ConfigurationError, match=rf"^{setting.argument}\b"):
         setting.resolve(value, environ={})
 
 
@@ -297,12 +309,19 @@ def test_a_timeout_in_seconds_is_reported_in_seconds(timeout: float, shown: str)
 
 
 def test_the_seconds_resolver_quotes_the_argument_and_returns_milliseconds() -> None:
-    setting = _config.EXPORTER_TIMEOUT_MILLIS
+    setting = _config.OTLP_TIMEOUT_MILLIS
     assert setting.resolve_seconds(1.5, environ={}) == 1500.0
     with pytest.raises(nb.ConfigurationError, match=r"^timeout must be a finite number of seconds"):
         setting.resolve_seconds("2", environ={})  # type: ignore[arg-type]
     with pytest.raises(nb.ConfigurationError, match=r"must be greater than 0, got -0.5$"):
         setting.resolve_seconds(-0.5, environ={})
+    # A whole-millisecond setting takes seconds too, rounded up: never 0 from above it.
+    exit_millis = _config.EXIT_TIMEOUT_MILLIS
+    assert exit_millis.resolve_seconds(1.5, environ={}) == 1500
+    assert exit_millis.resolve_seconds(0.0004, environ={}) == 1
+    assert type(exit_millis.resolve_seconds(2, environ={})) is int
+    with pytest.raises(nb.ConfigurationError, match=r"^exit_timeout must be 0 or greater"):
+        exit_millis.resolve_seconds(-1, environ={})
 
 
 @pytest.mark.parametrize(
@@ -313,6 +332,8 @@ def test_the_seconds_resolver_quotes_the_argument_and_returns_milliseconds() -> 
         (-0.5, True, "t must be 0 or greater, got -0.5"),
         (86_401, False, "t must be at most a day (86400 seconds), got 86401"),
         (math.inf, False, "t must be a finite number of seconds, got inf"),
+        (math.nan, True, "t must be a finite number of seconds, got nan"),
+        (10**400, False, f"t must be a finite number of seconds, got {10**400}"),
         ("2", False, "t must be a finite number of seconds, got str"),
         (True, False, "t must be a finite number of seconds, got bool"),
     ],
@@ -396,6 +417,10 @@ def test_configuration_error_is_a_value_error() -> None:
             lambda: nb.configure_tracing(exporter=RecordingExporter(), exit_timeout_millis=-5),
             "exit_timeout_millis",
         ),
+        (
+            lambda: nb.configure_tracing(exporter=RecordingExporter(), exit_timeout=-5),
+            "exit_timeout",
+        ),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
@@ -426,7 +451,7 @@ def test_public_api_rejects_bad_arguments_by_name(build: Any, name: str) -> None
 def test_otlp_timeout_is_seconds_up_to_the_cutoff_and_milliseconds_above(
     var: str, raw: str, millis: float
 ) -> None:
-    assert _config.EXPORTER_TIMEOUT_MILLIS.resolve(environ={var: raw}) == millis
+    assert _config.OTLP_TIMEOUT_MILLIS.resolve(environ={var: raw}) == millis
 
 
 @pytest.mark.parametrize(

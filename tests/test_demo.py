@@ -133,6 +133,25 @@ def test_demo_rejects_a_non_positive_request_count(capsys) -> None:
     assert "--requests" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("cap", "problem"),
+    [
+        ("inf", "must be a finite number of seconds, got 'inf'"),
+        ("\u0663", "must be a finite number of seconds, got '\u0663'"),  # ARABIC-INDIC 3
+        ("1e5", "must be at most a day (86400 seconds), got '1e5'"),
+        ("0", "must be greater than 0, got '0'"),
+    ],
+)
+def test_demo_checks_its_cap_as_every_seconds_argument(monkeypatch, capsys, cap, problem) -> None:
+    # --cap once took inf (a watchdog that never gives up; the wait then raised
+    # OverflowError), a day-plus cap, and other scripts' digits ("\u0663" read as 3).
+    monkeypatch.setattr(_cli, "run_demo", lambda **_: pytest.fail("the demo ran"))
+    with pytest.raises(SystemExit) as exited:
+        main(["demo", "--cap", cap])
+    assert exited.value.code == 2
+    assert f"argument --cap: value {problem}" in capsys.readouterr().err
+
+
 def test_demo_ignores_otel_environment_variables(monkeypatch, capsys) -> None:
     for name, value in os.environ.items():
         if name.startswith("OTEL_"):

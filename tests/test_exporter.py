@@ -130,6 +130,21 @@ def test_force_flush_is_bounded() -> None:
     assert time.monotonic() - started < 0.1 + 0.3
 
 
+@pytest.mark.parametrize("timeout_millis", [1e30, float("inf"), float("nan"), -5])
+def test_force_flush_takes_any_budget_without_raising(timeout_millis) -> None:
+    # The SDK passes whatever it was given: a wait of 1e27 s or inf raised OverflowError
+    # from the caller's force_flush; every wait is now bounded by _deadline.wait_seconds.
+    exporter = DeadlineSpanExporter(RecordingExporter(), timeout_millis=1000)
+    try:
+        result = exporter.force_flush(timeout_millis=timeout_millis)
+        if timeout_millis > 0:
+            assert result is True
+        else:  # no time to wait: True only if the flush won the race to the check
+            assert isinstance(result, bool)
+    finally:
+        exporter.shutdown(timeout_millis=500)
+
+
 def test_repr_names_no_inner_details() -> None:
     class Secretive(RecordingExporter):
         def __repr__(self) -> str:
@@ -147,6 +162,20 @@ def test_repr_names_no_inner_details() -> None:
 def test_bad_explicit_arguments_raise(kwargs) -> None:
     with pytest.raises(ConfigurationError):
         DeadlineSpanExporter(RecordingExporter(), **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("timeout_millis", "message"),
+    [
+        (0, "timeout_millis must be greater than 0, got 0"),
+        (10**9, "timeout_millis must be at most a day (86400 seconds), got 1000000000"),
+        ("2000", "timeout_millis must be a finite number of milliseconds, got str"),
+    ],
+)
+def test_a_bad_timeout_millis_is_named_as_written(timeout_millis, message) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        DeadlineSpanExporter(RecordingExporter(), timeout_millis=timeout_millis)
+    assert str(caught.value) == message
 
 
 def test_listeners_see_every_export_on_the_exporting_thread() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -60,3 +61,18 @@ def test_wake_wakes_a_waiting_thread_and_stays_set_until_cleared() -> None:
     wake.set()  # twice: one wake-up, cleared by one clear
     wake.clear()
     assert not wake.wait(0.01)
+
+
+def test_every_wait_takes_any_number_of_seconds() -> None:
+    # One clamp (_deadline.wait_seconds) for every wait: a NaN made a lock's wait raise
+    # ValueError; it now waits not at all, and a huge bound as long as a wait can.
+    lock = GuardedLock()
+    assert lock.acquire_within(math.nan)
+    lock.release()
+    assert lock.acquire_within(1e300)
+    lock.release()
+    wake = Wake()
+    assert not wake.wait(math.nan)
+    assert not wake.wait(-1.0)
+    wake.set()
+    assert wake.wait(1e300)

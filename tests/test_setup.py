@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 
 import pytest
@@ -148,6 +149,78 @@ def test_aflush_keeps_its_budget_when_the_executor_is_busy() -> None:
     assert elapsed < 0.2 + 0.5
     assert result.timed_out
     assert not result.ok
+
+
+_DAY = "must be at most a day (86400 seconds)"
+_FINITE = "must be a finite number of seconds"
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: nb.flush(-1), "timeout must be 0 or greater, got -1"),
+        (lambda: nb.flush(math.inf), f"timeout {_FINITE}, got inf"),
+        (lambda: nb.flush(86_401), f"timeout {_DAY}, got 86401"),
+        (lambda: nb.shutdown(math.nan), f"timeout {_FINITE}, got nan"),
+        (lambda: nb.TracingHandle(None, None, 2.0).flush(1e9), f"timeout {_DAY}, got 1000000000.0"),
+        (lambda: asyncio.run(nb.aflush(math.inf)), f"timeout {_FINITE}, got inf"),
+        (lambda: nb.flush_after(timeout=-1), "timeout must be 0 or greater, got -1"),
+        (lambda: nb.flush_after(timeout=10**400), f"timeout {_FINITE}, got {10**400}"),
+        (lambda: nb.flush_after(margin=math.inf), f"margin {_FINITE}, got inf"),
+        (lambda: nb.flush_after(margin="0.2"), f"margin {_FINITE}, got str"),
+        (
+            lambda: nb.configure_tracing(timeout="2", exporter=RecordingExporter()),
+            f"timeout {_FINITE}, got str",
+        ),
+        (
+            lambda: nb.configure_tracing(timeout=10**400, exporter=RecordingExporter()),
+            f"timeout {_FINITE}, got {10**400}",
+        ),
+        (
+            lambda: nb.otlp_span_exporter("http://127.0.0.1:9/v1/traces", timeout=10**400),
+            f"timeout {_FINITE}, got {10**400}",
+        ),
+    ],
+    ids=[
+        "flush-neg",
+        "flush-inf",
+        "flush-day",
+        "shutdown-nan",
+        "handle-flush-day",
+        "aflush-inf",
+        "flush-after-neg",
+        "flush-after-huge-int",
+        "margin-inf",
+        "margin-str",
+        "configure-str",
+        "configure-huge-int",
+        "otlp-huge-int",
+    ],
+)
+def test_every_seconds_argument_is_checked_alike(call, message) -> None:
+    # One check for every seconds argument of the façade: an infinite, NaN or
+    # day-plus budget used to be taken (a flush that may wait for ever), a huge int
+    # raised OverflowError instead of ConfigurationError, and the words differed.
+    with pytest.raises(nb.ConfigurationError) as caught:
+        call()
+    assert str(caught.value) == message
+    assert nb.installed() == []
+
+
+def test_exit_timeout_is_in_seconds_and_exit_timeout_millis_still_works() -> None:
+    # Every budget of configure_tracing() is in seconds, as timeout= and Langfuse's
+    # exit_timeout= are; the millisecond form keeps working, with a DeprecationWarning.
+    assert otel_nonblocking._setup._exit_millis(0.25, nb.UNSET) == 250
+    with pytest.warns(DeprecationWarning, match="exit_timeout= in seconds"):
+        assert otel_nonblocking._setup._exit_millis(nb.UNSET, 1500) == 1500
+    with pytest.raises(nb.ConfigurationError, match=r"^exit_timeout must be 0 or greater, got -1$"):
+        nb.configure_tracing(exporter=RecordingExporter(), exit_timeout=-1)
+    with pytest.raises(nb.ConfigurationError, match="not also exit_timeout_millis"):
+        nb.configure_tracing(exporter=RecordingExporter(), exit_timeout=1, exit_timeout_millis=9)
+    assert nb.installed() == []
+    with pytest.warns(DeprecationWarning, match="exit_timeout= in seconds"):
+        handle = nb.configure_tracing(exporter=RecordingExporter(), exit_timeout_millis=2000)
+    assert handle.enabled
 
 
 class FakeLambdaContext:

@@ -181,7 +181,7 @@ def test_module_level_counters_and_warnings_work_in_a_child_forked_while_held() 
 def test_reset_shuts_down_what_was_installed_and_forgets_its_exit_budget() -> None:
     provider = TracerProvider(shutdown_on_exit=False)
     first = nb.configure_tracing(
-        exporter=RecordingExporter(), tracer_provider=provider, exit_timeout_millis=1500
+        exporter=RecordingExporter(), tracer_provider=provider, exit_timeout=1.5
     )
     assert _state.exit_budget() == 1.5
     started = time.monotonic()
@@ -193,7 +193,7 @@ def test_reset_shuts_down_what_was_installed_and_forgets_its_exit_budget() -> No
     second = nb.configure_tracing(
         exporter=RecordingExporter(),
         tracer_provider=TracerProvider(shutdown_on_exit=False),
-        exit_timeout_millis=700,
+        exit_timeout=0.7,
     )
     assert second is not first
     # Before (setup.reset_for_tests()): the first call's 1.5 s stayed the exit's budget.

@@ -43,8 +43,13 @@ its type, unit and default.
   shown without user-info or query string, and a header value, never shown.
 - **Units.** `ms` values are milliseconds (whole numbers where the type is `int`), as in
   the `OTEL_BSP_*` variables of the OpenTelemetry specification; `s` values are
-  seconds. Booleans accept `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`), in any
-  case.
+  seconds. A setting's name carries its unit unless it is seconds. In code, a
+  `timeout=` (of `configure_tracing()`, `flush()`, `flush_after()`,
+  `otlp_span_exporter()`, the Langfuse integration) is in seconds, and an argument in
+  milliseconds says so in its name (`timeout_millis=`, `schedule_delay_millis=`), as on
+  the classes shaped like the SDK's, `NonBlockingSpanProcessor` and
+  `DeadlineSpanExporter`. Booleans accept `true`/`false` (also `1`/`0`, `yes`/`no`,
+  `on`/`off`), in any case.
 - **The OTLP timeout unit.** The specification says `OTEL_EXPORTER_OTLP_TIMEOUT` and
   `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT` are milliseconds, but the Python SDK (1.33 through
   1.45) reads them as seconds. This package reads a value up to {_CUTOFF} as seconds

@@ -13,7 +13,9 @@ import os
 import sys
 from collections.abc import Sequence
 
+from ._config import seconds_from_text
 from ._demo import explanation, format_table, package_versions, run_demo
+from ._errors import ConfigurationError
 
 _PROG = "otel-nonblocking"
 # Everything the demo runs logs through these; the demo hides them unless --verbose.
@@ -41,14 +43,12 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
+def _seconds(text: str) -> float:
+    """A number of seconds, as every seconds argument is checked (``_config.seconds``)."""
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
+        return seconds_from_text("value", text)
+    except ConfigurationError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -87,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--cap",
-        type=_positive_float,
+        type=_seconds,
         default=None,
         metavar="SECONDS",
         help="how long to wait for one flush or shutdown call before reporting it as "

@@ -104,6 +104,11 @@ _PARSERS: Final[Mapping[type, Callable[[str], Any]]] = {
 class Setting(Generic[T]):
     """One configuration parameter.
 
+    ``name`` is unique in the registry and carries the unit unless it is seconds
+    (``otlp_timeout_millis``, ``flush_timeout``); ``arg`` is the argument that sets it in
+    code, which an error names (default: ``name``). A millisecond setting whose argument
+    may also be given in seconds (:meth:`resolve_seconds`) names that argument without
+    ``_millis``: ``timeout_millis=`` on the SDK-shaped classes, ``timeout=`` on the façade.
     ``check`` returns an error message for an invalid value, or ``None`` when it is fine;
     its words must not depend on the unit (the value is shown in the caller's unit).
     ``arg_scale`` converts an explicit argument to the setting's unit (1000: the argument
@@ -121,6 +126,14 @@ class Setting(Generic[T]):
     parse: Callable[[str], T] | None = None
     arg_scale: float = 1.0
     convert: Callable[[T, str], T] | None = None
+    arg: str = ""
+
+    @property
+    def argument(self) -> str:
+        """The argument an error names: ``arg``, else ``name``; in seconds, without
+        ``_millis`` (``timeout_millis`` given as seconds is ``timeout``)."""
+        arg = self.arg or self.name
+        return arg.removesuffix("_millis") if self.arg_scale == 1000.0 else arg
 
     def _kind(self) -> str:
         """What an argument must be, in the argument's unit: "a number of seconds"."""
@@ -135,20 +148,25 @@ class Setting(Generic[T]):
         expected = self.type
         ok = isinstance(value, expected) and not (expected is not bool and isinstance(value, bool))
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            value, ok = float(value), True
+            try:
+                value, ok = float(value), True
+            except OverflowError:  # an int too large for a float: not finite either
+                raise ConfigurationError(
+                    f"{self.argument} must be {self._kind()}, got {value!r}"
+                ) from None
         if not ok:
             raise ConfigurationError(
-                f"{self.name} must be {self._kind()}, got {type(value).__name__}"
+                f"{self.argument} must be {self._kind()}, got {type(value).__name__}"
             )
         if expected is float and not math.isfinite(value):  # type: ignore[arg-type]
-            raise ConfigurationError(f"{self.name} must be a finite number, got {value!r}")
+            raise ConfigurationError(f"{self.argument} must be {self._kind()}, got {value!r}")
         return value  # type: ignore[return-value]
 
     def _checked(self, value: T, shown: object) -> T:
         if self.check is not None:
             problem = self.check(value)
             if problem is not None:
-                raise ConfigurationError(f"{self.name} {problem}, got {shown!r}")
+                raise ConfigurationError(f"{self.argument} {problem}, got {shown!r}")
         return value
 
     def validate(self, value: object) -> T:
@@ -194,16 +212,22 @@ class Setting(Generic[T]):
         self, explicit: float | _Unset = UNSET, environ: Mapping[str, str] | None = None
     ) -> T:
         """:meth:`resolve` for a millisecond setting whose argument is given in seconds
-        (``timeout=``): errors quote the argument in seconds, as the caller wrote it."""
+        (``timeout=``): errors quote the argument in seconds, as the caller wrote it, and
+        name it without ``_millis``; a whole-millisecond setting takes any number of
+        seconds, rounded up to the millisecond (never to 0 from above it)."""
         if self.unit != "ms":
             raise TypeError(f"{self.name} is not kept in milliseconds")
-        return replace(self, arg_scale=1000.0).resolve(explicit, environ)  # type: ignore[arg-type]
+        if isinstance(explicit, _Unset):
+            return self.resolve(environ=environ)
+        seconds_form: Setting[Any] = replace(self, type=float, arg_scale=1000.0)  # type: ignore[arg-type]
+        millis: float = seconds_form.validate(explicit)
+        return math.ceil(millis) if self.type is int else millis  # type: ignore[return-value]
 
     def resolve(self, explicit: T | _Unset = UNSET, environ: Mapping[str, str] | None = None) -> T:
         """Argument > environment variable > default."""
         if not isinstance(explicit, _Unset):
             value = self.validate(explicit)
-            return value if self.convert is None else self.convert(value, self.name)
+            return value if self.convert is None else self.convert(value, self.argument)
         from_env = self.from_env(environ)
         if not isinstance(from_env, _Unset):
             return from_env
@@ -219,50 +243,80 @@ def _positive(value: float) -> str | None:
     return None if value > 0 else "must be greater than 0"
 
 
-# The longest duration any setting accepts: a day. Longer ones are typos, and thread
-# waits and socket timeouts overflow on values like 1e23.
-_MAX_MILLIS: Final = 86_400_000
-
+# The longest duration any setting or argument accepts: a day. Longer ones are typos,
+# and thread waits and socket timeouts overflow on values like 1e23.
+MAX_SECONDS: Final = 86_400.0
 
 # Duration checks word their limits without a unit, so that an error quotes the value
 # in the unit the caller used (seconds for a ``timeout=`` argument) and stays true.
 _AT_MOST_A_DAY: Final = "must be at most a day (86400 seconds)"
 
 
+def _duration_problem(seconds: float, *, allow_zero: bool) -> str | None:
+    """What is wrong with a duration of ``seconds``, in words without a unit, or None.
+
+    The one range check of every duration, setting or argument, in seconds or not.
+    """
+    if seconds < 0 or (seconds == 0 and not allow_zero):
+        return "must be 0 or greater" if allow_zero else "must be greater than 0"
+    return None if seconds <= MAX_SECONDS else _AT_MOST_A_DAY
+
+
+def _millis_problem(value: float, *, allow_zero: bool) -> str | None:
+    try:
+        seconds = value / 1000
+    except OverflowError:  # an int too large for a float
+        seconds = math.inf
+    return _duration_problem(seconds, allow_zero=allow_zero)
+
+
 def _positive_millis(value: float) -> str | None:
-    if value <= 0:
-        return "must be greater than 0"
-    return None if value <= _MAX_MILLIS else _AT_MOST_A_DAY
+    return _millis_problem(value, allow_zero=False)
 
 
 def _non_negative_millis(value: float) -> str | None:
-    if value < 0:
-        return "must be 0 or greater"
-    return None if value <= _MAX_MILLIS else _AT_MOST_A_DAY
+    return _millis_problem(value, allow_zero=True)
 
 
 def _positive_seconds(value: float) -> str | None:
-    return _positive_millis(value * 1000)
+    return _duration_problem(value, allow_zero=False)
+
+
+def _non_negative_seconds(value: float) -> str | None:
+    return _duration_problem(value, allow_zero=True)
 
 
 def seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
     """``value``, an explicit ``name=`` argument in seconds, as a float; else
     :class:`ConfigurationError` quoting it as given (never converted to milliseconds).
 
-    The one check for a seconds argument outside the registry (a flush budget, a
-    Langfuse timeout): finite, greater than 0 (or at least 0), at most a day.
+    The check of every seconds argument outside the registry (a flush budget, a
+    ``flush_after`` margin, a Langfuse timeout), made by the registry's own
+    :meth:`Setting.validate`: an int or float (not a bool, not a string), finite,
+    greater than 0 (or at least 0), at most a day.
+
+    >>> seconds("timeout", 2)
+    2.0
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    return _seconds_setting(name, allow_zero).validate(value)
+
+
+def seconds_from_text(name: str, text: str, *, allow_zero: bool = False) -> float:
+    """``text`` (a command-line value) as seconds, read in ASCII digits and checked as
+    :func:`seconds` checks an argument; else :class:`ConfigurationError` quoting it as
+    written."""
+    try:
+        value = _parse_float(text)
+    except ValueError:
         raise ConfigurationError(
-            f"{name} must be a finite number of seconds, got {type(value).__name__}"
-        )
-    number = float(value)
-    if not math.isfinite(number):
-        raise ConfigurationError(f"{name} must be a finite number of seconds, got {value!r}")
-    problem = (_non_negative_millis if allow_zero else _positive_millis)(number * 1000)
-    if problem is not None:
-        raise ConfigurationError(f"{name} {problem}, got {value!r}")
-    return number
+            f"{name} must be a finite number of seconds, got {text!r}"
+        ) from None
+    return _seconds_setting(name, allow_zero)._checked(value, text)
+
+
+def _seconds_setting(name: str, allow_zero: bool) -> Setting[float]:
+    check = _non_negative_seconds if allow_zero else _positive_seconds
+    return Setting(name, (), float, 0.0, "s", "", check)
 
 
 def _non_negative(value: float) -> str | None:
@@ -380,7 +434,9 @@ EXPORT_TIMEOUT_MILLIS: Final = Setting(
     int,
     30000,
     "ms",
-    "Wall-clock deadline around each export call, enforced whatever the exporter does.",
+    "NonBlockingSpanProcessor's wall-clock deadline around each export call, enforced "
+    "whatever the exporter does; behind otlp_span_exporter() the smaller of it and "
+    "otlp_timeout_millis applies.",
     _positive_millis,
 )
 SHUTDOWN_TIMEOUT_MILLIS: Final = Setting(
@@ -407,17 +463,20 @@ def _parse_otlp_timeout_millis(raw: str) -> float:
     return value * 1000.0 if value <= OTLP_TIMEOUT_SECONDS_CUTOFF else value
 
 
-EXPORTER_TIMEOUT_MILLIS: Final = Setting(
-    "timeout",
+OTLP_TIMEOUT_MILLIS: Final = Setting(
+    "otlp_timeout_millis",
     ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"),
     float,
     2000.0,
     "ms",
-    "Real wall-clock deadline of one OTLP export, DNS to response body. The argument "
-    "is in seconds; environment values up to 120 are read as seconds (as the Python SDK "
-    "does), larger ones as milliseconds (as the specification says).",
+    "Real wall-clock deadline of one export by DeadlineSpanExporter (otlp_span_exporter() "
+    "builds one), DNS to response body. Set in code by timeout= of otlp_span_exporter() "
+    "and configure_tracing() in seconds, or timeout_millis= of DeadlineSpanExporter. "
+    "Environment values up to 120 are read as seconds (as the Python SDK does), larger "
+    "ones as milliseconds (as the specification says).",
     _positive_millis,
     _parse_otlp_timeout_millis,
+    arg="timeout_millis",
 )
 
 
@@ -493,14 +552,16 @@ SDK_DISABLED: Final = Setting(
     "The specification's switch: no SDK, so nothing is installed.",
 )
 FLUSH_TIMEOUT: Final = Setting(
-    "timeout",
+    "flush_timeout",
     ("OTEL_NONBLOCKING_TIMEOUT",),
     float,
     2.0,
     "s",
-    "Default budget of flush() and shutdown() on the handle configure_tracing() returns. "
-    "The timeout argument of configure_tracing() also sets the export deadline.",
+    "Default budget of flush() and shutdown() on the handle configure_tracing() returns "
+    "(and of flush_after()). Set in code by timeout= of configure_tracing(), which also "
+    "sets otlp_timeout_millis and export_timeout_millis.",
     _positive_seconds,
+    arg="timeout",
 )
 EXIT_TIMEOUT_MILLIS: Final = Setting(
     "exit_timeout_millis",
@@ -509,7 +570,8 @@ EXIT_TIMEOUT_MILLIS: Final = Setting(
     2000,
     "ms",
     "Budget of the package's one exit hook, shared by everything it installed (every "
-    "processor, handle and integration), also in multiprocessing children made by fork.",
+    "processor, handle and integration), also in multiprocessing children made by fork. "
+    "Set in code by exit_timeout= of configure_tracing(), in seconds.",
     _non_negative_millis,
 )
 
@@ -534,7 +596,7 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     SCHEDULE_DELAY_MILLIS,
     EXPORT_TIMEOUT_MILLIS,
     SHUTDOWN_TIMEOUT_MILLIS,
-    EXPORTER_TIMEOUT_MILLIS,
+    OTLP_TIMEOUT_MILLIS,
     COMPRESSION,
     ENCODER,
     BREAKER_FAILURE_THRESHOLD,

@@ -38,7 +38,7 @@ class Deadline:
 
     def remaining(self) -> float:
         """Seconds left: never negative, and never more than a thread wait accepts."""
-        return min(max(self.at - self.clock(), 0.0), threading.TIMEOUT_MAX)
+        return wait_seconds(self.at - self.clock())
 
     def expired(self) -> bool:
         return self.clock() >= self.at
@@ -48,6 +48,18 @@ class Deadline:
         if seconds is None:
             return self
         return Deadline(min(self.at, self.clock() + max(seconds, 0.0)), self.clock)
+
+
+def wait_seconds(seconds: float) -> float:
+    """``seconds`` as a timeout every thread wait takes: not negative (NaN: 0), and not
+    above ``threading.TIMEOUT_MAX`` (a lock's wait raises on either).
+
+    >>> wait_seconds(-1.0), wait_seconds(1e300) == threading.TIMEOUT_MAX
+    (0.0, True)
+    """
+    if not seconds > 0:  # also NaN
+        return 0.0
+    return min(seconds, threading.TIMEOUT_MAX)
 
 
 def millis_to_seconds(timeout_millis: float | None) -> float | None:

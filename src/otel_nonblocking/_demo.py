@@ -11,7 +11,6 @@ import math
 import platform
 import sys
 import textwrap
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from opentelemetry.trace import Tracer
 
 from ._otlp import otlp_span_exporter
 from ._processor import NonBlockingSpanProcessor
+from ._suppress import run_within, start_call
 from .testing import FakeOTLPBackend, Mode
 
 __all__ = [
@@ -98,24 +98,12 @@ def capped_call(fn: Callable[[], T], cap: float, *, name: str = "watchdog") -> C
     >>> capped_call(lambda: 42, cap=1.0).value
     42
     """
-    box: dict[str, Any] = {}
-    done = threading.Event()
-
-    def run() -> None:
-        began = time.perf_counter()
-        try:
-            box["value"] = fn()
-        except Exception as error:  # noqa: BLE001 - reported in the result, never raised
-            box["error"] = type(error).__name__
-        box["seconds"] = time.perf_counter() - began
-        done.set()
-
     began = time.perf_counter()
-    thread = threading.Thread(target=run, name=f"otel-nonblocking-{name}", daemon=True)
-    thread.start()
-    if done.wait(cap):
-        return Call(box["seconds"], True, box.get("value"), box.get("error"))
-    return Call(time.perf_counter() - began, False)
+    call = run_within(fn, cap, f"otel-nonblocking-{name}")
+    if not call.done:
+        return Call(time.perf_counter() - began, False)
+    error = None if call.error is None else type(call.error).__name__
+    return Call(call.seconds, True, call.value, error)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -321,19 +309,10 @@ def _run_backend(
 
 def _start(fn: Callable[[], T]) -> Callable[[float], T | None]:
     """Start ``fn`` on a daemon thread now; the returned function waits for its value."""
-    box: list[T] = []
-    done = threading.Event()
-
-    def run() -> None:
-        try:
-            box.append(fn())
-        finally:
-            done.set()
-
-    threading.Thread(target=run, name="otel-nonblocking-demo", daemon=True).start()
+    call = start_call(fn, "otel-nonblocking-demo")
 
     def wait(timeout: float) -> T | None:
-        return box[0] if done.wait(timeout) and box else None
+        return call.value if call.wait(timeout) else None
 
     return wait
 

@@ -30,7 +30,7 @@ from ._log import AggregatedWarning
 from ._runner import Attempt, AttemptRunner
 from ._session import InterruptibleSession
 from ._state import after_fork_in_child
-from ._suppress import start_thread
+from ._suppress import run_within
 
 if TYPE_CHECKING:
     from ._otlp import OTLPCodec
@@ -184,7 +184,7 @@ class DeadlineSpanExporter(SpanExporter):
         ):
             raise _config.ConfigurationError("exporter must be a SpanExporter")
         self._inner = exporter
-        self._timeout = millis_to_seconds(_config.EXPORTER_TIMEOUT_MILLIS.resolve(timeout_millis))
+        self._timeout = millis_to_seconds(_config.OTLP_TIMEOUT_MILLIS.resolve(timeout_millis))
         self._breaker_settings = (
             _config.BREAKER_FAILURE_THRESHOLD.resolve(failure_threshold),
             _config.BREAKER_BACKOFF_MILLIS.resolve(breaker_backoff_millis) / 1000,
@@ -487,7 +487,7 @@ class DeadlineSpanExporter(SpanExporter):
     def resolve(self, attempt: Attempt[object], wait: float) -> bool | None:
         """What became of an abandoned ``attempt``: True if it delivered the batch after
         all, False if it failed, None if it is still running after ``wait`` seconds."""
-        if not attempt.done.wait(max(wait, 0.0)):
+        if not attempt.done.wait(Deadline.after(wait).remaining()):
             if not self._overdue():
                 return None
             self._abandon()
@@ -590,7 +590,7 @@ class DeadlineSpanExporter(SpanExporter):
             return True
         budget = millis_to_seconds(timeout_millis)
         attempt = self._runner.try_submit(lambda: self._inner.force_flush(timeout_millis))
-        if attempt is None or not attempt.done.wait(budget):
+        if attempt is None or not attempt.done.wait(Deadline.after(budget).remaining()):
             return False
         return attempt.error is None and attempt.result is not False
 
@@ -616,8 +616,7 @@ class DeadlineSpanExporter(SpanExporter):
         if final is not None:
             final.done.wait(deadline.remaining())
         elif not deadline.expired():
-            closer = start_thread(self._inner_shutdown, "otel-nonblocking-shutdown")
-            closer.join(deadline.remaining())
+            run_within(self._inner_shutdown, deadline.remaining(), "otel-nonblocking-shutdown")
         self._warn.maybe_emit(force=True)
 
     def _inner_shutdown(self) -> None:

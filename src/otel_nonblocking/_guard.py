@@ -13,6 +13,8 @@ import queue
 import threading
 from types import TracebackType
 
+from ._deadline import wait_seconds
+
 
 class GuardedLock:
     """A lock that knows which thread holds it.
@@ -55,7 +57,7 @@ class GuardedLock:
         (a signal handler or ``__del__`` interrupted it), False if the time runs out."""
         if self._owner == threading.get_ident():
             return False
-        if not self._lock.acquire(timeout=min(max(seconds, 0.0), threading.TIMEOUT_MAX)):
+        if not self._lock.acquire(timeout=wait_seconds(seconds)):
             return False
         self._owner = threading.get_ident()
         return True
@@ -111,14 +113,8 @@ class Wake:
         if self._flag:
             return True
         try:
-            self._tokens.get(timeout=_bounded(timeout))
+            self._tokens.get(timeout=None if timeout is None else wait_seconds(timeout))
         except queue.Empty:
             return self._flag
         self._tokens.put(None)  # stays set until cleared
         return True
-
-
-def _bounded(timeout: float | None) -> float | None:
-    if timeout is None:
-        return None
-    return min(max(timeout, 0.0), threading.TIMEOUT_MAX)

@@ -299,7 +299,7 @@ def otlp_span_exporter(
 
     >>> exporter = otlp_span_exporter("http://127.0.0.1:4318/v1/traces", timeout=2)
     """
-    timeout_millis = _config.EXPORTER_TIMEOUT_MILLIS.resolve_seconds(timeout)
+    timeout_millis = _config.OTLP_TIMEOUT_MILLIS.resolve_seconds(timeout)
     url = _config.otlp_endpoint_from_env() if endpoint is None else checked_endpoint(endpoint)
     sent = _config.otlp_headers_from_env() if headers is None else checked_headers(headers)
     if max_request_bytes is not None and (

@@ -158,15 +158,12 @@ def flush_after(
         with flush_after(timeout=1.0, context=context):
             ...
     """
-    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin < 0:
-        raise ConfigurationError(f"margin must be a number of seconds >= 0, got {margin!r}")
-    if not isinstance(timeout, _Unset) and (
-        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0
-    ):
-        raise ConfigurationError(f"timeout must be a number of seconds >= 0, got {timeout!r}")
-    resolved = _config.FLUSH_TIMEOUT.resolve(
-        UNSET if isinstance(timeout, _Unset) else max(float(timeout), 1e-9)
+    seconds_margin = _config.seconds("margin", margin, allow_zero=True)
+    budget = (
+        _config.FLUSH_TIMEOUT.resolve()
+        if isinstance(timeout, _Unset)
+        else _config.seconds("timeout", timeout, allow_zero=True)
     )
     if context is not None and not isinstance(context, InvocationContext):
         raise ConfigurationError("context must have get_remaining_time_in_millis()")
-    return FlushAfter(resolved, context, float(margin))
+    return FlushAfter(budget, context, seconds_margin)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -83,7 +84,7 @@ def _totals(stats: Iterable[ProcessorStats]) -> tuple[int, Counter[str], int]:
 _DEADLINE_SLACK_SECONDS = 0.005
 
 
-def _bounded(
+def _flush_within(
     processors: list[NonBlockingSpanProcessor],
     timeout: float,
     *,
@@ -178,11 +179,11 @@ class TracingHandle:
 
     def flush(self, timeout: float | None = None) -> FlushResult:
         """Wait up to ``timeout`` seconds (default: the configured timeout) for export."""
-        return _bounded(self._processors(), _or(timeout, self._timeout), shutdown=False)
+        return _flush_within(self._processors(), _or(timeout, self._timeout), shutdown=False)
 
     def shutdown(self, timeout: float | None = None) -> FlushResult:
         """Export what fits in ``timeout`` seconds, then stop; idempotent."""
-        result = _bounded(self._processors(), _or(timeout, self._timeout), shutdown=True)
+        result = _flush_within(self._processors(), _or(timeout, self._timeout), shutdown=True)
         if not result.busy:
             _forget(self)
         return result
@@ -194,11 +195,8 @@ class TracingHandle:
 
 
 def _or(timeout: float | None, default: float) -> float:
-    if timeout is None:
-        return default
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
-        raise ConfigurationError(f"timeout must be a number of seconds >= 0, got {timeout!r}")
-    return float(timeout)
+    """``timeout`` checked as a budget in seconds (0 allowed), or ``default`` if None."""
+    return default if timeout is None else _config.seconds("timeout", timeout, allow_zero=True)
 
 
 def _forget(handle: TracingHandle) -> None:
@@ -232,25 +230,26 @@ def configure_tracing(
     max_queue_size: int | _Unset = UNSET,
     max_export_batch_size: int | _Unset = UNSET,
     schedule_delay_millis: int | _Unset = UNSET,
+    exit_timeout: float | _Unset = UNSET,
     exit_timeout_millis: int | _Unset = UNSET,
 ) -> TracingHandle:
     """Send traces through ``NonBlockingSpanProcessor`` and the deadline OTLP exporter.
 
     ``timeout`` (seconds, default 2) is the real deadline of each export and the
-    default budget of ``flush()`` and ``shutdown()``. With an SDK ``TracerProvider``
-    already installed (or ``tracer_provider`` given) the processor is added to it;
-    otherwise a provider is created and set globally. Calling it again returns the
-    same handle: spans are never exported twice. With ``OTEL_SDK_DISABLED=true`` or
-    ``OTEL_NONBLOCKING_DISABLED=true`` nothing is installed.
+    default budget of ``flush()`` and ``shutdown()``; ``exit_timeout`` (seconds,
+    default ``OTEL_NONBLOCKING_EXIT_TIMEOUT``, 2) the budget of everything the package
+    installed at interpreter exit (``exit_timeout_millis`` is its deprecated form).
+    With an SDK ``TracerProvider`` already installed (or ``tracer_provider`` given) the
+    processor is added to it; otherwise a provider is created and set globally. Calling
+    it again returns the same handle: spans are never exported twice. With
+    ``OTEL_SDK_DISABLED=true`` or ``OTEL_NONBLOCKING_DISABLED=true`` nothing is installed.
 
     >>> handle = configure_tracing(timeout=2, service_name="checkout")  # doctest: +SKIP
     >>> handle.flush()  # doctest: +SKIP
     FlushResult(exported=12, dropped=0, pending=0, timed_out=False, seconds=0.01)
     """
-    flush_timeout = _config.FLUSH_TIMEOUT.resolve(
-        UNSET if isinstance(timeout, _Unset) else _number("timeout", timeout)
-    )
-    exit_millis = _config.EXIT_TIMEOUT_MILLIS.resolve(exit_timeout_millis)
+    flush_timeout = _config.FLUSH_TIMEOUT.resolve(timeout)
+    exit_millis = _exit_millis(exit_timeout, exit_timeout_millis)
     if _config.tracing_disabled():
         return TracingHandle(None, None, flush_timeout)
     with _state.configure_lock:
@@ -266,9 +265,9 @@ def configure_tracing(
             max_queue_size=max_queue_size,
             max_export_batch_size=max_export_batch_size,
             schedule_delay_millis=schedule_delay_millis,
-            export_timeout_millis=(
-                UNSET if isinstance(timeout, _Unset) else max(int(flush_timeout * 1000), 1)
-            ),
+            export_timeout_millis=_config.EXPORT_TIMEOUT_MILLIS.resolve_seconds(timeout)
+            if not isinstance(timeout, _Unset)
+            else UNSET,
         )
         provider = _provider(tracer_provider, service_name)
         provider.add_span_processor(processor)
@@ -279,6 +278,23 @@ def configure_tracing(
     return handle
 
 
+def _exit_millis(exit_timeout: float | _Unset, exit_timeout_millis: int | _Unset) -> int:
+    """The exit budget in milliseconds, from ``exit_timeout`` (seconds, as every budget
+    of the façade) or the deprecated ``exit_timeout_millis``."""
+    if isinstance(exit_timeout_millis, _Unset):
+        return _config.EXIT_TIMEOUT_MILLIS.resolve_seconds(exit_timeout)
+    if not isinstance(exit_timeout, _Unset):
+        raise ConfigurationError("give exit_timeout (seconds), not also exit_timeout_millis")
+    millis = _config.EXIT_TIMEOUT_MILLIS.resolve(exit_timeout_millis)
+    warnings.warn(
+        "configure_tracing(exit_timeout_millis=...) is deprecated: pass exit_timeout= in "
+        "seconds, as timeout=",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return millis
+
+
 def _enable_self_metrics() -> None:
     from .metrics import enable_self_metrics
 
@@ -286,12 +302,6 @@ def _enable_self_metrics() -> None:
         enable_self_metrics()
     except Exception:  # self-metrics must never stop tracing
         _logger.debug("otel_nonblocking: self-metrics not enabled", exc_info=True)
-
-
-def _number(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigurationError(f"{name} must be a number of seconds, got {value!r}")
-    return float(value)
 
 
 def _provider(given: TracerProvider | None, service_name: str | None) -> TracerProvider:
@@ -323,13 +333,13 @@ def flush(timeout: float = 2.0) -> FlushResult:
     scores and media uploads, under the same deadline. Langfuse's spans count in
     ``exported``/``dropped``/``pending``, its scores and media uploads in ``pending``.
     """
-    return _bounded(_all_processors(), _or(timeout, 2.0), shutdown=False, flushables=True)
+    return _flush_within(_all_processors(), _or(timeout, 2.0), shutdown=False, flushables=True)
 
 
 def shutdown(timeout: float = 2.0) -> FlushResult:
     """Shut down everything the package installed, within ``timeout`` seconds in total."""
     handles = installed()
-    result = _bounded(
+    result = _flush_within(
         [p for h in handles for p in h._processors()],
         _or(timeout, 2.0),
         shutdown=True,

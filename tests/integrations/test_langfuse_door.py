@@ -107,7 +107,11 @@ def test_bounded_langfuse_passes_other_arguments_to_langfuse(fake) -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "named"),
-    [({"timeout": 0}, "timeout"), ({"missing_keys": "ignore"}, "missing_keys")],
+    [
+        ({"timeout": 0}, "timeout"),
+        ({"timeout": 86_401}, "timeout must be at most a day"),  # the one seconds check
+        ({"missing_keys": "ignore"}, "missing_keys"),
+    ],
 )
 def test_bounded_langfuse_rejects_bad_arguments_naming_them(kwargs, named) -> None:
     with pytest.raises(ConfigurationError, match=named):

@@ -102,7 +102,9 @@ def test_testing_reset_unbinds_langfuse() -> None:
     [
         ({"timeout": 0}, "timeout"),
         ({"timeout": float("inf")}, "timeout"),
+        ({"timeout": 86_401}, "timeout must be at most a day"),  # the one seconds check
         ({"exit_timeout": -1}, "exit_timeout"),
+        ({"exit_timeout": 1e9}, "exit_timeout must be at most a day"),
         ({"processor": "batch"}, "processor"),
     ],
 )

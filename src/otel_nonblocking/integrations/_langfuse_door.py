@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from .._config import seconds as _seconds  # the one seconds check
 from .._errors import ConfigurationError
 from . import _langfuse_sdk as sdk
 from ._langfuse_exporter import (
@@ -19,7 +20,7 @@ from ._langfuse_exporter import (
     _key,
     _warn_once,
 )
-from ._langfuse_flush import ProcessorMode, _seconds, bound_langfuse_flush
+from ._langfuse_flush import ProcessorMode, bound_langfuse_flush
 
 _langfuse_logger = logging.getLogger("langfuse")
 

@@ -24,13 +24,14 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from .. import _state
+from .._config import seconds as _seconds  # the one seconds check
 from .._deadline import Deadline
 from .._errors import ConfigurationError
 from .._exporter import DeadlineSpanExporter, ExportOutcome
 from .._log import AggregatedWarning
 from .._processor import NonBlockingSpanProcessor
 from .._serverless import invocation_deadline
-from .._suppress import start_thread
+from .._suppress import BoundedCall, run_within, start_call
 from . import _langfuse_sdk as sdk
 from ._langfuse_exporter import (
     CountingDeadlineExporter,
@@ -194,7 +195,7 @@ class _SpanFlusher:
     def __init__(self, processor: Any) -> None:
         self._processor = processor
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._call: BoundedCall[None] | None = None
 
     def flush(self, deadline: Deadline) -> bool:
         """True if a complete flush ended before ``deadline``.
@@ -203,12 +204,10 @@ class _SpanFlusher:
         empty, so it also takes every span ended before this call.
         """
         with self._lock:
-            thread = self._thread
-            if thread is None or not thread.is_alive():
-                thread = start_thread(self._run, "otel-nonblocking-langfuse-flush")
-                self._thread = thread
-        thread.join(deadline.remaining())
-        return not thread.is_alive()
+            call = self._call
+            if call is None or call.done:
+                call = self._call = start_call(self._run, "otel-nonblocking-langfuse-flush")
+        return call.wait(deadline.remaining())
 
     def _run(self) -> None:
         try:
@@ -360,19 +359,6 @@ _WRAPPERS: tuple[tuple[Any, str, Callable[..., Any]], ...] = (
     (sdk.RESOURCE_MANAGER, "shutdown", _rm_shutdown),
     (sdk.RESOURCE_MANAGER, "_initialize_instance", _rm_initialize),
 )
-
-
-def _seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if ok:
-        number = float(value)  # type: ignore[arg-type]
-        ok = (number >= 0 if allow_zero else number > 0) and number != float("inf")
-    if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigurationError(
-            f"{name} must be a finite number of seconds {bound}, got {value!r}"
-        )
-    return float(value)  # type: ignore[arg-type]
 
 
 class LangfuseBinding:
@@ -835,9 +821,8 @@ class LangfuseBinding:
                 consumer.pause()
             sdk.wake_prompt_consumers(rm, len(prompts))
             closers.append(record.prompt_tasks.shutdown)
-        for close in closers:  # they may wait without a limit: daemon threads, joined in time
-            closer = start_thread(_quietly(close), "otel-nonblocking-langfuse-exit")
-            closer.join(deadline.remaining())
+        for close in closers:  # they may wait without a limit: daemon threads, waited in time
+            run_within(_quietly(close), deadline.remaining(), "otel-nonblocking-langfuse-exit")
         self._warn.maybe_emit(force=True)
 
 
