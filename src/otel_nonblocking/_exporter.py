@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from . import _config
+from . import _compat_sdk, _config
 from ._breaker import BreakerState, CircuitBreaker
 from ._config import UNSET, _Unset
 from ._deadline import Clock, Deadline, millis_to_seconds
@@ -33,7 +33,7 @@ from ._session import InterruptibleSession
 from ._suppress import start_thread
 
 if TYPE_CHECKING:
-    from ._otlp import OTLPCodec
+    from ._otlp_codec import OTLPCodec
     from ._requests import EncodedBatch
 
 # An abandoned attempt whose connection was cut usually ends within milliseconds, and
@@ -150,16 +150,19 @@ class ExporterStats:
 def find_session(exporter: SpanExporter) -> InterruptibleSession | None:
     """The interruptible session inside an OTLP/HTTP exporter, if it has one.
 
-    SDK 1.33-1.38 keep it as ``_session``; later releases inside their HTTP transport.
+    An SDK OTLP/HTTP exporter whose session is not where the supported releases keep it
+    (a newer release moved it) is reported once: its abandoned exports cannot be cut.
     """
-    candidates: list[object] = [getattr(exporter, "_session", None)]
-    client = getattr(exporter, "_client", None)
-    transport = getattr(client, "_transport", None)
-    candidates.append(getattr(transport, "_session", None))
-    for candidate in candidates:
-        if isinstance(candidate, InterruptibleSession):
-            return candidate
-    return None
+    session: InterruptibleSession | None = _compat_sdk.exporter_session(
+        exporter, InterruptibleSession
+    )
+    if (
+        session is None
+        and _compat_sdk.is_otlp_http_exporter(exporter)
+        and not _compat_sdk.has_session(exporter)  # a plain one is the user's choice
+    ):
+        _compat_sdk.warn_session_missing(exporter)
+    return session
 
 
 class DeadlineSpanExporter(SpanExporter):
@@ -312,7 +315,7 @@ class DeadlineSpanExporter(SpanExporter):
         """How to encode a batch and send encoded bytes, when the inner exporter is an
         SDK OTLP/HTTP exporter (the disk spool needs it); None otherwise."""
         if self._codec is _NO_CODEC:
-            from ._otlp import otlp_codec
+            from ._otlp_codec import otlp_codec
 
             self._codec = otlp_codec(self._inner)
         return self._codec  # type: ignore[return-value]

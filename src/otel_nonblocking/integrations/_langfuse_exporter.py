@@ -26,9 +26,8 @@ from .._otlp import (
     build_otlp_exporter,
     checked_endpoint,
     checked_headers,
-    otlp_exporter_class,
-    sdk_takes_max_request_size,
 )
+from .._otlp_codec import otlp_exporter_class, sdk_takes_max_request_size
 from .._session import InterruptibleSession
 from .._tally import Tally
 from .._urls import url_problem
