@@ -97,9 +97,7 @@ def test_an_exporter_with_a_plain_or_found_session_is_not_reported(
     caplog.set_level(logging.WARNING, logger="otel_nonblocking")
     endpoint = "http://127.0.0.1:9/v1/traces"
     plain = DeadlineSpanExporter(OTLPSpanExporter(endpoint=endpoint))  # the user's choice
-    ours = DeadlineSpanExporter(
-        OTLPSpanExporter(endpoint=endpoint, session=InterruptibleSession())
-    )
+    ours = DeadlineSpanExporter(OTLPSpanExporter(endpoint=endpoint, session=InterruptibleSession()))
     assert _session_warnings(caplog) == []
     assert _compat_sdk.exporter_session(ours.inner, InterruptibleSession) is not None
     for exporter in (plain, ours):

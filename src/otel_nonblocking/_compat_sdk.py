@@ -26,7 +26,9 @@ __all__ = [
     "BaseConfigurator",
     "ProbeResult",
     "batch_exporter",
+    "batch_exporter_slot",
     "batch_processor",
+    "batch_processor_queue",
     "batch_queue",
     "batch_settings",
     "check_sdk_layout",
@@ -291,8 +293,26 @@ def replace_batch_processor(processor: object, batch: object) -> None:
     processor._batch_processor = batch  # type: ignore[attr-defined]
 
 
+def batch_exporter_slot(processor: object) -> tuple[Any, str] | None:
+    """Where a ``BatchSpanProcessor`` keeps the exporter it exports through, as
+    ``(holder, attribute)``: 1.35+ its batch processor's ``_exporter``, 1.33/1.34 its own
+    ``span_exporter``; None for anything else."""
+    batch = batch_processor(processor)
+    if batch is not None:
+        return batch, "_exporter"
+    if "span_exporter" in getattr(processor, "__dict__", {}):  # OTel 1.33/1.34
+        return processor, "span_exporter"
+    return None
+
+
 def batch_exporter(batch: object) -> Any:
+    """The exporter of an OTel 1.35+ ``BatchProcessor`` (see :func:`batch_processor`)."""
     return getattr(batch, "_exporter", None)
+
+
+def batch_processor_queue(batch: object) -> Any | None:
+    """The span queue of an OTel 1.35+ ``BatchProcessor``, or None."""
+    return getattr(batch, "_queue", None)
 
 
 def batch_queue(processor: object) -> Any | None:
@@ -300,17 +320,17 @@ def batch_queue(processor: object) -> Any | None:
     1.33/1.34 its own ``queue``), or None."""
     batch = batch_processor(processor)
     if batch is not None:
-        return getattr(batch, "_queue", None)
+        return batch_processor_queue(batch)
     return getattr(processor, "queue", None)
 
 
 def batch_settings(batch: object) -> tuple[int, int, int]:
     """``(max_queue_size, max_export_batch_size, schedule_delay_millis)`` of a batch
-    processor, the SDK's defaults where one cannot be read."""
+    processor (2048, 512 and 1000 where one cannot be read)."""
     return (
         int(getattr(batch, "_max_queue_size", 2048)),
         int(getattr(batch, "_max_export_batch_size", 512)),
-        int(getattr(batch, "_schedule_delay_millis", 5000)),
+        int(getattr(batch, "_schedule_delay_millis", 1000)),
     )
 
 
@@ -359,6 +379,8 @@ def probe() -> list[ProbeResult]:
     provider = TracerProvider()
     provider.add_span_processor(processor)
     candidates = _session_candidates(exporter)
+    batch = batch_processor(processor)
+    queued = batch_queue(processor) is not None
     try:
         return [
             ProbeResult("span layout", "ReadableSpan fields" if check_sdk_layout() else None),
@@ -419,8 +441,20 @@ def probe() -> list[ProbeResult]:
                     ]
                 ),
             ),
-            ProbeResult("batch queue", _where([("queue", batch_queue(processor) is not None)])),
-            ProbeResult("batch settings", _where([("batch", _settings_found(processor))])),
+            ProbeResult(
+                "batch queue",
+                _where(
+                    [
+                        ("processor._batch_processor._queue", batch is not None and queued),
+                        ("processor.queue", batch is None and queued),
+                    ]
+                ),
+            ),
+            ProbeResult(
+                "batch settings",
+                _where([("processor._batch_processor._max_*", _settings_found(batch))]),
+                required=batch is not None,  # read only through the 1.35+ batch processor
+            ),
             ProbeResult(
                 "provider processors",
                 _where(
@@ -446,7 +480,7 @@ def _has_configurator() -> bool:
     return callable(getattr(_BaseConfigurator, "configure", None))
 
 
-def _settings_found(processor: object) -> bool:
-    holder = batch_processor(processor) or processor
+def _settings_found(batch: object) -> bool:
+    holder = batch
     names = ("_max_queue_size", "_max_export_batch_size", "_schedule_delay_millis")
     return all(isinstance(getattr(holder, n, None), int) for n in names)

@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from .._errors import ConfigurationError
-from . import _langfuse_sdk as sdk
+from . import _compat_langfuse as sdk
 from ._langfuse_exporter import (
     PUBLIC_KEY_VAR,
     SECRET_KEY_VAR,
