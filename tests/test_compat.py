@@ -189,3 +189,106 @@ def test_the_import_graph_is_read_whole() -> None:
 def test_the_package_has_no_import_cycle() -> None:
     cycle = _cycle(_import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+# --- nothing of others' private outside the compat modules --------------------------
+
+_COMPAT_MODULES = {"_compat_sdk.py", "integrations/_compat_langfuse.py"}
+# Hot paths read span fields inline (a call per field would cost the encoder and on_end
+# their speed); check_sdk_layout() in _compat_sdk is their probe.
+_HOT_PATH_READS = {
+    "_encoder.py": {
+        "_context", "_parent", "_name", "_kind", "_start_time", "_end_time", "_status",
+        "_attributes", "_events", "_links", "_resource", "_instrumentation_scope",
+        "_dict", "_dq",
+    },
+    "_processor.py": {"_context"},
+}  # fmt: skip
+
+
+def _private_name(node: ast.AST) -> tuple[str, bool] | None:
+    """``(name, on_self)`` for ``x._name`` or ``getattr(x, "_name")``-like reads."""
+    if isinstance(node, ast.Attribute):
+        name, base = node.attr, node.value
+    elif (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in ("getattr", "setattr", "hasattr", "delattr")
+        and len(node.args) >= 2
+        and isinstance(node.args[1], ast.Constant)
+        and isinstance(node.args[1].value, str)
+    ):
+        name, base = node.args[1].value, node.args[0]
+    else:
+        return None
+    if not name.startswith("_") or name.startswith("__"):
+        return None
+    return name, isinstance(base, ast.Name) and base.id in ("self", "cls")
+
+
+def _sources() -> dict[str, ast.Module]:
+    return {
+        path.relative_to(_PACKAGE_DIR).as_posix(): ast.parse(path.read_text(encoding="utf-8"))
+        for path in _PACKAGE_DIR.rglob("*.py")
+    }
+
+
+def _own_private_names(trees: dict[str, ast.Module]) -> set[str]:
+    """Private names the package itself defines: its attributes, functions, classes."""
+    own: set[str] = set()
+    for tree in trees.values():
+        for node in ast.walk(tree):
+            found = _private_name(node)
+            if found is not None and found[1]:
+                own.add(found[0])  # self._x / cls._x
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                own.add(node.name)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                own.add(node.id)
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                own.add(node.target.id)
+    return own
+
+
+def _foreign_private_reads(trees: dict[str, ast.Module]) -> list[str]:
+    own = _own_private_names(trees)
+    reads = []
+    for rel, tree in trees.items():
+        if rel in _COMPAT_MODULES or rel.startswith("testing/"):
+            continue
+        allowed = own | _HOT_PATH_READS.get(rel, set())
+        for node in ast.walk(tree):
+            found = _private_name(node)
+            if found is not None and not found[1] and found[0] not in allowed:
+                reads.append(f"{rel}:{node.lineno}: {found[0]}")
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                if node.module.startswith(("opentelemetry", "langfuse")) and (
+                    "._" in node.module or any(a.name.startswith("_") for a in node.names)
+                ):
+                    reads.append(f"{rel}:{node.lineno}: from {node.module} import ...")
+            elif (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and node.value.startswith("langfuse._")
+            ):
+                reads.append(f"{rel}:{node.lineno}: {node.value}")
+    return reads
+
+
+def test_others_internals_are_read_only_in_the_compat_modules() -> None:
+    reads = _foreign_private_reads(_sources())
+    assert reads == [], "read through _compat_sdk / _compat_langfuse instead:\n" + "\n".join(reads)
+
+
+def test_the_private_read_scan_sees_a_new_read() -> None:
+    trees = _sources()
+    trees["_new.py"] = ast.parse(
+        "from opentelemetry.sdk._logs import x\n"
+        "def f(exporter):\n"
+        "    return exporter._certificate_file, getattr(exporter, '_timeout_seconds')\n"
+    )
+    assert _foreign_private_reads(trees) == [
+        "_new.py:1: from opentelemetry.sdk._logs import ...",
+        "_new.py:3: _certificate_file",
+        "_new.py:3: _timeout_seconds",
+    ]
