@@ -13,8 +13,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._log import AggregatedWarning
 
@@ -344,8 +343,7 @@ def provider_span_processors(provider: object) -> tuple[Any, ...]:
 # --- the probe ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ProbeResult:
+class ProbeResult(NamedTuple):
     """One internal: where it was found on the installed releases (None: nowhere)."""
 
     name: str
