@@ -364,13 +364,12 @@ def probe() -> list[ProbeResult]:
     """
     import inspect
 
+    import requests
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    from ._session import InterruptibleSession
-
-    session = InterruptibleSession()
+    session = requests.Session()  # where the exporter keeps the session it was given
     exporter = OTLPSpanExporter(endpoint="http://127.0.0.1:9/v1/traces", session=session)
     takes_limit = "max_request_size" in inspect.signature(OTLPSpanExporter).parameters
     processor = BatchSpanProcessor(exporter)

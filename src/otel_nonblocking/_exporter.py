@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from . import _compat_sdk, _config
+from . import _config
 from ._breaker import BreakerState, CircuitBreaker
 from ._config import UNSET, _Unset
 from ._deadline import Clock, Deadline, millis_to_seconds
@@ -29,7 +29,7 @@ from ._fork import after_fork_in_child
 from ._guard import GuardedLock
 from ._log import AggregatedWarning
 from ._runner import Attempt, AttemptRunner
-from ._session import InterruptibleSession
+from ._session import find_session
 from ._suppress import start_thread
 
 if TYPE_CHECKING:
@@ -145,24 +145,6 @@ class ExporterStats:
     attempt_outstanding: bool = False
     last_export_seconds: float | None = None
     interrupted_connections: int = 0
-
-
-def find_session(exporter: SpanExporter) -> InterruptibleSession | None:
-    """The interruptible session inside an OTLP/HTTP exporter, if it has one.
-
-    An SDK OTLP/HTTP exporter whose session is not where the supported releases keep it
-    (a newer release moved it) is reported once: its abandoned exports cannot be cut.
-    """
-    session: InterruptibleSession | None = _compat_sdk.exporter_session(
-        exporter, InterruptibleSession
-    )
-    if (
-        session is None
-        and _compat_sdk.is_otlp_http_exporter(exporter)
-        and not _compat_sdk.has_session(exporter)  # a plain one is the user's choice
-    ):
-        _compat_sdk.warn_session_missing(exporter)
-    return session
 
 
 class DeadlineSpanExporter(SpanExporter):
