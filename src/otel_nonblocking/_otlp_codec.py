@@ -12,7 +12,7 @@ import inspect
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan
@@ -23,6 +23,9 @@ from ._config import UNSET
 from ._encoder_stock import stock_encode_spans
 from ._log import AggregatedWarning
 from ._requests import EncodedBatch, encode_batch
+
+if TYPE_CHECKING:
+    from ._encoder import SpanEncoder
 
 _logger = logging.getLogger("otel_nonblocking")
 
@@ -52,19 +55,33 @@ class _FastOTLPSpanExporter(OTLPSpanExporter):
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        from ._encoder import SpanEncoder
-
         super().__init__(*args, **kwargs)
-        self._nb_encoder = SpanEncoder()
+        self._nb_encoder_instance: SpanEncoder | None = None
         self._nb_inline = (
             not _compat_sdk.serializes_spans(OTLPSpanExporter)
             and _compat_sdk.client_sender(self) is not None
             and _compat_sdk.has_shutdown_flag(self)
         )
 
+    @property
+    def _nb_encoder(self) -> SpanEncoder:
+        """The fast encoder, made at the first export: on the worker, not at a cold start.
+
+        Importing it probes the SDK's encoder and span layout (see ``_encoder``).
+        """
+        encoder = self._nb_encoder_instance
+        if encoder is None:
+            from ._encoder import SpanEncoder
+
+            encoder = self._nb_encoder_instance = SpanEncoder()
+        return encoder
+
+    def _nb_encode(self, spans: Sequence[ReadableSpan]) -> bytes:
+        return self._nb_encoder.encode(spans)
+
     def _serialize_spans(self, spans: Sequence[ReadableSpan]) -> bytes:
         # Releases of this shape have no request size limit: one request, or none.
-        encoded = encode_batch(spans, self._nb_encoder.encode, 0)
+        encoded = encode_batch(spans, self._nb_encode, 0)
         _warn_left_out(encoded)
         return b"".join(request.data for request in encoded.requests)
 
@@ -73,7 +90,7 @@ class _FastOTLPSpanExporter(OTLPSpanExporter):
             return super().export(spans)
         if _compat_sdk.is_shut_down(self):
             return SpanExportResult.FAILURE
-        encoded = encode_batch(spans, self._nb_encoder.encode, max_request_bytes(self))
+        encoded = encode_batch(spans, self._nb_encode, max_request_bytes(self))
         _warn_left_out(encoded)
         return _send_requests(lambda data: _send_encoded(self, data), encoded)
 
@@ -149,9 +166,7 @@ def otlp_codec(exporter: object) -> OTLPCodec | None:
     if shaped is None:
         return None
     encode = (
-        exporter._nb_encoder.encode
-        if isinstance(exporter, _FastOTLPSpanExporter)
-        else stock_encode_spans
+        exporter._nb_encode if isinstance(exporter, _FastOTLPSpanExporter) else stock_encode_spans
     )
     exports = type(exporter).export in _OWN_EXPORTS and "export" not in vars(exporter)
     return OTLPCodec(
