@@ -127,15 +127,30 @@ def _module_name(path: pathlib.Path) -> str:
     return ".".join(parts)
 
 
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node of ``tree`` except those under ``if TYPE_CHECKING:`` (never run)."""
+    nodes: list[ast.AST] = []
+    pending = [tree]
+    while pending:
+        node = pending.pop()
+        nodes.append(node)
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and ast.unparse(child.test).endswith("TYPE_CHECKING"):
+                pending.extend(child.orelse)
+                continue
+            pending.append(child)
+    return nodes
+
+
 def _import_graph() -> dict[str, set[str]]:
-    """Every import of one of the package's modules by another, wherever it is written
-    (module level, inside a function, or under TYPE_CHECKING)."""
+    """Every import of one of the package's modules by another that runs, wherever it is
+    written (module level or inside a function; annotations-only imports excluded)."""
     paths = {_module_name(p): p for p in _PACKAGE_DIR.rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for name, path in paths.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         deps: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in _runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom):
                 if node.level:
                     base = package.split(".")[: len(package.split(".")) - node.level + 1]
@@ -184,6 +199,11 @@ def test_the_import_graph_is_read_whole() -> None:
     assert "otel_nonblocking._otlp_codec" in graph["otel_nonblocking._exporter"]  # lazy import
     assert "otel_nonblocking._exporter" in graph["otel_nonblocking._otlp"]
     assert _cycle({"a": {"b"}, "b": {"a"}}) == ["a", "b", "a"]
+    typed = _runtime_nodes(
+        ast.parse("if TYPE_CHECKING:\n    import a\nelse:\n    import b\ndef f():\n    import c\n")
+    )
+    imported = {alias.name for n in typed if isinstance(n, ast.Import) for alias in n.names}
+    assert imported == {"b", "c"}
 
 
 def test_the_package_has_no_import_cycle() -> None:
