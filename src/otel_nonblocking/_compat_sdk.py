@@ -349,6 +349,8 @@ class ProbeResult(NamedTuple):
     name: str
     found: str | None
     required: bool = True
+    #: When ``required`` is False: which releases lack it, and why that is fine.
+    lacking: str = ""
 
 
 def _where(pairs: list[tuple[str, bool]]) -> str | None:
@@ -422,12 +424,14 @@ def probe() -> list[ProbeResult]:
             ProbeResult(
                 "client headers",
                 _where([("exporter._client._headers", client_headers(exporter) is not None)]),
-                required=client_sender(exporter) is not None,  # releases with an HTTP client
+                required=client_sender(exporter) is not None,
+                lacking="SDK 1.33-1.38 (no HTTP client; the exporter sends itself)",
             ),
             ProbeResult(
                 "max request size",
                 _where([("exporter._max_request_size", max_request_size(exporter) > 0)]),
-                required=takes_limit,  # releases whose constructor takes the limit
+                required=takes_limit,
+                lacking="SDKs whose OTLPSpanExporter takes no max_request_size (1.33.1)",
             ),
             ProbeResult(
                 "batch processor",
@@ -450,7 +454,8 @@ def probe() -> list[ProbeResult]:
             ProbeResult(
                 "batch settings",
                 _where([("processor._batch_processor._max_*", _settings_found(batch))]),
-                required=batch is not None,  # read only through the 1.35+ batch processor
+                required=batch is not None,
+                lacking="SDK 1.33/1.34 (no BatchProcessor inside BatchSpanProcessor)",
             ),
             ProbeResult(
                 "provider processors",

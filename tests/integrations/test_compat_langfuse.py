@@ -18,8 +18,9 @@ def test_every_langfuse_internal_is_found_on_the_installed_release(fake: FakeLan
         f"Langfuse {sdk.sdk_version()} moved what otel_nonblocking reads: {missing}; "
         "teach otel_nonblocking/integrations/_compat_langfuse.py the new place"
     )
-    absent = {r.name for r in results if r.found is None}
-    assert absent <= set(sdk.SINCE), absent  # only what older releases are known to lack
+    absent = {r.name: r.lacking for r in results if r.found is None}
+    assert set(absent) <= set(sdk.SINCE), absent  # only what older releases are known to lack
+    assert all(lacking.startswith("Langfuse before 4.") for lacking in absent.values()), absent
     assert {r.name for r in results} >= {"score queue", "exporter slot", "client resources"}
 
 

@@ -449,6 +449,7 @@ def probe(base_url: str) -> list[_compat_sdk.ProbeResult]:
             name,
             name if ok else None,
             required=name not in SINCE or release >= _release(SINCE[name]),
+            lacking=f"Langfuse before {SINCE[name]}" if name in SINCE else "",
         )
         for name, ok in found.items()
     ]
