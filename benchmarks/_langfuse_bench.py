@@ -26,7 +26,7 @@ from benchmarks._common import (
     quiet_logs,
 )
 from benchmarks.bench_flush import TARGET_SECONDS, describe, describe_row, ours_within_target
-from otel_nonblocking.integrations import _langfuse_sdk as sdk
+from otel_nonblocking.integrations import _compat_langfuse as sdk
 from otel_nonblocking.integrations.langfuse import (
     LangfuseFlushResult,
     bound_langfuse_flush,

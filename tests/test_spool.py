@@ -908,7 +908,7 @@ def test_a_spooled_batch_whose_send_timed_out_but_got_through_is_not_sent_again(
 ) -> None:
     from opentelemetry.sdk.trace.export import SpanExportResult
 
-    from otel_nonblocking import _otlp
+    from otel_nonblocking import _otlp_codec
 
     earlier = Spool(str(tmp_path), 1 << 20)
     earlier.open()
@@ -922,7 +922,7 @@ def test_a_spooled_batch_whose_send_timed_out_but_got_through_is_not_sent_again(
             gate.wait(10)  # past the 0.5 s deadline; then the backend has it after all
         return SpanExportResult.SUCCESS
 
-    monkeypatch.setattr(_otlp, "_send_encoded", slow_then_delivered)
+    monkeypatch.setattr(_otlp_codec, "_send_encoded", slow_then_delivered)
     processor, _provider = _pipeline(backend.endpoint, tmp_path)
     try:
         assert _wait_for(lambda: processor.exporter.stats().outcomes.get("export_timeout", 0) == 1)
@@ -945,7 +945,7 @@ def test_a_spooled_batch_in_doubt_at_shutdown_is_never_given_back_to_be_sent_aga
 ) -> None:
     from opentelemetry.sdk.trace.export import SpanExportResult
 
-    from otel_nonblocking import _otlp
+    from otel_nonblocking import _otlp_codec
 
     earlier = Spool(str(tmp_path), 1 << 20)
     earlier.open()
@@ -958,7 +958,7 @@ def test_a_spooled_batch_in_doubt_at_shutdown_is_never_given_back_to_be_sent_aga
         gate.wait(10)  # past the 0.5 s deadline; then the backend has it after all
         return SpanExportResult.SUCCESS
 
-    monkeypatch.setattr(_otlp, "_send_encoded", slow_then_delivered)
+    monkeypatch.setattr(_otlp_codec, "_send_encoded", slow_then_delivered)
     processor, _provider = _pipeline(backend.endpoint, tmp_path)
     try:
         assert _wait_for(lambda: processor.exporter.stats().outcomes.get("export_timeout", 0) == 1)

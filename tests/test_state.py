@@ -149,12 +149,12 @@ def test_a_forked_child_gets_every_lock_of_the_state_new() -> None:
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
 @pytest.mark.filterwarnings("ignore:.*multi-threaded.*:DeprecationWarning")
 def test_module_level_counters_and_warnings_work_in_a_child_forked_while_held() -> None:
-    from otel_nonblocking import _encoder_stock, _otlp
+    from otel_nonblocking import _encoder_stock, _otlp_codec
 
     held, release = threading.Event(), threading.Event()
 
     def hold() -> None:
-        with _encoder_stock._total.lock, _otlp._left_out_warning._lock:
+        with _encoder_stock._total.lock, _otlp_codec._left_out_warning._lock:
             held.set()
             release.wait(10)
 
@@ -168,7 +168,7 @@ def test_module_level_counters_and_warnings_work_in_a_child_forked_while_held() 
             try:
                 started = time.monotonic()
                 _encoder_stock.left_out_attributes()  # before: waited forever
-                _otlp._left_out_warning.add("tests")  # before: waited 1 s, lost its count
+                _otlp_codec._left_out_warning.add("tests")  # before: waited 1 s, lost its count
                 code = 0 if time.monotonic() - started < 0.5 else 2
             finally:
                 os._exit(code)

@@ -574,6 +574,7 @@ EXIT_TIMEOUT_MILLIS: Final = Setting(
     "Set in code by exit_timeout= of configure_tracing(), in seconds.",
     _non_negative_millis,
 )
+_state.set_exit_budget_source(lambda: EXIT_TIMEOUT_MILLIS.resolve() / 1000)
 
 SELF_METRICS: Final = Setting(
     "self_metrics",

@@ -19,21 +19,11 @@ from typing import Any
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined,unused-ignore]
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 
+from ._compat_sdk import BaseConfigurator
 from ._config import tracing_disabled
 from ._setup import configure_tracing
 
 _logger = logging.getLogger("otel_nonblocking")
-
-try:  # the configurator base class lives in the SDK's private module
-    from opentelemetry.sdk._configuration import _BaseConfigurator
-except ImportError:  # pragma: no cover - every supported SDK has it
-
-    class _BaseConfigurator:  # type: ignore[no-redef]
-        def configure(self, **kwargs: Any) -> None:
-            self._configure(**kwargs)
-
-        def _configure(self, **kwargs: Any) -> None:
-            raise NotImplementedError
 
 
 class OtelNonblockingDistro(BaseDistro):  # type: ignore[misc,unused-ignore]
@@ -64,7 +54,7 @@ def _exporter_from_env() -> SpanExporter | bool:
     return True
 
 
-class OtelNonblockingConfigurator(_BaseConfigurator):
+class OtelNonblockingConfigurator(BaseConfigurator):
     """Configures tracing from the standard ``OTEL_*`` variables via configure_tracing()."""
 
     def _configure(self, **kwargs: Any) -> None:

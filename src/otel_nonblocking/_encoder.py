@@ -20,7 +20,7 @@ from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 
-from ._encoder_layout import check_sdk_layout
+from ._compat_sdk import check_sdk_layout
 from ._encoder_stock import (
     StockFeatures,
     detect_stock_features,

@@ -28,12 +28,12 @@ from ._deadline import Clock, Deadline, millis_to_seconds
 from ._guard import GuardedLock
 from ._log import AggregatedWarning
 from ._runner import Attempt, AttemptRunner
-from ._session import InterruptibleSession
+from ._session import find_session
 from ._state import after_fork_in_child
 from ._suppress import run_within
 
 if TYPE_CHECKING:
-    from ._otlp import OTLPCodec
+    from ._otlp_codec import OTLPCodec
     from ._requests import EncodedBatch
 
 # An abandoned attempt whose connection was cut usually ends within milliseconds, and
@@ -145,21 +145,6 @@ class ExporterStats:
     attempt_outstanding: bool = False
     last_export_seconds: float | None = None
     interrupted_connections: int = 0
-
-
-def find_session(exporter: SpanExporter) -> InterruptibleSession | None:
-    """The interruptible session inside an OTLP/HTTP exporter, if it has one.
-
-    SDK 1.33-1.38 keep it as ``_session``; later releases inside their HTTP transport.
-    """
-    candidates: list[object] = [getattr(exporter, "_session", None)]
-    client = getattr(exporter, "_client", None)
-    transport = getattr(client, "_transport", None)
-    candidates.append(getattr(transport, "_session", None))
-    for candidate in candidates:
-        if isinstance(candidate, InterruptibleSession):
-            return candidate
-    return None
 
 
 class DeadlineSpanExporter(SpanExporter):
@@ -312,7 +297,7 @@ class DeadlineSpanExporter(SpanExporter):
         """How to encode a batch and send encoded bytes, when the inner exporter is an
         SDK OTLP/HTTP exporter (the disk spool needs it); None otherwise."""
         if self._codec is _NO_CODEC:
-            from ._otlp import otlp_codec
+            from ._otlp_codec import otlp_codec
 
             self._codec = otlp_codec(self._inner)
         return self._codec  # type: ignore[return-value]

@@ -29,6 +29,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import ProxyManager
 
+from . import _compat_sdk
 from ._errors import AttemptAbandoned
 from ._state import after_fork_in_child
 
@@ -348,3 +349,21 @@ class InterruptibleSession(requests.Session):
     @property
     def aborted(self) -> bool:
         return self._tracker.aborted
+
+
+def find_session(exporter: object) -> InterruptibleSession | None:
+    """The interruptible session inside an OTLP/HTTP exporter, if it has one.
+
+    An SDK OTLP/HTTP exporter whose session is not where the supported releases keep it
+    (a newer release moved it) is reported once: its abandoned exports cannot be cut.
+    """
+    session: InterruptibleSession | None = _compat_sdk.exporter_session(
+        exporter, InterruptibleSession
+    )
+    if (
+        session is None
+        and _compat_sdk.is_otlp_http_exporter(exporter)
+        and not _compat_sdk.has_session(exporter)  # a plain one is the user's choice
+    ):
+        _compat_sdk.warn_session_missing(exporter)
+    return session

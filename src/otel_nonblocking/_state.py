@@ -111,13 +111,23 @@ def set_exit_budget(seconds: float | None) -> None:
     _exit_budget = seconds
 
 
+# Where the budget comes from when no code set one: ``_config`` registers the
+# OTEL_NONBLOCKING_EXIT_TIMEOUT reader at its import (it warns through this module, so
+# this module cannot import it); 2 s, that setting's default, until then.
+_exit_budget_from_env: Callable[[], float] = lambda: 2.0  # noqa: E731 - a replaceable default
+
+
+def set_exit_budget_source(source: Callable[[], float]) -> None:
+    """Where :func:`exit_budget` reads the budget when no code set one (``_config`` calls it)."""
+    global _exit_budget_from_env
+    _exit_budget_from_env = source
+
+
 def exit_budget() -> float:
     """Seconds the exit hook may take in all."""
     if _exit_budget is not None:
         return _exit_budget
-    from . import _config  # here, not at import: _config warns through this module
-
-    return _config.EXIT_TIMEOUT_MILLIS.resolve() / 1000
+    return _exit_budget_from_env()
 
 
 def exiting() -> bool:

@@ -47,7 +47,7 @@ def _in_thread(call: Callable[[], object], limit: float) -> None:
 
 def teardown_langfuse() -> None:
     """Shut down every Langfuse project within about a second and forget the SDK state."""
-    from otel_nonblocking.integrations import _langfuse_sdk as sdk
+    from otel_nonblocking.integrations import _compat_langfuse as sdk
     from otel_nonblocking.integrations.langfuse import bound_langfuse_flush, current_binding
 
     binding = current_binding() or bound_langfuse_flush(timeout=0.2)

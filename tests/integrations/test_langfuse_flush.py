@@ -18,7 +18,7 @@ pytest.importorskip("langfuse", reason="the Langfuse integration needs otel-nonb
 from opentelemetry import trace
 
 from otel_nonblocking import ConfigurationError, DeadlineSpanExporter, _state
-from otel_nonblocking.integrations import _langfuse_sdk as sdk
+from otel_nonblocking.integrations import _compat_langfuse as sdk
 from otel_nonblocking.integrations.langfuse import (
     LangfuseFlushResult,
     bound_langfuse_flush,

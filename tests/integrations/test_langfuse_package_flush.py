@@ -18,7 +18,7 @@ pytest.importorskip("langfuse", reason="the Langfuse integration needs otel-nonb
 
 import otel_nonblocking
 from otel_nonblocking import _state
-from otel_nonblocking.integrations import _langfuse_sdk as sdk
+from otel_nonblocking.integrations import _compat_langfuse as sdk
 from otel_nonblocking.integrations.langfuse import bound_langfuse_flush
 from otel_nonblocking.testing import Mode
 from tests.integrations.conftest import request_handler

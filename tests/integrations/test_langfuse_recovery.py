@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("langfuse", reason="the Langfuse integration needs otel-nonblocking[langfuse]")
 
 from otel_nonblocking import DeadlineSpanExporter
-from otel_nonblocking.integrations import _langfuse_sdk as sdk
+from otel_nonblocking.integrations import _compat_langfuse as sdk
 from otel_nonblocking.integrations.langfuse import bound_langfuse_flush, langfuse_span_exporter
 from otel_nonblocking.testing import Mode
 from tests.integrations.conftest import PUBLIC_KEY, SECRET_KEY

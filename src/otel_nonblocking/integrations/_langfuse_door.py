@@ -12,7 +12,7 @@ from typing import Any
 
 from .._config import seconds as _seconds  # the one seconds check
 from .._errors import ConfigurationError
-from . import _langfuse_sdk as sdk
+from . import _compat_langfuse as sdk
 from ._langfuse_exporter import (
     PUBLIC_KEY_VAR,
     SECRET_KEY_VAR,

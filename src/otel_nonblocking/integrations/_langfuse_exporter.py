@@ -26,13 +26,12 @@ from .._otlp import (
     build_otlp_exporter,
     checked_endpoint,
     checked_headers,
-    otlp_exporter_class,
-    sdk_takes_max_request_size,
 )
+from .._otlp_codec import otlp_exporter_class, sdk_takes_max_request_size
 from .._session import InterruptibleSession
 from .._tally import Tally
 from .._urls import url_problem
-from . import _langfuse_sdk as sdk
+from . import _compat_langfuse as sdk
 
 _logger = logging.getLogger("otel_nonblocking")
 
@@ -149,7 +148,7 @@ def drop_scores_without_keys(rm: Any) -> bool:
 
     Its spans go nowhere already (:class:`DisabledSpanExporter`, or Langfuse's own no-op);
     its scores would be sent with empty credentials, refused, and waited for by every
-    flush. :func:`~._langfuse_sdk.keep_scores` undoes it.
+    flush. :func:`~._compat_langfuse.keep_scores` undoes it.
     """
     if not keys_missing(getattr(rm, "public_key", None), getattr(rm, "secret_key", None)):
         return False

@@ -23,7 +23,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from .. import _state
+from .. import _compat_sdk, _state
 from .._config import seconds as _seconds  # the one seconds check
 from .._deadline import Deadline
 from .._errors import ConfigurationError
@@ -32,7 +32,7 @@ from .._log import AggregatedWarning
 from .._processor import NonBlockingSpanProcessor
 from .._serverless import invocation_deadline
 from .._suppress import BoundedCall, run_within, start_call
-from . import _langfuse_sdk as sdk
+from . import _compat_langfuse as sdk
 from ._langfuse_exporter import (
     CountingDeadlineExporter,
     disabled_for_malformed_host,
@@ -172,7 +172,7 @@ class _NonBlockingBatch:
 
     @property
     def _exporter(self) -> Any:  # read by BatchSpanProcessor.span_exporter
-        return self.replaced._exporter
+        return _compat_sdk.batch_exporter(self.replaced)
 
     def emit(self, data: ReadableSpan) -> None:
         self.processor.on_end(data)
@@ -319,7 +319,7 @@ def _client_flush(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     if binding is None:
         return wrapped(*args, **kwargs)
     client = _bind_instance(instance, args)
-    return binding._flush_managers([getattr(client, "_resources", None)], None)
+    return binding._flush_managers([sdk.client_resources(client)], None)
 
 
 def _client_shutdown(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -327,7 +327,7 @@ def _client_shutdown(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any
     if binding is None:
         return wrapped(*args, **kwargs)
     client = _bind_instance(instance, args)
-    return binding._shutdown_managers([getattr(client, "_resources", None)], None)
+    return binding._shutdown_managers([sdk.client_resources(client)], None)
 
 
 def _rm_flush(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -539,7 +539,7 @@ class LangfuseBinding:
         is_default = (
             type(current) is OTLPSpanExporter
             and isinstance(base_url, str)
-            and getattr(current, "_endpoint", None) == sdk.default_endpoint(base_url)
+            and _compat_sdk.exporter_endpoint(current) == sdk.default_endpoint(base_url)
         )
         if is_default:
             disabled = disabled_for_malformed_host(rm)
@@ -570,21 +570,21 @@ class LangfuseBinding:
                 "(its exporter is still bounded)"
             )
             return
-        queue_size = int(getattr(batch, "_max_queue_size", 2048))
+        queue_size, batch_size, delay_millis = _compat_sdk.batch_settings(batch)
         nonblocking = NonBlockingSpanProcessor(
-            _Borrowed(batch._exporter, record.exporter()),
+            _Borrowed(_compat_sdk.batch_exporter(batch), record.exporter()),
             max_queue_size=queue_size,
-            max_export_batch_size=min(
-                int(getattr(batch, "_max_export_batch_size", 512)), queue_size
-            ),
-            schedule_delay_millis=max(int(getattr(batch, "_schedule_delay_millis", 1000)), 1),
+            max_export_batch_size=min(batch_size, queue_size),
+            schedule_delay_millis=max(delay_millis, 1),
             export_timeout_millis=max(int(self._timeout * 1000), 1),
             shutdown_timeout_millis=int(self._exit_timeout * 1000),
         )
-        record.processor._batch_processor = _NonBlockingBatch(nonblocking, batch, self._timeout)
+        _compat_sdk.replace_batch_processor(
+            record.processor, _NonBlockingBatch(nonblocking, batch, self._timeout)
+        )
         record.replaced_batch = batch
         record.nonblocking = nonblocking
-        queue = getattr(batch, "_queue", None)
+        queue = _compat_sdk.batch_processor_queue(batch)
         while queue:  # spans queued before the switch: oldest first, as the batch would
             try:
                 nonblocking.on_end(queue.pop())
@@ -615,7 +615,7 @@ class LangfuseBinding:
             if pr.lost is not None and isinstance(exporter, DeadlineSpanExporter):
                 exporter.remove_listener(pr.lost)
             if pr.nonblocking is not None and pr.replaced_batch is not None:
-                pr.processor._batch_processor = pr.replaced_batch
+                _compat_sdk.replace_batch_processor(pr.processor, pr.replaced_batch)
                 pr.nonblocking.shutdown(timeout_millis=deadline.remaining() * 1000)
             if pr.slot is not None and pr.installed is not None:
                 pr.slot.set(pr.original)
@@ -625,7 +625,7 @@ class LangfuseBinding:
                     pr.installed.shutdown()
         if record.remove_exit_hook is not None:
             record.remove_exit_hook()
-            already = rm in self._shut_down or getattr(rm, "_shutdown", False) is True
+            already = rm in self._shut_down or sdk.is_shut_down(rm)
             original = self._original(sdk.RESOURCE_MANAGER, "shutdown")
             if not already and callable(original):
                 atexit.register(types.MethodType(original, rm))
@@ -639,7 +639,7 @@ class LangfuseBinding:
             return sdk.resource_managers()
         if isinstance(client, sdk.RESOURCE_MANAGER):
             return [client]
-        return [getattr(client, "_resources", None)]
+        return [sdk.client_resources(client)]
 
     def _budget(self, timeout: float | None) -> Deadline:
         if timeout is not None:
@@ -767,8 +767,7 @@ class LangfuseBinding:
         return sdk.queued_spans(pr.processor) + in_flight
 
     def _shutdown_one(self, rm: Any, deadline: Deadline) -> _Pending:
-        if hasattr(rm, "_shutdown"):  # 4.18+: new scores are dropped, a fork restarts nothing
-            rm._shutdown = True
+        sdk.mark_shut_down(rm)  # 4.18+: new scores are dropped, a fork restarts nothing
         record = self._record_for(rm)
         if record.remove_exit_hook is not None:
             record.remove_exit_hook()
@@ -779,8 +778,8 @@ class LangfuseBinding:
         media = sdk.alive(sdk.media_consumers(rm))
         for consumer in media:
             consumer.pause()
-        signal = getattr(getattr(rm, "_media_manager", None), "signal_shutdown", None)
-        if media and callable(signal):  # 4.18+: wakes them at once instead of within 1 s
+        signal = sdk.media_shutdown_signal(rm)
+        if media and signal is not None:  # 4.18+: wakes them at once instead of within 1 s
             signal(count=len(media))
         scores = sdk.alive(sdk.score_consumers(rm))
         for consumer in scores:

@@ -1,8 +1,10 @@
-"""Where the installed Langfuse SDK keeps what the integration needs, found by feature detection.
+"""Every read of Langfuse internals, in one place, found by feature detection.
 
-Every attribute name that differs between Langfuse 3.x, 4.x and 5.x (score queue,
-consumers, wake-up, the exporter inside the span processor) is looked up here, with
-``getattr`` fallbacks rather than version checks.
+Every attribute the integration needs from the Langfuse SDK (score queue, consumers,
+wake-up, the client's resource manager, the exporter inside the span processor) is looked
+up here, with ``getattr`` fallbacks rather than version checks; OpenTelemetry SDK internals
+go through :mod:`.._compat_sdk`. :func:`probe` reports what the installed release has, and
+a test fails naming what a new release moved.
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from queue import Empty, Queue
 from typing import Any
+
+from .. import _compat_sdk
 
 try:
     _client_module: Any = importlib.import_module("langfuse._client.client")
@@ -116,9 +121,7 @@ def resource_managers() -> list[Any]:
 
 def span_processors(rm: Any) -> list[Any]:
     """The Langfuse span processors of ``rm``'s project on its tracer provider."""
-    provider = getattr(rm, "tracer_provider", None)
-    multi = getattr(provider, "_active_span_processor", None)
-    processors = getattr(multi, "_span_processors", ())
+    processors = _compat_sdk.provider_span_processors(getattr(rm, "tracer_provider", None))
     key = getattr(rm, "public_key", None)
     return [
         p
@@ -319,21 +322,13 @@ class ExporterSlot:
         setattr(self.holder, self.attr, exporter)
 
 
-def batch_processor(processor: Any) -> Any | None:
-    """OTel 1.35+: the shared ``BatchProcessor`` inside a ``BatchSpanProcessor``."""
-    batch = getattr(processor, "_batch_processor", None)
-    if batch is not None and hasattr(batch, "_exporter"):
-        return batch
-    return None
+#: OTel 1.35+: the shared ``BatchProcessor`` inside a ``BatchSpanProcessor``.
+batch_processor = _compat_sdk.batch_processor
 
 
 def outer_exporter_slot(processor: Any) -> ExporterSlot | None:
-    batch = batch_processor(processor)
-    if batch is not None:
-        return ExporterSlot(batch, "_exporter")
-    if "span_exporter" in vars(processor):  # OTel 1.33/1.34 BatchSpanProcessor
-        return ExporterSlot(processor, "span_exporter")
-    return None
+    slot = _compat_sdk.batch_exporter_slot(processor)
+    return None if slot is None else ExporterSlot(*slot)
 
 
 def exporter_slot(processor: Any) -> ExporterSlot | None:
@@ -349,10 +344,7 @@ def exporter_slot(processor: Any) -> ExporterSlot | None:
 
 def queued_spans(processor: Any) -> int:
     """Spans waiting in a ``BatchSpanProcessor``'s queue (0 if it cannot be read)."""
-    batch = batch_processor(processor)
-    queue = getattr(batch, "_queue", None) if batch is not None else None
-    if queue is None:
-        queue = getattr(processor, "queue", None)  # OTel 1.33/1.34
+    queue = _compat_sdk.batch_queue(processor)
     try:
         return len(queue) if queue is not None else 0
     except TypeError:
@@ -363,3 +355,109 @@ def default_endpoint(base_url: str) -> str:
     """The trace endpoint Langfuse's own exporter uses for ``base_url`` (no slash cleanup)."""
     path = os.environ.get("LANGFUSE_OTEL_TRACES_EXPORT_PATH")
     return f"{base_url}/{path}" if path else f"{base_url}/{OTLP_TRACES_PATH}"
+
+
+# --- the client, the resource manager's state and the media manager ------------------------
+
+
+def client_resources(client: Any) -> Any | None:
+    """The resource manager behind a ``Langfuse`` client (3.x to 5.x: ``_resources``)."""
+    return getattr(client, "_resources", None)
+
+
+def has_shutdown_flag(rm: Any) -> bool:
+    """4.18+: the resource manager keeps a ``_shutdown`` flag (new scores are then dropped,
+    and a fork restarts nothing); older releases have none."""
+    return isinstance(getattr(rm, "_shutdown", None), bool)
+
+
+def is_shut_down(rm: Any) -> bool:
+    return getattr(rm, "_shutdown", False) is True
+
+
+def mark_shut_down(rm: Any) -> None:
+    """Set the 4.18+ shut-down flag, where the release has one."""
+    if has_shutdown_flag(rm):
+        rm._shutdown = True
+
+
+def media_shutdown_signal(rm: Any) -> Any | None:
+    """4.18+: ``signal_shutdown(count=...)`` of the media manager, which wakes its consumers
+    at once; None on releases without it."""
+    signal = getattr(getattr(rm, "_media_manager", None), "signal_shutdown", None)
+    return signal if callable(signal) else None
+
+
+# --- the probe ---------------------------------------------------------------------------
+
+#: The first release of the CI matrix with each internal that older releases lack.
+SINCE: dict[str, str] = {
+    "resource manager shut-down flag": "4.18",
+    "media manager signal_shutdown": "4.18",
+    "compression resolver": "4.18",
+    "max batch size resolver": "4.18",
+    "transforming exporter": "4.18",
+}
+
+
+def probe(base_url: str) -> list[_compat_sdk.ProbeResult]:
+    """Look for every Langfuse internal above on a real client of the installed release.
+
+    Builds a client for ``base_url`` (a loopback fake in tests: nothing need be sent) and
+    shuts it down; for tests and diagnostics only. An internal listed in :data:`SINCE`
+    is required only from that release on.
+    """
+    client = LANGFUSE_CLIENT(
+        public_key="pk-probe",
+        secret_key="sk-probe",  # noqa: S106 - a made-up key for the probe's own client
+        base_url=base_url,
+    )
+    try:
+        rm = client_resources(client)
+        processors = span_processors(rm)
+        processor = processors[0] if processors else None
+        slot = exporter_slot(processor) if processor is not None else None
+        found: dict[str, bool] = {
+            "client resources": isinstance(rm, RESOURCE_MANAGER),
+            "resource managers": rm in resource_managers(),
+            "span processors": processor is not None,
+            "exporter slot": slot is not None and callable(getattr(slot.get(), "export", None)),
+            "queued spans": processor is not None
+            and _compat_sdk.batch_queue(processor) is not None,
+            "score queue": score_queue(rm) is not None,
+            "score consumers": bool(score_consumers(rm)),
+            "media queue": media_queue(rm) is not None,
+            "media consumers": bool(media_consumers(rm)),
+            "prompt cache tasks": prompt_cache_tasks(rm) is not None,
+            "prompt queue": prompt_queue(rm) is not None,
+            "prompt consumers": bool(prompt_consumers(rm)),
+            "score hook": callable(getattr(type(rm), "add_score_task", None)),
+            "sdk version": sdk_version() != "unknown",
+            "resource manager shut-down flag": has_shutdown_flag(rm),
+            "media manager signal_shutdown": media_shutdown_signal(rm) is not None,
+            "compression resolver": COMPRESSION_RESOLVER is not None,
+            "max batch size resolver": callable(
+                getattr(_processor_module, "_resolve_max_batch_size_bytes", None)
+            ),
+            "transforming exporter": _TRANSFORMING is not None,
+        }
+    finally:
+        client.shutdown()
+    release = _release(sdk_version())
+    return [
+        _compat_sdk.ProbeResult(
+            name,
+            name if ok else None,
+            required=name not in SINCE or release >= _release(SINCE[name]),
+            lacking=f"Langfuse before {SINCE[name]}" if name in SINCE else "",
+        )
+        for name, ok in found.items()
+    ]
+
+
+def _release(text: str) -> tuple[int, ...]:
+    """``"4.18.0"`` as ``(4, 18, 0)``; the leading numbers only (``"5.0.0b1"``: ``(5, 0, 0)``)."""
+    match = re.match(r"(\d+)(?:\.(\d+))?(?:\.(\d+))?", text)
+    if match is None:
+        return ()
+    return tuple(int(group) for group in match.groups() if group is not None)

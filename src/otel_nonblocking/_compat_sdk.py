@@ -1,0 +1,488 @@
+"""Every read of OpenTelemetry SDK and OTLP exporter internals, in one place, each probed.
+
+The package reaches into objects it does not own only through the functions here. Each
+looks where the supported releases keep a thing, falls back to a public path where one
+exists, and :func:`probe` reports what the installed releases have (a test fails loudly
+when a release moves something). Nothing heavy is imported until a function needs it.
+The two reads on hot paths (the encoder's span fields, ``on_end``'s ``span._context``)
+stay inline for speed; :func:`check_sdk_layout` is their probe.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from ._log import AggregatedWarning
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk._configuration import _BaseConfigurator as BaseConfigurator
+    from opentelemetry.sdk.trace import ReadableSpan
+
+__all__ = [
+    "BaseConfigurator",
+    "ProbeResult",
+    "batch_exporter",
+    "batch_exporter_slot",
+    "batch_processor",
+    "batch_processor_queue",
+    "batch_queue",
+    "batch_settings",
+    "check_sdk_layout",
+    "client_headers",
+    "client_sender",
+    "exporter_endpoint",
+    "exporter_session",
+    "has_session",
+    "has_shutdown_flag",
+    "is_otlp_http_exporter",
+    "is_shut_down",
+    "max_request_size",
+    "probe",
+    "provider_span_processors",
+    "replace_batch_processor",
+    "serialized_sender",
+    "serializes_spans",
+    "set_max_request_size",
+    "warn_session_missing",
+]
+
+_log = logging.getLogger(__name__)
+
+_OTLP_HTTP_MODULE = "opentelemetry.exporter.otlp.proto.http.trace_exporter"
+
+
+# --- span layout (read inline by the encoder and by on_end) ------------------------------
+
+
+def _sample() -> ReadableSpan:
+    from opentelemetry.attributes import BoundedAttributes
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import Event, ReadableSpan
+    from opentelemetry.sdk.util import BoundedList
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+    from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+    from opentelemetry.trace.span import TraceState
+
+    context = SpanContext(
+        0x1234,
+        0x56,
+        is_remote=True,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+        trace_state=TraceState([("k", "v")]),
+    )
+    attributes = BoundedAttributes(maxlen=4, attributes={"a": 1, "b": "x"}, immutable=False)
+    attributes["c"] = 2.5
+    attributes.dropped = 1  # as if one had been evicted (evicting would log a warning)
+    events: Any = BoundedList(1)
+    events.append(Event("e1", timestamp=1))
+    events.append(Event("e2", {"k": 1}, timestamp=2))
+    links: Any = BoundedList(1)
+    links.append(Link(context))
+    links.append(Link(SpanContext(0x1234, 0x57, is_remote=False), {"k": "v"}))
+    return ReadableSpan(
+        name="sample",
+        context=context,
+        parent=SpanContext(0x1234, 0x78, is_remote=False),
+        resource=Resource({"r": 1}),
+        attributes=attributes,
+        events=events,
+        links=links,
+        kind=SpanKind.CLIENT,
+        status=Status(StatusCode.ERROR, "bad"),
+        start_time=5,
+        end_time=6,
+        instrumentation_scope=InstrumentationScope("scope", "1"),
+    )
+
+
+def _check_layout() -> bool:
+    from opentelemetry.attributes import BoundedAttributes
+    from opentelemetry.sdk.util import BoundedList
+    from opentelemetry.trace import SpanContext
+
+    span = _sample()
+    context = span.get_span_context()
+    parent = span.parent
+    assert context is not None
+    assert parent is not None
+    fields = (
+        span._context is context,
+        span._parent is parent,
+        span._name == span.name,
+        span._kind is span.kind,
+        span._start_time == span.start_time,
+        span._end_time == span.end_time,
+        span._status is span.status,
+        span._resource is span.resource,
+        span._instrumentation_scope is span.instrumentation_scope,
+    )
+    attributes: Any = span._attributes
+    events: Any = span._events
+    links: Any = span._links
+    containers = (
+        type(attributes) is BoundedAttributes,
+        list(attributes._dict.items()) == list((span.attributes or {}).items()),
+        attributes.dropped == span.dropped_attributes == 1,
+        type(events) is BoundedList,
+        tuple(events._dq) == span.events,
+        events.dropped == span.dropped_events == 1,
+        type(links) is BoundedList,
+        tuple(links._dq) == span.links,
+        links.dropped == span.dropped_links == 1,
+    )
+    context_tuple = (
+        type(context) is SpanContext,
+        (context[0], context[1], context[2]) == (context.trace_id, context.span_id, True),
+        context[3] == context.trace_flags and context[3] & 1 == 1,  # on_end reads the flag
+        context[4] is context.trace_state,
+        parent[2] is parent.is_remote is False,
+    )
+    return all(fields) and all(containers) and all(context_tuple)
+
+
+def check_sdk_layout() -> bool:
+    """True when the installed SDK stores span fields where the fast encoder reads them.
+
+    Also the probe of ``NonBlockingSpanProcessor.on_end``, which reads the sampled flag as
+    ``span._context[3] & 1`` (and falls back to the public properties if that raises).
+    """
+    try:
+        return _check_layout()
+    except Exception:  # noqa: BLE001 - a different layout only means the public properties are used
+        _log.debug("unexpected SDK span layout; the encoder reads public properties", exc_info=True)
+        return False
+
+
+# --- the configurator base class (opentelemetry-instrument) ------------------------------
+
+
+def _base_configurator() -> type[Any]:
+    try:  # the configurator base class lives in the SDK's private module
+        from opentelemetry.sdk._configuration import _BaseConfigurator
+    except ImportError:  # the interface opentelemetry-instrument calls, as the SDK defines it
+
+        class _BaseConfigurator:  # type: ignore[no-redef]
+            def configure(self, **kwargs: Any) -> None:
+                self._configure(**kwargs)
+
+            def _configure(self, **kwargs: Any) -> None:
+                raise NotImplementedError
+
+    return _BaseConfigurator
+
+
+def __getattr__(name: str) -> Any:
+    if name == "BaseConfigurator":  # imported only by the distro module that needs it
+        value = _base_configurator()
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# --- the OTLP/HTTP span exporter ----------------------------------------------------------
+
+
+def is_otlp_http_exporter(exporter: object) -> bool:
+    """True for the SDK's ``OTLPSpanExporter`` (HTTP/protobuf) or a subclass of it, without
+    importing the exporter module when nothing has yet."""
+    module = sys.modules.get(_OTLP_HTTP_MODULE)
+    cls = getattr(module, "OTLPSpanExporter", None)
+    return isinstance(cls, type) and isinstance(exporter, cls)
+
+
+def _session_candidates(exporter: object) -> list[object]:
+    # SDK 1.33-1.38 keep the session on the exporter; later releases inside the HTTP
+    # transport of the exporter's client. Another exporter may expose ``_session`` itself
+    # (the Langfuse integration's borrowed exporter does).
+    transport = getattr(getattr(exporter, "_client", None), "_transport", None)
+    return [getattr(exporter, "_session", None), getattr(transport, "_session", None)]
+
+
+def exporter_session(exporter: object, kind: type[Any]) -> Any | None:
+    """The HTTP session of ``kind`` inside ``exporter``, or None."""
+    for candidate in _session_candidates(exporter):
+        if isinstance(candidate, kind):
+            return candidate
+    return None
+
+
+def has_session(exporter: object) -> bool:
+    """True when ``exporter`` has some session where the supported releases keep one."""
+    return any(candidate is not None for candidate in _session_candidates(exporter))
+
+
+_session_warning = AggregatedWarning("abandoned exports cannot cut their connection")
+_session_warned: set[str] = set()
+
+
+def warn_session_missing(exporter: object) -> None:
+    """Say once per exporter class that an OTLP/HTTP exporter's session was not found
+    where the supported SDK releases keep it (a newer release moved it)."""
+    name = type(exporter).__name__
+    if name in _session_warned:
+        return
+    _session_warned.add(name)
+    _session_warning.add(f"no HTTP session found in {name}; an upgrade of the OTLP exporter?")
+
+
+def client_headers(exporter: object) -> dict[str, str] | None:
+    """The headers dict the exporter's HTTP client sends (newer SDKs), or None."""
+    headers = getattr(getattr(exporter, "_client", None), "_headers", None)
+    return headers if isinstance(headers, dict) else None
+
+
+def max_request_size(exporter: object) -> int:
+    """The exporter's request size limit in bytes (``max_request_size``; 0: none)."""
+    limit = getattr(exporter, "_max_request_size", 0)
+    return limit if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 else 0
+
+
+def set_max_request_size(exporter: object, limit: int) -> None:
+    """Record a limit on an exporter whose SDK has none (read back by :func:`max_request_size`)."""
+    exporter._max_request_size = limit  # type: ignore[attr-defined]
+
+
+def has_shutdown_flag(exporter: object) -> bool:
+    """True when the exporter keeps its shut-down state where :func:`is_shut_down` reads it."""
+    return isinstance(getattr(exporter, "_shutdown", None), bool)
+
+
+def is_shut_down(exporter: object) -> bool:
+    return getattr(exporter, "_shutdown", False) is True
+
+
+def serializes_spans(exporter_class: type[Any]) -> bool:
+    """True for releases whose ``export`` encodes through ``self._serialize_spans``."""
+    return hasattr(exporter_class, "_serialize_spans")
+
+
+def serialized_sender(exporter: object) -> Callable[[bytes], Any] | None:
+    """SDK 1.33-1.38: ``_export_serialized_spans(data)`` (compression, session, retries)."""
+    send = getattr(exporter, "_export_serialized_spans", None)
+    return send if callable(send) else None
+
+
+def client_sender(exporter: object) -> Callable[[bytes], Any] | None:
+    """Newer SDKs: the HTTP client's ``export(data)`` (its result has ``.success``)."""
+    send = getattr(getattr(exporter, "_client", None), "export", None)
+    return send if callable(send) else None
+
+
+def exporter_endpoint(exporter: object) -> str | None:
+    endpoint = getattr(exporter, "_endpoint", None)
+    return endpoint if isinstance(endpoint, str) else None
+
+
+# --- BatchSpanProcessor and TracerProvider ------------------------------------------------
+
+
+def batch_processor(processor: object) -> Any | None:
+    """OTel 1.35+: the shared ``BatchProcessor`` inside a ``BatchSpanProcessor``."""
+    batch = getattr(processor, "_batch_processor", None)
+    if batch is not None and hasattr(batch, "_exporter"):
+        return batch
+    return None
+
+
+def replace_batch_processor(processor: object, batch: object) -> None:
+    """Put ``batch`` where :func:`batch_processor` finds it."""
+    processor._batch_processor = batch  # type: ignore[attr-defined]
+
+
+def batch_exporter_slot(processor: object) -> tuple[Any, str] | None:
+    """Where a ``BatchSpanProcessor`` keeps the exporter it exports through, as
+    ``(holder, attribute)``: 1.35+ its batch processor's ``_exporter``, 1.33/1.34 its own
+    ``span_exporter``; None for anything else."""
+    batch = batch_processor(processor)
+    if batch is not None:
+        return batch, "_exporter"
+    if "span_exporter" in getattr(processor, "__dict__", {}):  # OTel 1.33/1.34
+        return processor, "span_exporter"
+    return None
+
+
+def batch_exporter(batch: object) -> Any:
+    """The exporter of an OTel 1.35+ ``BatchProcessor`` (see :func:`batch_processor`)."""
+    return getattr(batch, "_exporter", None)
+
+
+def batch_processor_queue(batch: object) -> Any | None:
+    """The span queue of an OTel 1.35+ ``BatchProcessor``, or None."""
+    return getattr(batch, "_queue", None)
+
+
+def batch_queue(processor: object) -> Any | None:
+    """The queue of spans a ``BatchSpanProcessor`` holds (1.35+ inside its batch processor,
+    1.33/1.34 its own ``queue``), or None."""
+    batch = batch_processor(processor)
+    if batch is not None:
+        return batch_processor_queue(batch)
+    return getattr(processor, "queue", None)
+
+
+def batch_settings(batch: object) -> tuple[int, int, int]:
+    """``(max_queue_size, max_export_batch_size, schedule_delay_millis)`` of a batch
+    processor (2048, 512 and 1000 where one cannot be read)."""
+    return (
+        int(getattr(batch, "_max_queue_size", 2048)),
+        int(getattr(batch, "_max_export_batch_size", 512)),
+        int(getattr(batch, "_schedule_delay_millis", 1000)),
+    )
+
+
+def provider_span_processors(provider: object) -> tuple[Any, ...]:
+    """The span processors added to an SDK ``TracerProvider`` (none if unreadable)."""
+    multi = getattr(provider, "_active_span_processor", None)
+    processors = getattr(multi, "_span_processors", ())
+    return tuple(processors) if isinstance(processors, (tuple, list)) else ()
+
+
+# --- the probe ---------------------------------------------------------------------------
+
+
+class ProbeResult(NamedTuple):
+    """One internal: where it was found on the installed releases (None: nowhere)."""
+
+    name: str
+    found: str | None
+    required: bool = True
+    #: When ``required`` is False: which releases lack it, and why that is fine.
+    lacking: str = ""
+
+
+def _where(pairs: list[tuple[str, bool]]) -> str | None:
+    return next((where for where, ok in pairs if ok), None)
+
+
+def probe() -> list[ProbeResult]:
+    """Look for every internal above on real objects of the installed releases.
+
+    Builds an OTLP exporter, a batch processor and a tracer provider (nothing is sent), so
+    it is for tests and diagnostics, never for an import. ``required`` is False for an
+    internal the installed release need not have (its public API says it lacks the feature).
+    """
+    import inspect
+
+    import requests
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    session = requests.Session()  # where the exporter keeps the session it was given
+    exporter = OTLPSpanExporter(endpoint="http://127.0.0.1:9/v1/traces", session=session)
+    takes_limit = "max_request_size" in inspect.signature(OTLPSpanExporter).parameters
+    processor = BatchSpanProcessor(exporter)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    candidates = _session_candidates(exporter)
+    batch = batch_processor(processor)
+    queued = batch_queue(processor) is not None
+    try:
+        return [
+            ProbeResult("span layout", "ReadableSpan fields" if check_sdk_layout() else None),
+            ProbeResult("configurator base", _where([("_BaseConfigurator", _has_configurator())])),
+            ProbeResult(
+                "exporter session",
+                _where(
+                    [
+                        ("exporter._session", candidates[0] is session),
+                        ("exporter._client._transport._session", candidates[1] is session),
+                    ]
+                ),
+            ),
+            ProbeResult(
+                "send encoded bytes",
+                _where(
+                    [
+                        (
+                            "exporter._export_serialized_spans",
+                            serialized_sender(exporter) is not None,
+                        ),
+                        ("exporter._client.export", client_sender(exporter) is not None),
+                    ]
+                ),
+            ),
+            ProbeResult(
+                "encode hook",
+                _where(
+                    [
+                        ("OTLPSpanExporter._serialize_spans", serializes_spans(OTLPSpanExporter)),
+                        ("exporter._client.export", client_sender(exporter) is not None),
+                    ]
+                ),
+            ),
+            ProbeResult(
+                "shutdown flag", _where([("exporter._shutdown", has_shutdown_flag(exporter))])
+            ),
+            ProbeResult(
+                "endpoint",
+                _where([("exporter._endpoint", exporter_endpoint(exporter) is not None)]),
+            ),
+            ProbeResult(
+                "client headers",
+                _where([("exporter._client._headers", client_headers(exporter) is not None)]),
+                required=client_sender(exporter) is not None,
+                lacking="SDK 1.33-1.38 (no HTTP client; the exporter sends itself)",
+            ),
+            ProbeResult(
+                "max request size",
+                _where([("exporter._max_request_size", max_request_size(exporter) > 0)]),
+                required=takes_limit,
+                lacking="SDKs whose OTLPSpanExporter takes no max_request_size (1.33.1)",
+            ),
+            ProbeResult(
+                "batch processor",
+                _where(
+                    [
+                        ("processor._batch_processor", batch_processor(processor) is not None),
+                        ("processor.span_exporter", "span_exporter" in vars(processor)),
+                    ]
+                ),
+            ),
+            ProbeResult(
+                "batch queue",
+                _where(
+                    [
+                        ("processor._batch_processor._queue", batch is not None and queued),
+                        ("processor.queue", batch is None and queued),
+                    ]
+                ),
+            ),
+            ProbeResult(
+                "batch settings",
+                _where([("processor._batch_processor._max_*", _settings_found(batch))]),
+                required=batch is not None,
+                lacking="SDK 1.33/1.34 (no BatchProcessor inside BatchSpanProcessor)",
+            ),
+            ProbeResult(
+                "provider processors",
+                _where(
+                    [
+                        (
+                            "provider._active_span_processor._span_processors",
+                            processor in provider_span_processors(provider),
+                        )
+                    ]
+                ),
+            ),
+        ]
+    finally:
+        provider.shutdown()
+        session.close()
+
+
+def _has_configurator() -> bool:
+    try:
+        from opentelemetry.sdk._configuration import _BaseConfigurator
+    except ImportError:
+        return False
+    return callable(getattr(_BaseConfigurator, "configure", None))
+
+
+def _settings_found(batch: object) -> bool:
+    holder = batch
+    names = ("_max_queue_size", "_max_export_batch_size", "_schedule_delay_millis")
+    return all(isinstance(getattr(holder, n, None), int) for n in names)
