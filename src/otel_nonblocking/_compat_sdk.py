@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ._log import AggregatedWarning
+from . import _state
 
 if TYPE_CHECKING:
     from opentelemetry.sdk._configuration import _BaseConfigurator as BaseConfigurator
@@ -214,18 +214,16 @@ def has_session(exporter: object) -> bool:
     return any(candidate is not None for candidate in _session_candidates(exporter))
 
 
-_session_warning = AggregatedWarning("abandoned exports cannot cut their connection")
-_session_warned: set[str] = set()
-
-
 def warn_session_missing(exporter: object) -> None:
     """Say once per exporter class that an OTLP/HTTP exporter's session was not found
     where the supported SDK releases keep it (a newer release moved it)."""
     name = type(exporter).__name__
-    if name in _session_warned:
-        return
-    _session_warned.add(name)
-    _session_warning.add(f"no HTTP session found in {name}; an upgrade of the OTLP exporter?")
+    _state.warn_once(
+        ("session_missing", name),
+        "otel_nonblocking: abandoned exports cannot cut their connection: no HTTP session "
+        "found in %s; an upgrade of the OTLP exporter?",
+        name,
+    )
 
 
 def client_headers(exporter: object) -> dict[str, str] | None:
