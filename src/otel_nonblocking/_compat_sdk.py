@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from ._log import AggregatedWarning
 
 if TYPE_CHECKING:
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
     from opentelemetry.sdk._configuration import _BaseConfigurator as BaseConfigurator
     from opentelemetry.sdk._logs.export import LogRecordExporter as LogExporterBase
     from opentelemetry.sdk._logs.export import LogRecordExportResult as LogExportResult
@@ -45,6 +46,7 @@ __all__ = [
     "is_shut_down",
     "max_request_size",
     "metric_preferences",
+    "otlp_http_log_exporter_class",
     "probe",
     "provider_span_processors",
     "replace_batch_processor",
@@ -232,6 +234,13 @@ def __getattr__(name: str) -> Any:
         globals().update(LogExporterBase=base, LogExportResult=result)
         return globals()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def otlp_http_log_exporter_class() -> type[OTLPLogExporter]:
+    """The SDK's OTLP/HTTP log exporter (its module is private in every release so far)."""
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+
+    return OTLPLogExporter
 
 
 # --- metric exporters ---------------------------------------------------------------------
