@@ -385,3 +385,16 @@ def test_the_span_doors_peek_is_still_a_static_method() -> None:
     assert attempt.done.wait(5)
     assert DeadlineSpanExporter.peek(attempt) is True
     assert door.peek(attempt) is True
+
+
+def test_the_log_door_takes_every_log_result_enum_of_the_sdk() -> None:
+    # Newer SDKs renamed LogExportResult to LogRecordExportResult and kept the old name:
+    # an exporter returning either one's SUCCESS has delivered its batch.
+    from otel_nonblocking._compat_sdk import log_export_result_types
+
+    for result_type in log_export_result_types():
+        inner = BlockingLogExporter(result=result_type.SUCCESS)
+        inner.block = False
+        door = DeadlineLogExporter(inner, timeout_millis=1000)
+        assert door.export_report(["r"]).outcome is ExportOutcome.SUCCESS, result_type
+        assert door.export(["r"]) is LogExportResult.SUCCESS

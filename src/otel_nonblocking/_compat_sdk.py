@@ -44,6 +44,7 @@ __all__ = [
     "has_shutdown_flag",
     "is_otlp_http_exporter",
     "is_shut_down",
+    "log_export_result_types",
     "max_request_size",
     "metric_preferences",
     "otlp_http_log_exporter_class",
@@ -222,6 +223,24 @@ def _log_export_types() -> tuple[type[Any], type[Any], str | None]:
         FAILURE = 1
 
     return LogExporterStandIn, LogExportResultStandIn, None
+
+
+def log_export_result_types() -> tuple[type[Any], ...]:
+    """Every log export result enum of the installed SDK: ``LogRecordExportResult`` and its
+    deprecated alias ``LogExportResult`` where both exist (an exporter may return either)."""
+    import importlib
+
+    found: list[type[Any]] = [_log_export_types()[1]]
+    for module_name in _LOG_EXPORT_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        for name in ("LogRecordExportResult", "LogExportResult"):
+            result = getattr(module, name, None)
+            if isinstance(result, type) and result not in found:
+                found.append(result)
+    return tuple(found)
 
 
 def __getattr__(name: str) -> Any:
