@@ -40,6 +40,7 @@ __all__ = [
     "is_otlp_http_exporter",
     "is_shut_down",
     "max_request_size",
+    "metric_exporter_preferences",
     "probe",
     "provider_span_processors",
     "replace_batch_processor",
@@ -340,6 +341,29 @@ def provider_span_processors(provider: object) -> tuple[Any, ...]:
     return tuple(processors) if isinstance(processors, (tuple, list)) else ()
 
 
+# --- metric exporters ----------------------------------------------------------------------
+
+
+def metric_exporter_preferences(exporter: object) -> tuple[Any, Any]:
+    """``(preferred_temporality, preferred_aggregation)`` a ``MetricExporter`` was built
+    with (the OTLP exporter's come from ``OTEL_EXPORTER_OTLP_METRICS_*``), as the SDK's
+    ``PeriodicExportingMetricReader`` reads them; ``(None, None)`` (the defaults) when
+    the exporter keeps neither where the SDK's base class does."""
+    return (
+        getattr(exporter, "_preferred_temporality", None),
+        getattr(exporter, "_preferred_aggregation", None),
+    )
+
+
+def _metric_preferences_found() -> bool:
+    from opentelemetry.sdk.metrics import Counter
+    from opentelemetry.sdk.metrics.export import AggregationTemporality, ConsoleMetricExporter
+
+    delta: dict[type, AggregationTemporality] = {Counter: AggregationTemporality.DELTA}
+    temporality, _ = metric_exporter_preferences(ConsoleMetricExporter(preferred_temporality=delta))
+    return bool(temporality == delta)
+
+
 # --- the probe ---------------------------------------------------------------------------
 
 
@@ -456,6 +480,10 @@ def probe() -> list[ProbeResult]:
                 _where([("processor._batch_processor._max_*", _settings_found(batch))]),
                 required=batch is not None,
                 lacking="SDK 1.33/1.34 (no BatchProcessor inside BatchSpanProcessor)",
+            ),
+            ProbeResult(
+                "metric exporter preferences",
+                _where([("exporter._preferred_temporality", _metric_preferences_found())]),
             ),
             ProbeResult(
                 "provider processors",
