@@ -1,0 +1,479 @@
+"""NonBlockingMetricReader: collection and export on the reader's thread; force_flush and
+shutdown within their budget whatever the exporter does; collections skipped, never
+piled up; temporality and aggregation from the exporter; the spec's variables.
+
+The SDK's PeriodicExportingMetricReader for the same cases (measured on this machine,
+SDK 1.45.2, not asserted): over an exporter blocked on an event, ``force_flush(300)``
+returns after the exporter does (30 s here: it exports on the calling thread), and
+``MeterProvider.shutdown(timeout_millis=500)`` takes 30.5 s (it joins its thread for the
+budget, then calls the exporter's ``shutdown`` with ``timeout=``, which the exporter
+ignores). Against a FakeOTLPBackend that never answers, with the SDK's
+``OTLPMetricExporter(timeout=3)``: ``force_flush(500)`` 3.0 s, ``shutdown(500)`` 3.5 s.
+See docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    ExponentialHistogram,
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+    Sum,
+)
+
+from otel_nonblocking import ConfigurationError, MetricReaderStats, NonBlockingMetricReader
+from otel_nonblocking._exporter import ExportOutcome, ExportReport
+from otel_nonblocking._metric_reader import MetricSender
+from otel_nonblocking.testing import FakeOTLPBackend, Mode, refused_endpoint
+
+# What "returns within its budget" allows on a loaded two-core machine.
+_SLACK = 0.5
+
+
+class RecordingMetricExporter(MetricExporter):
+    """Succeeds (or returns ``result``); remembers what it was given."""
+
+    def __init__(self, result: MetricExportResult = MetricExportResult.SUCCESS) -> None:
+        super().__init__()
+        self.result = result
+        self.exported: list[MetricsData] = []
+        self.export_threads: list[str] = []
+        self.shutdown_kwargs: list[dict[str, Any]] = []
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        self.export_threads.append(threading.current_thread().name)
+        self.exported.append(metrics_data)
+        return self.result
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self.shutdown_kwargs.append({"timeout_millis": timeout_millis, **kwargs})
+
+    def sums(self) -> list[float]:
+        return [
+            point.value
+            for data in self.exported
+            for rm in data.resource_metrics
+            for sm in rm.scope_metrics
+            for metric in sm.metrics
+            if isinstance(metric.data, Sum)
+            for point in metric.data.data_points
+        ]
+
+
+class BlockedMetricExporter(RecordingMetricExporter):
+    """Blocks every export, and its shutdown, until ``release`` is set (no deadline of
+    its own: the worst exporter the reader can be given)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.entered = threading.Event()
+        self.calls = 0
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        self.calls += 1
+        self.entered.set()
+        self.release.wait(30)
+        return super().export(metrics_data, timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        super().shutdown(timeout_millis, **kwargs)
+        self.release.wait(30)
+
+
+class ReportingDouble(RecordingMetricExporter):
+    """Stands in for h-deadline's DeadlineMetricExporter: ``export_report`` says how each
+    export ended (``outcomes``, in turn), ``busy`` whether an abandoned attempt runs."""
+
+    def __init__(self, *outcomes: ExportOutcome) -> None:
+        super().__init__()
+        self.outcomes = list(outcomes)
+        self.busy = False
+        self.reports: list[dict[str, Any]] = []
+
+    def export_report(
+        self,
+        items: MetricsData,
+        timeout: float | None = None,
+        cutoff: Any = None,
+        *,
+        probe: bool = False,
+    ) -> ExportReport:
+        self.exported.append(items)
+        self.reports.append({"timeout": timeout, "probe": probe})
+        outcome = self.outcomes.pop(0) if self.outcomes else ExportOutcome.SUCCESS
+        return ExportReport(outcome)
+
+
+@pytest.fixture
+def blocked() -> Iterator[BlockedMetricExporter]:
+    exporter = BlockedMetricExporter()
+    yield exporter
+    exporter.release.set()
+
+
+def _provider(reader: NonBlockingMetricReader) -> MeterProvider:
+    return MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+
+
+def _wait_for(predicate: Any, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return bool(predicate())
+
+
+# --- the bounds -------------------------------------------------------------------------
+
+
+def test_force_flush_returns_within_its_budget_while_the_exporter_hangs(
+    blocked: BlockedMetricExporter,
+) -> None:
+    reader = NonBlockingMetricReader(blocked, export_interval_millis=60_000)
+    provider = _provider(reader)
+    provider.get_meter("app").create_counter("requests").add(1)
+    started = time.monotonic()
+    assert reader.force_flush(timeout_millis=300) is False
+    assert time.monotonic() - started < 0.3 + _SLACK
+    assert blocked.entered.is_set()  # the export did start, on the reader's thread
+    blocked.release.set()
+
+
+def test_shutdown_returns_within_its_budget_while_export_and_shutdown_hang(
+    blocked: BlockedMetricExporter,
+) -> None:
+    reader = NonBlockingMetricReader(blocked, export_interval_millis=60_000)
+    provider = _provider(reader)
+    provider.get_meter("app").create_counter("requests").add(1)
+    started = time.monotonic()
+    provider.shutdown(timeout_millis=500)  # MeterProvider hands the reader what is left
+    assert time.monotonic() - started < 0.5 + _SLACK
+    assert reader.stats().shut_down
+    assert reader.force_flush(timeout_millis=100) is False  # after shutdown: nothing goes out
+
+
+def test_a_counter_on_the_application_thread_never_waits_for_a_blocked_export(
+    blocked: BlockedMetricExporter,
+) -> None:
+    reader = NonBlockingMetricReader(blocked, export_interval_millis=20)
+    provider = _provider(reader)
+    counter = provider.get_meter("app").create_counter("requests")
+    counter.add(1)
+    assert blocked.entered.wait(5)  # the reader's thread is stuck in export now
+    slowest = 0.0
+    for _ in range(2000):
+        began = time.perf_counter()
+        counter.add(1, {"route": "/"})
+        slowest = max(slowest, time.perf_counter() - began)
+    assert slowest < 0.1  # microseconds in practice; the export holds no lock we take
+    blocked.release.set()
+    provider.shutdown(timeout_millis=1000)
+
+
+def test_export_and_collection_run_on_the_readers_thread() -> None:
+    exporter = RecordingMetricExporter()
+    reader = NonBlockingMetricReader(exporter, export_interval_millis=60_000)
+    provider = _provider(reader)
+    provider.get_meter("app").create_counter("requests").add(3)
+    assert reader.force_flush(timeout_millis=2000) is True
+    assert exporter.export_threads == ["otel-nonblocking-metric-reader"]
+    assert exporter.sums() == [3]
+    provider.shutdown(timeout_millis=1000)
+
+
+def test_shutdown_exports_a_last_collection_and_passes_timeout_millis() -> None:
+    exporter = RecordingMetricExporter()
+    reader = NonBlockingMetricReader(exporter, export_interval_millis=60_000)
+    provider = _provider(reader)
+    provider.get_meter("app").create_counter("requests").add(5)
+    provider.shutdown(timeout_millis=1000)
+    assert exporter.sums() == [5]
+    # The SDK's reader calls shutdown(timeout=...), which MetricExporter.shutdown does not
+    # take: the exporter then falls back to its 30 s default (opentelemetry-python #5574).
+    assert len(exporter.shutdown_kwargs) == 1
+    kwargs = exporter.shutdown_kwargs[0]
+    assert set(kwargs) == {"timeout_millis"}
+    assert 0 < kwargs["timeout_millis"] <= 1000
+    provider.shutdown(timeout_millis=1000)  # idempotent (the provider warns, not us)
+
+
+def test_shutdown_at_exit_keeps_the_exit_budget(
+    blocked: BlockedMetricExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from otel_nonblocking import _state
+
+    reader = NonBlockingMetricReader(blocked, export_interval_millis=60_000)
+    provider = _provider(reader)
+    provider.get_meter("app").create_counter("requests").add(1)
+    monkeypatch.setattr(_state, "exiting", lambda: True)
+    _state.set_exit_budget(0.3)
+    started = time.monotonic()
+    provider.shutdown()  # the MeterProvider's exit callback asks for 30 s
+    assert time.monotonic() - started < 0.3 + _SLACK
+
+
+# --- never piling up exports ----------------------------------------------------------------
+
+
+def test_collections_due_while_an_export_runs_are_skipped_not_queued(
+    blocked: BlockedMetricExporter,
+) -> None:
+    reader = NonBlockingMetricReader(blocked, export_interval_millis=50)
+    provider = _provider(reader)
+    provider.get_meter("app").create_counter("requests").add(1)
+    assert blocked.entered.wait(5)
+    time.sleep(0.5)
+    assert blocked.calls == 1  # one export at a time, nothing queued behind it
+    assert reader.stats().collections_skipped >= 3
+    blocked.release.set()
+    # Once the export returns, collections resume on the interval; none catches up.
+    assert _wait_for(lambda: reader.stats().exports_ok >= 2)
+    assert blocked.calls <= 4
+    provider.shutdown(timeout_millis=1000)
+
+
+def test_a_collection_is_skipped_while_the_deadline_exporter_is_busy() -> None:
+    exporter = ReportingDouble()
+    exporter.busy = True  # an abandoned attempt still runs: no export could start
+    reader = NonBlockingMetricReader(exporter, export_interval_millis=30)
+    provider = _provider(reader)
+    provider.get_meter("app").create_counter("requests").add(1)
+    assert _wait_for(lambda: reader.stats().collections_skipped >= 3)
+    assert exporter.exported == []
+    exporter.busy = False
+    assert _wait_for(lambda: exporter.exported)
+    # Cumulative: the first export after the skips carries everything.
+    assert exporter.sums()[0] == 1
+    provider.shutdown(timeout_millis=1000)
+
+
+# --- accounting -------------------------------------------------------------------------------
+
+
+def test_stats_count_each_export_once_by_outcome() -> None:
+    exporter = ReportingDouble(
+        ExportOutcome.SUCCESS,
+        ExportOutcome.TIMEOUT,
+        ExportOutcome.FAILED,
+        ExportOutcome.CIRCUIT_OPEN,
+    )
+    assert isinstance(exporter, MetricSender)
+    reader = NonBlockingMetricReader(exporter, export_interval_millis=60_000)
+    provider = _provider(reader)
+    provider.get_meter("app").create_counter("requests").add(1)
+    assert [reader.force_flush(2000) for _ in range(4)] == [True, False, False, False]
+    assert reader.stats() == MetricReaderStats(
+        collections=4, exports_ok=1, exports_failed=2, exports_timed_out=1
+    )
+    # A flush's export is a probe (it may pass an open breaker), with the export deadline.
+    assert all(r["probe"] and 0 < r["timeout"] <= 30 for r in exporter.reports)
+    provider.shutdown(timeout_millis=1000)
+
+
+def test_an_exporter_that_raises_is_counted_as_failed(caplog: pytest.LogCaptureFixture) -> None:
+    class Raising(RecordingMetricExporter):
+        def export(
+            self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kw: Any
+        ) -> MetricExportResult:
+            raise RuntimeError("secret-token-in-message")
+
+    reader = NonBlockingMetricReader(Raising(), export_interval_millis=60_000)
+    provider = _provider(reader)
+    provider.get_meter("app").create_counter("requests").add(1)
+    with caplog.at_level(logging.WARNING, logger="otel_nonblocking"):
+        assert reader.force_flush(2000) is False
+    assert reader.stats().exports_failed == 1
+    assert "RuntimeError" in caplog.text
+    assert "secret-token" not in caplog.text
+    provider.shutdown(timeout_millis=1000)
+
+
+# --- temporality, aggregation and settings from the environment ------------------------------
+
+
+class _CapturingOTLP(OTLPMetricExporter):
+    """The SDK's OTLP metric exporter (its preferences read from the environment), with
+    the wire replaced by a list."""
+
+    def __init__(self) -> None:
+        super().__init__(endpoint="http://127.0.0.1:9/v1/metrics")
+        self.exported: list[MetricsData] = []
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        self.exported.append(metrics_data)
+        return MetricExportResult.SUCCESS
+
+
+def _metrics(data: list[MetricsData]) -> dict[str, Any]:
+    return {
+        metric.name: metric.data
+        for d in data
+        for rm in d.resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+    }
+
+
+def test_temporality_and_aggregation_come_from_the_exporter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta")
+    monkeypatch.setenv(
+        "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION",
+        "base2_exponential_bucket_histogram",
+    )
+    exporter = _CapturingOTLP()
+    reader = NonBlockingMetricReader(exporter, export_interval_millis=60_000)
+    provider = _provider(reader)
+    meter = provider.get_meter("app")
+    meter.create_counter("requests").add(2)
+    meter.create_histogram("latency").record(1.5)
+    assert reader.force_flush(2000)
+    metrics = _metrics(exporter.exported)
+    assert metrics["requests"].aggregation_temporality is AggregationTemporality.DELTA
+    assert isinstance(metrics["latency"], ExponentialHistogram)
+    provider.shutdown(timeout_millis=1000)
+
+
+def test_default_temporality_is_cumulative() -> None:
+    exporter = _CapturingOTLP()
+    reader = NonBlockingMetricReader(exporter, export_interval_millis=60_000)
+    provider = _provider(reader)
+    provider.get_meter("app").create_counter("requests").add(2)
+    assert reader.force_flush(2000)
+    metrics = _metrics(exporter.exported)
+    assert metrics["requests"].aggregation_temporality is AggregationTemporality.CUMULATIVE
+    provider.shutdown(timeout_millis=1000)
+
+
+def test_the_export_interval_comes_from_otel_metric_export_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "50")
+    exporter = RecordingMetricExporter()
+    reader = NonBlockingMetricReader(exporter)
+    provider = _provider(reader)
+    provider.get_meter("app").create_counter("requests").add(1)
+    assert _wait_for(lambda: len(exporter.exported) >= 2, timeout=5)
+    provider.shutdown(timeout_millis=1000)
+
+
+def test_the_export_timeout_comes_from_otel_metric_export_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_METRIC_EXPORT_TIMEOUT", "1500")
+    exporter = ReportingDouble()
+    reader = NonBlockingMetricReader(exporter, export_interval_millis=60_000)
+    provider = _provider(reader)
+    provider.get_meter("app").create_counter("requests").add(1)
+    assert reader.force_flush(10_000)
+    assert exporter.reports[0]["timeout"] == pytest.approx(1.5)
+    provider.shutdown(timeout_millis=1000)
+
+
+def test_a_bad_variable_warns_once_naming_it_and_falls_back(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "soon-secret")
+    with caplog.at_level(logging.WARNING, logger="otel_nonblocking"):
+        reader = NonBlockingMetricReader(RecordingMetricExporter())
+        NonBlockingMetricReader(RecordingMetricExporter())
+    warnings = [r for r in caplog.records if "OTEL_METRIC_EXPORT_INTERVAL" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "soon-secret" not in caplog.text
+    assert reader._interval == 60.0
+    reader.shutdown(timeout_millis=500)
+
+
+@pytest.mark.parametrize(
+    ("argument", "value"),
+    [("export_interval_millis", 0), ("export_interval_millis", -5), ("export_timeout_millis", 0)],
+)
+def test_a_bad_argument_raises_configuration_error(argument: str, value: float) -> None:
+    with pytest.raises(ConfigurationError, match=argument):
+        NonBlockingMetricReader(RecordingMetricExporter(), **{argument: value})
+
+
+def test_an_infinite_interval_collects_only_on_flush() -> None:
+    exporter = RecordingMetricExporter()
+    reader = NonBlockingMetricReader(exporter, export_interval_millis=float("inf"))
+    provider = _provider(reader)
+    provider.get_meter("app").create_counter("requests").add(1)
+    time.sleep(0.2)
+    assert exporter.exported == []
+    assert reader.force_flush(2000)
+    assert exporter.sums() == [1]
+    provider.shutdown(timeout_millis=1000)
+
+
+# --- against a real socket: the fake OTLP backend ---------------------------------------------
+
+
+@pytest.mark.parametrize("mode", [Mode.HANG, Mode.DRIP, Mode.UNAVAILABLE, "refused"])
+def test_flush_and_shutdown_keep_their_budget_against_a_broken_collector(
+    mode: Mode | str,
+) -> None:
+    backend = FakeOTLPBackend(
+        Mode.OK if mode == "refused" else mode, path="/v1/metrics", retry_after=1
+    ).start()
+    try:
+        endpoint = refused_endpoint("/v1/metrics") if mode == "refused" else backend.endpoint
+        # The SDK's exporter, no deadline of its own beyond its 3 s timeout and retries.
+        exporter = OTLPMetricExporter(endpoint=endpoint, timeout=3)
+        reader = NonBlockingMetricReader(exporter, export_interval_millis=60_000)
+        provider = _provider(reader)
+        provider.get_meter("app").create_counter("requests").add(1)
+        started = time.monotonic()
+        reader.force_flush(timeout_millis=500)
+        assert time.monotonic() - started < 0.5 + _SLACK
+        started = time.monotonic()
+        provider.shutdown(timeout_millis=500)
+        assert time.monotonic() - started < 0.5 + _SLACK
+    finally:
+        backend.stop()
+
+
+def test_a_healthy_collector_receives_the_counter() -> None:
+    with FakeOTLPBackend(Mode.OK, path="/v1/metrics") as backend:
+        exporter = OTLPMetricExporter(endpoint=backend.endpoint, timeout=3)
+        reader = NonBlockingMetricReader(exporter, export_interval_millis=60_000)
+        provider = _provider(reader)
+        provider.get_meter("app").create_counter("requests").add(7)
+        assert reader.force_flush(timeout_millis=3000)
+        provider.shutdown(timeout_millis=1000)
+        names = []
+        for record in backend.requests:
+            request = ExportMetricsServiceRequest.FromString(record.body)
+            names += [
+                m.name
+                for rm in request.resource_metrics
+                for sm in rm.scope_metrics
+                for m in sm.metrics
+            ]
+        assert "requests" in names
+        assert reader.stats().exports_ok >= 1
