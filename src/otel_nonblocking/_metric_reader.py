@@ -10,10 +10,10 @@ application's own metrics, the non-blocking counterpart of the SDK's
 The path of a collection: the worker thread wakes (the export interval passed, or a
 flush or shutdown asks) -> ``MetricReader.collect`` (the SDK reads the instruments and
 runs the observable callbacks, on the worker) -> :meth:`_receive_metrics` hands the
-data over -> the worker exports it under a deadline (through ``export_report`` when
-the exporter is a deadline exporter, so a hung collector costs the deadline, not the
-exporter's retries) -> the outcome is counted (:class:`MetricReaderStats`). The
-application's threads only ever append a flush request and wait on its event, bounded.
+data over -> the worker exports it through :class:`DeadlineMetricExporter`
+(``export_report``: a hung collector costs the deadline, not the exporter's retries)
+-> the outcome is counted (:class:`MetricReaderStats`). The application's threads only
+ever append a flush request and wait on its event, bounded.
 """
 
 from __future__ import annotations
@@ -23,50 +23,23 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any
 
-from opentelemetry.sdk.metrics.export import (
-    MetricExporter,
-    MetricExportResult,
-    MetricReader,
-    MetricsData,
-)
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, MetricsData
 
 from . import _config, _state
-from ._compat_sdk import metric_exporter_preferences
 from ._config import UNSET, _Unset
 from ._deadline import Clock, Deadline, millis_to_seconds, wait_seconds
-from ._exporter import ExportOutcome
+from ._export_core import ExportOutcome
+from ._exporter_metrics import DeadlineMetricExporter
 from ._log import AggregatedWarning
-from ._suppress import run_within, start_thread
-
-if TYPE_CHECKING:
-    from ._exporter import Cutoff, ExportReport
+from ._suppress import start_thread
 
 __all__ = ["MetricReaderStats", "NonBlockingMetricReader"]
 
 # Of a shutdown's budget, the share the final export may use: the rest is the
 # exporter's own shutdown (a deadline exporter cuts an abandoned attempt there).
 _FINAL_EXPORT_SHARE = 0.9
-
-
-@runtime_checkable
-class MetricSender(Protocol):
-    """What the reader uses of a deadline exporter (``DeadlineMetricExporter``): one
-    export under a deadline that says how it ended, and whether an abandoned attempt
-    still runs (then no export can start, and a collection would only wait)."""
-
-    def export_report(
-        self,
-        items: MetricsData,
-        timeout: float | None = None,
-        cutoff: Cutoff | None = None,
-        *,
-        probe: bool = False,
-    ) -> ExportReport: ...
-
-    @property
-    def busy(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -111,7 +84,8 @@ class NonBlockingMetricReader(MetricReader):
     ``export_timeout_millis`` (``OTEL_METRIC_EXPORT_TIMEOUT``, 30 s). ``force_flush``
     and ``shutdown`` return within their ``timeout_millis`` whatever the exporter does;
     a collection due while an export still runs is skipped and counted, never queued.
-    Temporality and aggregation are the exporter's (for the OTLP exporter:
+    An exporter that is not a :class:`DeadlineMetricExporter` is wrapped in one with that
+    deadline. Temporality and aggregation are the exporter's (for the OTLP exporter:
     ``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`` and
     ``OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION``).
 
@@ -130,8 +104,6 @@ class NonBlockingMetricReader(MetricReader):
         *,
         clock: Clock = time.monotonic,
     ) -> None:
-        temporality, aggregation = metric_exporter_preferences(exporter)
-        super().__init__(preferred_temporality=temporality, preferred_aggregation=aggregation)
         if export_interval_millis is None:
             export_interval_millis = UNSET  # as for the SDK's reader: not given
         if isinstance(export_interval_millis, float) and math.isinf(export_interval_millis):
@@ -146,8 +118,17 @@ class NonBlockingMetricReader(MetricReader):
             )
             / 1000
         )
+        if not isinstance(exporter, DeadlineMetricExporter):
+            exporter = DeadlineMetricExporter(
+                exporter, timeout_millis=self._export_timeout * 1000, clock=clock
+            )
         self._exporter = exporter
-        self._sender = exporter if isinstance(exporter, MetricSender) else None
+        # The exporter's preferences, as the SDK's reader takes them (for the OTLP exporter
+        # from OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE and ..._AGGREGATION).
+        super().__init__(
+            preferred_temporality=exporter.preferred_temporality,
+            preferred_aggregation=exporter.preferred_aggregation,
+        )
         self._clock = clock
         self._warn = AggregatedWarning("metric exports failed", clock=clock)
         self._counts = dict.fromkeys(
@@ -186,8 +167,8 @@ class NonBlockingMetricReader(MetricReader):
             self._stopped.set()
 
     @property
-    def exporter(self) -> MetricExporter:
-        """The exporter this reader exports through."""
+    def exporter(self) -> DeadlineMetricExporter:
+        """The deadline-wrapped exporter this reader exports through."""
         return self._exporter
 
     # -- the application's side: append a request, wake the worker, wait with a bound --
@@ -229,16 +210,10 @@ class NonBlockingMetricReader(MetricReader):
         self._closing = deadline
         self._wake.set()
         self._stopped.wait(deadline.remaining())
-        if not deadline.expired():
-            exporter = self._exporter
-            left_millis = deadline.remaining() * 1000
-            # timeout_millis=, the name MetricExporter.shutdown takes (the SDK's reader
-            # passes timeout=, which the OTLP exporter ignores: opentelemetry-python #5574).
-            run_within(
-                lambda: exporter.shutdown(timeout_millis=left_millis),
-                deadline.remaining(),
-                "otel-nonblocking-metric-shutdown",
-            )
+        # timeout_millis=, the name MetricExporter.shutdown takes (the SDK's reader passes
+        # timeout=, which the OTLP exporter ignores: opentelemetry-python #5574). The
+        # deadline exporter cuts an export still running and bounds the inner shutdown.
+        self._exporter.shutdown(timeout_millis=deadline.remaining() * 1000)
         self._warn.maybe_emit(force=True)
 
     def close_at_exit(self, seconds: float) -> None:
@@ -313,7 +288,7 @@ class NonBlockingMetricReader(MetricReader):
         Collections whose time passed while an export ran are skipped, not caught up."""
         missed = self._missed(due) - 1  # due times after this one that passed meanwhile
         self._counts["collections_skipped"] += missed
-        if self._sender is not None and self._sender.busy:
+        if self._exporter.busy:
             # An abandoned export still runs: no export could start now. With
             # cumulative temporality the next collection has it all; with delta the
             # SDK keeps accumulating until then, so skipping loses nothing either.
@@ -339,24 +314,12 @@ class NonBlockingMetricReader(MetricReader):
         if data is None:
             return True
         timeout = min(self._export_timeout, deadline.remaining())
-        started = self._clock()
         self._in_export = True
         try:
-            if self._sender is not None:
-                outcome = self._sender.export_report(
-                    data, timeout, self._cutoff, probe=probe
-                ).outcome
-            else:
-                result = self._exporter.export(data, timeout_millis=timeout * 1000)
-                outcome = (
-                    ExportOutcome.SUCCESS
-                    if result is MetricExportResult.SUCCESS
-                    else ExportOutcome.FAILED
-                )
-                if self._clock() - started > timeout:
-                    outcome = ExportOutcome.TIMEOUT  # it returned, but after its deadline
-        except Exception as error:  # noqa: BLE001 - an exporter's bug is counted, not raised
-            self._warn.add(f"exporter raised {type(error).__name__}")
+            report = self._exporter.export_report([data], timeout, cutoff=self._cutoff, probe=probe)
+            outcome = report.outcome
+        except Exception as error:  # noqa: BLE001 - a bug is counted, never raised here
+            self._warn.add(f"export raised {type(error).__name__}")
             outcome = ExportOutcome.FAILED
         finally:
             self._in_export = False
@@ -367,7 +330,6 @@ class NonBlockingMetricReader(MetricReader):
             self._counts["exports_timed_out"] += 1
         else:
             self._counts["exports_failed"] += 1
-        self._warn.add(outcome.value)
         return False
 
     def _cutoff(self) -> float | None:
