@@ -472,3 +472,64 @@ def test_a_healthy_collector_receives_the_counter() -> None:
             ]
         assert "requests" in names
         assert reader.stats().exports_ok >= 1
+
+
+# --- exit and fork ---------------------------------------------------------------------------
+
+_EXIT_PROGRAM = """
+import sys, time
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+from opentelemetry.sdk.metrics import MeterProvider
+from otel_nonblocking import NonBlockingMetricReader
+
+# The SDK's exporter with a 30 s timeout, on a MeterProvider left at shutdown_on_exit=True:
+# the provider's own exit callback asks the reader for a 30 s shutdown.
+reader = NonBlockingMetricReader(OTLPMetricExporter(endpoint=sys.argv[1], timeout=30))
+provider = MeterProvider(metric_readers=[reader])
+provider.get_meter("exit-test").create_counter("requests").add(1)
+print("RETURNED-AT", repr(time.time()), flush=True)
+"""
+
+
+def test_exit_keeps_the_exit_budget_against_a_collector_that_never_answers(
+    tmp_path: Any,
+) -> None:
+    """The SDK's reader in the same program (OTLPMetricExporter's default 10 s timeout)
+    exits 10.05 s after main returns, measured on this machine; this one in about 2 s."""
+    import os
+    import sys
+
+    from tests.conftest import run_bounded
+
+    script = tmp_path / "program.py"
+    script.write_text(_EXIT_PROGRAM, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["OTEL_NONBLOCKING_EXIT_TIMEOUT"] = "1000"
+    with FakeOTLPBackend(Mode.HANG, path="/v1/metrics") as backend:
+        stdout, _, exited_at = run_bounded([sys.executable, str(script), backend.endpoint], env)
+        assert backend.request_count == 1  # the last collection did go out
+    [line] = [x for x in stdout.splitlines() if x.startswith("RETURNED-AT ")]
+    assert exited_at - float(line.split()[1]) < 1.0 + 1.0  # budget + interpreter teardown
+
+
+def test_a_forked_child_collects_and_exports_on_its_own_thread() -> None:
+    import os
+
+    from tests.conftest import wait_for_child
+
+    exporter = RecordingMetricExporter()
+    reader = NonBlockingMetricReader(exporter, export_interval_millis=60_000)
+    provider = _provider(reader)
+    counter = provider.get_meter("app").create_counter("requests")
+    counter.add(1)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit code
+        code = 1
+        try:
+            counter.add(1)
+            code = 0 if reader.force_flush(2000) and exporter.sums()[-1] == 2 else 3
+        finally:
+            os._exit(code)
+    assert wait_for_child(pid) == 0
+    assert reader.force_flush(2000)  # the parent's worker is untouched
+    provider.shutdown(timeout_millis=1000)

@@ -194,6 +194,8 @@ class NonBlockingMetricReader(MetricReader):
         request = _FlushRequest(Deadline.after(millis_to_seconds(timeout_millis), self._clock))
         self._flushes.append(request)
         self._wake.set()
+        if self._stopped.is_set():  # the worker ended (shut down meanwhile): nobody serves it
+            return False
         return request.done.wait(request.deadline.remaining()) and request.ok
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
