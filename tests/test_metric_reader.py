@@ -533,3 +533,20 @@ def test_a_forked_child_collects_and_exports_on_its_own_thread() -> None:
     assert wait_for_child(pid) == 0
     assert reader.force_flush(2000)  # the parent's worker is untouched
     provider.shutdown(timeout_millis=1000)
+
+
+def test_shutdown_cuts_an_export_that_was_running_and_the_worker_ends_in_time() -> None:
+    from otel_nonblocking._deadline import Deadline
+
+    exporter = ScriptedMetricExporter("hang")
+    # A 30 s export deadline: only the shutdown's budget can end the running export.
+    reader = NonBlockingMetricReader(exporter, export_interval_millis=50)
+    provider = _provider(reader)
+    provider.get_meter("app").create_counter("requests").add(1)
+    assert _wait_for(lambda: reader.exporter.busy)  # the periodic export is stuck
+    started = time.monotonic()
+    counts = reader.shutdown_within(Deadline.after(0.5))
+    assert time.monotonic() - started < 0.5 + _SLACK
+    assert counts.complete  # the reader's thread ended within the budget
+    assert reader.stats().exports_timed_out >= 1
+    exporter.release.set()

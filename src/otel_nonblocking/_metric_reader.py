@@ -144,6 +144,7 @@ class NonBlockingMetricReader(MetricReader):
         )
         self._shutdown_once = threading.Lock()  # taken once, never released
         self._closing: Deadline | None = None
+        self._final = Deadline(math.inf, clock)  # set by shutdown: when the exports end
         self._start_worker()
         _state.after_fork_in_child(self._after_fork)
 
@@ -209,6 +210,10 @@ class NonBlockingMetricReader(MetricReader):
         deadline = Deadline.after(budget, self._clock)
         if not self._shutdown_once.acquire(blocking=False):
             return
+        # The exports (one still running, then the last collection's) end by this point;
+        # the rest of the budget is the exporter's shutdown.
+        share = deadline.remaining() * _FINAL_EXPORT_SHARE
+        self._final = Deadline.after(share, self._clock)
         self._closing = deadline
         self._wake.set()
         self._stopped.wait(deadline.remaining())
@@ -252,10 +257,8 @@ class NonBlockingMetricReader(MetricReader):
             while True:
                 self._wake.wait(wait_seconds(next_at - self._clock()))
                 self._wake.clear()
-                closing = self._closing
-                if closing is not None:
-                    share = closing.remaining() * _FINAL_EXPORT_SHARE
-                    self._collect_and_export(Deadline.after(share, self._clock), probe=True)
+                if self._closing is not None:
+                    self._collect_and_export(self._final, probe=True)
                     return
                 flushes = self._take_flushes()
                 if flushes:
@@ -335,9 +338,8 @@ class NonBlockingMetricReader(MetricReader):
         return False
 
     def _cutoff(self) -> float | None:
-        """Polled by a running export: a shutdown shortens it to the final export's share."""
-        closing = self._closing
-        return None if closing is None else closing.remaining() * _FINAL_EXPORT_SHARE
+        """Polled by a running export: a shutdown ends it by the end of its exports' share."""
+        return None if self._closing is None else self._final.remaining()
 
     def _exporter_flush(self, deadline: Deadline) -> bool:
         try:
