@@ -625,6 +625,31 @@ SELF_METRICS: Final = Setting(
     "API (configure_tracing() and the configurator); see docs/observability.md.",
 )
 
+METRIC_EXPORT_INTERVAL_MILLIS: Final = Setting(
+    "metric_export_interval_millis",
+    ("OTEL_METRIC_EXPORT_INTERVAL",),
+    float,
+    60000.0,
+    "ms",
+    "Time between two collections of NonBlockingMetricReader (the specification's "
+    "variable and default). A collection due while the previous export still runs is "
+    "skipped and counted, never queued.",
+    _positive_millis,
+    arg="export_interval_millis",
+)
+METRIC_EXPORT_TIMEOUT_MILLIS: Final = Setting(
+    "metric_export_timeout_millis",
+    ("OTEL_METRIC_EXPORT_TIMEOUT",),
+    float,
+    30000.0,
+    "ms",
+    "NonBlockingMetricReader's wall-clock deadline around one metric export, enforced "
+    "whatever the exporter does; behind a deadline-wrapped OTLP exporter the smaller of "
+    "it and the exporter's own timeout applies.",
+    _positive_millis,
+    arg="export_timeout_millis",
+)
+
 SETTINGS: Final[tuple[Setting[Any], ...]] = (
     MAX_QUEUE_SIZE,
     MAX_QUEUE_BYTES,
@@ -648,6 +673,8 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     FLUSH_TIMEOUT,
     EXIT_TIMEOUT_MILLIS,
     SELF_METRICS,
+    METRIC_EXPORT_INTERVAL_MILLIS,
+    METRIC_EXPORT_TIMEOUT_MILLIS,
     DISABLED,
     SDK_DISABLED,
 )
