@@ -22,6 +22,7 @@ if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time __geta
     from ._config import UNSET, UnsetType
     from ._errors import ConfigurationError
     from ._exporter import DeadlineSpanExporter, ExporterStats, ExportOutcome, ExportReport
+    from ._log_processor import NonBlockingLogRecordProcessor
     from ._otlp import otlp_span_exporter
     from ._processor import NonBlockingSpanProcessor, ProcessorStats
     from ._serverless import FlushAfter, InvocationContext, flush_after
@@ -46,6 +47,7 @@ __all__ = [
     "FlushAfter",
     "FlushResult",
     "InvocationContext",
+    "NonBlockingLogRecordProcessor",
     "NonBlockingSpanProcessor",
     "ProcessorStats",
     "TracingHandle",
@@ -72,6 +74,7 @@ _HOMES: dict[str, str] = {
     "FlushAfter": "_serverless",
     "FlushResult": "_setup",
     "InvocationContext": "_serverless",
+    "NonBlockingLogRecordProcessor": "_log_processor",
     "NonBlockingSpanProcessor": "_processor",
     "ProcessorStats": "_processor",
     "TracingHandle": "_setup",

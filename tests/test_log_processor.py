@@ -1,0 +1,401 @@
+"""NonBlockingLogRecordProcessor: the log door to the pipeline core.
+
+Until ``DeadlineLogExporter`` lands (h-deadline), the processor is driven through
+:class:`DeadlineLogDouble`, a small stand-in with the contract the pipeline needs of it
+(``export_report`` under a real wall-clock deadline, on a runner thread of ours).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
+import structlog
+from opentelemetry._logs import LogRecord, SeverityNumber
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.sdk._logs import export as _logs_export
+from opentelemetry.sdk.trace import TracerProvider
+
+from otel_nonblocking._exporter import ExportOutcome, ExportReport
+from otel_nonblocking._log_processor import NonBlockingLogRecordProcessor
+from otel_nonblocking._runner import Attempt, AttemptRunner
+from otel_nonblocking.testing import FakeOTLPBackend, Mode
+
+SLACK = 0.5  # what a bounded call may take beyond its budget on a loaded machine
+
+# The exporter names of the installed release (newer SDKs deprecate the older names).
+LogExporter: Any = getattr(_logs_export, "LogRecordExporter", None) or _logs_export.LogExporter
+LogExportResult: Any = (
+    getattr(_logs_export, "LogRecordExportResult", None) or _logs_export.LogExportResult
+)
+InMemoryLogExporter: Any = (
+    getattr(_logs_export, "InMemoryLogRecordExporter", None) or _logs_export.InMemoryLogExporter
+)
+
+
+class DeadlineLogDouble:
+    """The Sender contract in miniature: the inner export runs on a runner thread; the
+    caller waits at most the deadline; a timed-out attempt makes the next exports fail
+    fast (``attempt_outstanding``) until it ends."""
+
+    def __init__(self, inner: Any, timeout: float = 1.0) -> None:
+        self.inner = inner
+        self.timeout = timeout
+        self.runner = AttemptRunner("test-log-export")
+
+    def export_report(
+        self,
+        items: Sequence[Any],
+        timeout: float | None = None,
+        *,
+        cutoff: Any = None,
+        may_split: bool = False,
+        probe: bool = False,
+    ) -> ExportReport:
+        wait = self.timeout if timeout is None else min(timeout, self.timeout)
+        batch = list(items)
+        attempt = self.runner.try_submit(lambda: self.inner.export(batch))
+        if attempt is None:
+            return ExportReport(ExportOutcome.BUSY, transient=True)
+        if not attempt.done.wait(max(wait, 0.0)):
+            return ExportReport(ExportOutcome.TIMEOUT, transient=True)
+        result = getattr(attempt.result, "name", None)
+        if attempt.error is None and result == "SUCCESS":
+            return ExportReport(ExportOutcome.SUCCESS)
+        return ExportReport(ExportOutcome.FAILED, transient=False)
+
+    def resolve(self, attempt: Attempt[object], wait: float) -> bool | None:
+        return None
+
+    def peek(self, attempt: Attempt[object]) -> bool | None:
+        return None
+
+    def available_in(self) -> float:
+        return 0.0
+
+    @property
+    def probing(self) -> bool:
+        return False
+
+    @property
+    def busy(self) -> bool:
+        return self.runner.busy
+
+    def shutdown(self, timeout_millis: float | None = None) -> None:
+        self.runner.close(self.inner.shutdown)
+
+
+class BlockedExporter(LogExporter):
+    """Holds every export until ``release`` is set; counts what it was handed."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.records: list[Any] = []
+
+    def export(self, batch: Sequence[Any]) -> LogExportResult:
+        self.release.wait(10)
+        self.records.extend(batch)
+        return LogExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self.release.set()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+class FailingExporter(LogExporter):
+    """Fails every export, and logs a warning about it as the SDK's exporters do."""
+
+    def __init__(self) -> None:
+        self.records: list[Any] = []
+
+    def export(self, batch: Sequence[Any]) -> LogExportResult:
+        self.records.extend(batch)
+        logging.getLogger("tests.failing_exporter").warning("export failed, %d records", 1)
+        return LogExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def _handler(provider: LoggerProvider) -> logging.Handler:
+    with warnings.catch_warnings():  # deprecated in newer SDKs in favour of the contrib one
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return LoggingHandler(level=logging.NOTSET, logger_provider=provider)
+
+
+@pytest.fixture
+def provider() -> Iterator[LoggerProvider]:
+    provider = LoggerProvider(shutdown_on_exit=False)
+    yield provider
+    provider.shutdown()
+
+
+def _body(record: Any) -> Any:
+    return record.log_record.body
+
+
+def _emit(provider: LoggerProvider, n: int, name: str = "tests.logs") -> None:
+    """``n`` records through the stdlib and the SDK's handler (the same on every release)."""
+    handler = _handler(provider)
+    logger = logging.getLogger(name)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        for i in range(n):
+            logger.info("record %d", i)
+    finally:
+        logger.removeHandler(handler)
+
+
+def _balanced(processor: NonBlockingLogRecordProcessor) -> None:
+    s = processor.stats()
+    assert s.enqueued == s.exported + s.dropped_total + s.pending + s.spooled, s
+
+
+# -- the hot path -----------------------------------------------------------------------
+
+
+def test_on_emit_never_waits_on_a_blocked_exporter(provider: LoggerProvider) -> None:
+    exporter = BlockedExporter()
+    processor = NonBlockingLogRecordProcessor(
+        DeadlineLogDouble(exporter, timeout=30), max_export_batch_size=10, max_queue_size=100
+    )
+    provider.add_log_record_processor(processor)
+    began = time.perf_counter()
+    _emit(provider, 500)  # the first batch is stuck in export; the queue fills, then drops
+    took = time.perf_counter() - began
+    assert took < 1.0, f"500 emits took {took:.2f} s with the exporter blocked"
+    assert not exporter.records
+    s = processor.stats()
+    assert s.enqueued == 500
+    assert s.dropped.get("queue_full", 0) >= 500 - 100 - 10
+    exporter.release.set()
+    assert processor.force_flush(5000)
+    assert len(exporter.records) == s.enqueued - s.dropped_total
+    _balanced(processor)
+
+
+def test_records_reach_the_exporter_in_the_sdks_readable_form(provider: LoggerProvider) -> None:
+    exporter = InMemoryLogExporter()
+    processor = NonBlockingLogRecordProcessor(DeadlineLogDouble(exporter))
+    provider.add_log_record_processor(processor)
+    _emit(provider, 3)
+    assert processor.force_flush(5000)
+    finished = exporter.get_finished_logs()
+    assert [_body(r) for r in finished] == ["record 0", "record 1", "record 2"]
+    # Every release's exporters read the record the way the SDK's batch processor hands it.
+    assert all(r.instrumentation_scope.name == "tests.logs" for r in finished)
+    assert "ReadWrite" not in type(finished[0]).__name__
+    s = processor.stats()
+    assert (s.enqueued, s.exported) == (3, 3)
+
+
+# -- settings ---------------------------------------------------------------------------
+
+
+def test_blrp_variables_set_the_log_processor_and_not_the_span_ones(monkeypatch) -> None:
+    monkeypatch.setenv("OTEL_BLRP_MAX_QUEUE_SIZE", "300")
+    monkeypatch.setenv("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "30")
+    monkeypatch.setenv("OTEL_BLRP_SCHEDULE_DELAY", "250")
+    monkeypatch.setenv("OTEL_BLRP_EXPORT_TIMEOUT", "4000")
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "7")
+    processor = NonBlockingLogRecordProcessor(DeadlineLogDouble(InMemoryLogExporter()))
+    try:
+        settings = processor._settings
+        assert settings.max_queue_size == 300
+        assert settings.max_export_batch_size == 30
+        assert settings.schedule_delay == 0.25
+        assert settings.export_timeout == 4.0
+        assert settings.spool_dir == ""  # no spool for log records
+        given = NonBlockingLogRecordProcessor(
+            DeadlineLogDouble(InMemoryLogExporter()), 100, 20, 3000, 400
+        )
+        assert (given._settings.schedule_delay, given._settings.max_export_batch_size) == (
+            0.1,
+            20,
+        )
+        assert (given._settings.export_timeout, given._settings.max_queue_size) == (3.0, 400)
+        given.shutdown()
+    finally:
+        processor.shutdown()
+
+
+def test_a_plain_exporter_without_a_deadline_is_refused() -> None:
+    with pytest.raises(ValueError, match="deadline exporter"):
+        NonBlockingLogRecordProcessor(InMemoryLogExporter())  # type: ignore[arg-type]
+
+
+# -- our own warnings never feed the log pipeline ---------------------------------------
+
+
+class _Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_our_warnings_and_the_exporters_never_feed_the_log_pipeline(provider) -> None:
+    exporter = FailingExporter()
+    processor = NonBlockingLogRecordProcessor(
+        DeadlineLogDouble(exporter),
+        schedule_delay_millis=20,
+        max_export_batch_size=5,
+        retry_buffer_size=0,  # each failure is a drop, and the worker warns about it
+    )
+    provider.add_log_record_processor(processor)
+    root = logging.getLogger()
+    handler, kept = _handler(provider), _Kept()
+    old_level = root.level
+    root.setLevel(logging.INFO)
+    root.addHandler(handler)
+    root.addHandler(kept)
+    try:
+        app = logging.getLogger("tests.app")
+        for i in range(20):
+            app.info("app record %d", i)
+            time.sleep(0.01)
+        processor.force_flush(2000)
+        processor.shutdown(timeout_millis=2000)  # its final warning runs on this thread
+    finally:
+        root.removeHandler(handler)
+        root.removeHandler(kept)
+        root.setLevel(old_level)
+    names = {r.name for r in kept.records}
+    # The test means something: both kinds of warning were logged ...
+    assert "otel_nonblocking" in names
+    assert "tests.failing_exporter" in names
+    # ... and the pipeline received none of them: only the application's 20 records.
+    bodies = [_body(r) for r in exporter.records]
+    assert sorted(bodies) == sorted(f"app record {i}" for i in range(20))
+    s = processor.stats()
+    assert s.enqueued == 20
+    _balanced(processor)
+
+
+# -- trace ids, and the ways in ---------------------------------------------------------
+
+
+def _decoded(backend: FakeOTLPBackend) -> list[Any]:
+    out = []
+    for request in backend.requests:
+        message = ExportLogsServiceRequest()
+        message.ParseFromString(request.body)
+        for resource_logs in message.resource_logs:
+            for scope_logs in resource_logs.scope_logs:
+                out.extend(scope_logs.log_records)
+    return out
+
+
+def test_a_record_emitted_in_a_span_carries_its_ids_on_the_wire(provider) -> None:
+    tracer_provider = TracerProvider(shutdown_on_exit=False)
+    tracer = tracer_provider.get_tracer("tests.logs")
+    with FakeOTLPBackend(path="/v1/logs") as backend:
+        exporter = OTLPLogExporter(endpoint=backend.endpoint, timeout=2)
+        processor = NonBlockingLogRecordProcessor(DeadlineLogDouble(exporter, timeout=2))
+        provider.add_log_record_processor(processor)
+        handler = _handler(provider)
+        logger = logging.getLogger("tests.logs.wire")
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
+        logger.addHandler(handler)
+        try:
+            with tracer.start_as_current_span("work") as span:
+                logger.info("inside")
+            logger.info("outside")
+            assert processor.force_flush(5000)
+        finally:
+            logger.removeHandler(handler)
+        records = {r.body.string_value: r for r in _decoded(backend)}
+    tracer_provider.shutdown()
+    context = span.get_span_context()
+    inside, outside = records["inside"], records["outside"]
+    assert int.from_bytes(inside.trace_id, "big") == context.trace_id
+    assert int.from_bytes(inside.span_id, "big") == context.span_id
+    assert not outside.trace_id
+
+
+def test_structlog_through_stdlib_logging_reaches_the_exporter_with_ids(provider) -> None:
+    exporter = InMemoryLogExporter()
+    processor = NonBlockingLogRecordProcessor(DeadlineLogDouble(exporter))
+    provider.add_log_record_processor(processor)
+    handler = _handler(provider)
+    std = logging.getLogger("tests.logs.structlog")
+    std.propagate = False
+    std.setLevel(logging.INFO)
+    std.addHandler(handler)
+    structlog.configure(
+        processors=[structlog.processors.KeyValueRenderer(key_order=["event"])],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    tracer_provider = TracerProvider(shutdown_on_exit=False)
+    try:
+        with tracer_provider.get_tracer("t").start_as_current_span("s") as span:
+            structlog.get_logger("tests.logs.structlog").info("checkout", order=7)
+        assert processor.force_flush(5000)
+    finally:
+        structlog.reset_defaults()
+        std.removeHandler(handler)
+        tracer_provider.shutdown()
+    (record,) = exporter.get_finished_logs()
+    assert "event='checkout'" in str(_body(record))
+    assert "order=7" in str(_body(record))
+    assert record.log_record.trace_id == span.get_span_context().trace_id
+    assert record.log_record.span_id == span.get_span_context().span_id
+
+
+# -- bounded flush and shutdown against a backend that never answers --------------------
+
+
+@pytest.mark.parametrize("mode", [Mode.HANG, Mode.DRIP])
+def test_flush_and_shutdown_return_within_budget(provider, mode: Mode) -> None:
+    with FakeOTLPBackend(path="/v1/logs") as backend:
+        backend.mode = mode
+        exporter = OTLPLogExporter(endpoint=backend.endpoint, timeout=5)
+        processor = NonBlockingLogRecordProcessor(
+            DeadlineLogDouble(exporter, timeout=0.5), export_timeout_millis=500
+        )
+        provider.add_log_record_processor(processor)
+        _emit(provider, 50)
+        began = time.monotonic()
+        ok = processor.force_flush(1000)
+        took = time.monotonic() - began
+        assert not ok
+        assert took < 1.0 + SLACK, f"force_flush took {took:.2f} s"
+        began = time.monotonic()
+        processor.shutdown(timeout_millis=1000)
+        took = time.monotonic() - began
+        assert took < 1.0 + SLACK, f"shutdown took {took:.2f} s"
+        s = processor.stats()
+        assert s.enqueued == 50
+        assert s.exported == 0
+        assert s.pending == 0
+        _balanced(processor)
+
+
+def test_records_of_the_package_logger_are_turned_away_on_any_thread(provider) -> None:
+    exporter = InMemoryLogExporter()
+    processor = NonBlockingLogRecordProcessor(DeadlineLogDouble(exporter))
+    provider.add_log_record_processor(processor)
+    for name in ("otel_nonblocking", "otel_nonblocking.integrations", "otel_nonblocking_app"):
+        provider.get_logger(name).emit(LogRecord(body=name, severity_number=SeverityNumber.WARN))
+    assert processor.force_flush(5000)
+    assert [_body(r) for r in exporter.get_finished_logs()] == ["otel_nonblocking_app"]
+    assert processor.stats().enqueued == 1
