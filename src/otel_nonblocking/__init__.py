@@ -22,6 +22,8 @@ if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time __geta
     from ._config import UNSET, UnsetType
     from ._errors import ConfigurationError
     from ._exporter import DeadlineSpanExporter, ExporterStats, ExportOutcome, ExportReport
+    from ._exporter_logs import DeadlineLogExporter
+    from ._exporter_metrics import DeadlineMetricExporter
     from ._log_processor import NonBlockingLogRecordProcessor
     from ._otlp import otlp_span_exporter
     from ._processor import NonBlockingSpanProcessor, ProcessorStats
@@ -40,6 +42,8 @@ __all__ = [
     "UNSET",
     "BreakerState",
     "ConfigurationError",
+    "DeadlineLogExporter",
+    "DeadlineMetricExporter",
     "DeadlineSpanExporter",
     "ExportOutcome",
     "ExportReport",
@@ -67,6 +71,8 @@ _HOMES: dict[str, str] = {
     "UNSET": "_config",
     "BreakerState": "_breaker",
     "ConfigurationError": "_errors",
+    "DeadlineLogExporter": "_exporter_logs",
+    "DeadlineMetricExporter": "_exporter_metrics",
     "DeadlineSpanExporter": "_exporter",
     "ExportOutcome": "_exporter",
     "ExportReport": "_exporter",
