@@ -1,9 +1,5 @@
-"""NonBlockingLogRecordProcessor: the log door to the pipeline core.
-
-Until ``DeadlineLogExporter`` lands (h-deadline), the processor is driven through
-:class:`DeadlineLogDouble`, a small stand-in with the contract the pipeline needs of it
-(``export_report`` under a real wall-clock deadline, on a runner thread of ours).
-"""
+"""NonBlockingLogRecordProcessor: the log door to the pipeline core, through a real
+DeadlineLogExporter, on every supported SDK release."""
 
 from __future__ import annotations
 
@@ -23,9 +19,8 @@ from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk._logs import export as _logs_export
 from opentelemetry.sdk.trace import TracerProvider
 
-from otel_nonblocking._exporter import ExportOutcome, ExportReport
+from otel_nonblocking import ConfigurationError, DeadlineLogExporter
 from otel_nonblocking._log_processor import NonBlockingLogRecordProcessor
-from otel_nonblocking._runner import Attempt, AttemptRunner
 from otel_nonblocking.testing import FakeOTLPBackend, Mode
 
 SLACK = 0.5  # what a bounded call may take beyond its budget on a loaded machine
@@ -38,58 +33,6 @@ LogExportResult: Any = (
 InMemoryLogExporter: Any = (
     getattr(_logs_export, "InMemoryLogRecordExporter", None) or _logs_export.InMemoryLogExporter
 )
-
-
-class DeadlineLogDouble:
-    """The Sender contract in miniature: the inner export runs on a runner thread; the
-    caller waits at most the deadline; a timed-out attempt makes the next exports fail
-    fast (``attempt_outstanding``) until it ends."""
-
-    def __init__(self, inner: Any, timeout: float = 1.0) -> None:
-        self.inner = inner
-        self.timeout = timeout
-        self.runner = AttemptRunner("test-log-export")
-
-    def export_report(
-        self,
-        items: Sequence[Any],
-        timeout: float | None = None,
-        *,
-        cutoff: Any = None,
-        may_split: bool = False,
-        probe: bool = False,
-    ) -> ExportReport:
-        wait = self.timeout if timeout is None else min(timeout, self.timeout)
-        batch = list(items)
-        attempt = self.runner.try_submit(lambda: self.inner.export(batch))
-        if attempt is None:
-            return ExportReport(ExportOutcome.BUSY, transient=True)
-        if not attempt.done.wait(max(wait, 0.0)):
-            return ExportReport(ExportOutcome.TIMEOUT, transient=True)
-        result = getattr(attempt.result, "name", None)
-        if attempt.error is None and result == "SUCCESS":
-            return ExportReport(ExportOutcome.SUCCESS)
-        return ExportReport(ExportOutcome.FAILED, transient=False)
-
-    def resolve(self, attempt: Attempt[object], wait: float) -> bool | None:
-        return None
-
-    def peek(self, attempt: Attempt[object]) -> bool | None:
-        return None
-
-    def available_in(self) -> float:
-        return 0.0
-
-    @property
-    def probing(self) -> bool:
-        return False
-
-    @property
-    def busy(self) -> bool:
-        return self.runner.busy
-
-    def shutdown(self, timeout_millis: float | None = None) -> None:
-        self.runner.close(self.inner.shutdown)
 
 
 class BlockedExporter(LogExporter):
@@ -171,7 +114,9 @@ def _balanced(processor: NonBlockingLogRecordProcessor) -> None:
 def test_on_emit_never_waits_on_a_blocked_exporter(provider: LoggerProvider) -> None:
     exporter = BlockedExporter()
     processor = NonBlockingLogRecordProcessor(
-        DeadlineLogDouble(exporter, timeout=30), max_export_batch_size=10, max_queue_size=100
+        DeadlineLogExporter(exporter, timeout_millis=30000),
+        max_export_batch_size=10,
+        max_queue_size=100,
     )
     provider.add_log_record_processor(processor)
     began = time.perf_counter()
@@ -190,7 +135,7 @@ def test_on_emit_never_waits_on_a_blocked_exporter(provider: LoggerProvider) -> 
 
 def test_records_reach_the_exporter_in_the_sdks_readable_form(provider: LoggerProvider) -> None:
     exporter = InMemoryLogExporter()
-    processor = NonBlockingLogRecordProcessor(DeadlineLogDouble(exporter))
+    processor = NonBlockingLogRecordProcessor(DeadlineLogExporter(exporter))
     provider.add_log_record_processor(processor)
     _emit(provider, 3)
     assert processor.force_flush(5000)
@@ -212,7 +157,7 @@ def test_blrp_variables_set_the_log_processor_and_not_the_span_ones(monkeypatch)
     monkeypatch.setenv("OTEL_BLRP_SCHEDULE_DELAY", "250")
     monkeypatch.setenv("OTEL_BLRP_EXPORT_TIMEOUT", "4000")
     monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "7")
-    processor = NonBlockingLogRecordProcessor(DeadlineLogDouble(InMemoryLogExporter()))
+    processor = NonBlockingLogRecordProcessor(DeadlineLogExporter(InMemoryLogExporter()))
     try:
         settings = processor._settings
         assert settings.max_queue_size == 300
@@ -221,7 +166,7 @@ def test_blrp_variables_set_the_log_processor_and_not_the_span_ones(monkeypatch)
         assert settings.export_timeout == 4.0
         assert settings.spool_dir == ""  # no spool for log records
         given = NonBlockingLogRecordProcessor(
-            DeadlineLogDouble(InMemoryLogExporter()), 100, 20, 3000, 400
+            DeadlineLogExporter(InMemoryLogExporter()), 100, 20, 3000, 400
         )
         assert (given._settings.schedule_delay, given._settings.max_export_batch_size) == (
             0.1,
@@ -233,9 +178,19 @@ def test_blrp_variables_set_the_log_processor_and_not_the_span_ones(monkeypatch)
         processor.shutdown()
 
 
-def test_a_plain_exporter_without_a_deadline_is_refused() -> None:
-    with pytest.raises(ValueError, match="deadline exporter"):
-        NonBlockingLogRecordProcessor(InMemoryLogExporter())  # type: ignore[arg-type]
+def test_a_plain_exporter_is_wrapped_in_a_deadline_of_export_timeout_millis() -> None:
+    inner = InMemoryLogExporter()
+    processor = NonBlockingLogRecordProcessor(inner, export_timeout_millis=1500)
+    try:
+        assert isinstance(processor.exporter, DeadlineLogExporter)
+        assert processor.exporter.inner is inner
+        assert processor.exporter.timeout_seconds == 1.5
+        given = DeadlineLogExporter(InMemoryLogExporter(), timeout_millis=700)
+        assert NonBlockingLogRecordProcessor(given).exporter is given
+    finally:
+        processor.shutdown()
+    with pytest.raises(ConfigurationError, match="log exporter"):
+        NonBlockingLogRecordProcessor(object())
 
 
 # -- our own warnings never feed the log pipeline ---------------------------------------
@@ -253,7 +208,7 @@ class _Kept(logging.Handler):
 def test_our_warnings_and_the_exporters_never_feed_the_log_pipeline(provider) -> None:
     exporter = FailingExporter()
     processor = NonBlockingLogRecordProcessor(
-        DeadlineLogDouble(exporter),
+        DeadlineLogExporter(exporter, failure_threshold=1000),  # every batch reaches it
         schedule_delay_millis=20,
         max_export_batch_size=5,
         retry_buffer_size=0,  # each failure is a drop, and the worker warns about it
@@ -307,7 +262,9 @@ def test_a_record_emitted_in_a_span_carries_its_ids_on_the_wire(provider) -> Non
     tracer = tracer_provider.get_tracer("tests.logs")
     with FakeOTLPBackend(path="/v1/logs") as backend:
         exporter = OTLPLogExporter(endpoint=backend.endpoint, timeout=2)
-        processor = NonBlockingLogRecordProcessor(DeadlineLogDouble(exporter, timeout=2))
+        processor = NonBlockingLogRecordProcessor(
+            DeadlineLogExporter(exporter, timeout_millis=2000)
+        )
         provider.add_log_record_processor(processor)
         handler = _handler(provider)
         logger = logging.getLogger("tests.logs.wire")
@@ -332,7 +289,7 @@ def test_a_record_emitted_in_a_span_carries_its_ids_on_the_wire(provider) -> Non
 
 def test_structlog_through_stdlib_logging_reaches_the_exporter_with_ids(provider) -> None:
     exporter = InMemoryLogExporter()
-    processor = NonBlockingLogRecordProcessor(DeadlineLogDouble(exporter))
+    processor = NonBlockingLogRecordProcessor(DeadlineLogExporter(exporter))
     provider.add_log_record_processor(processor)
     handler = _handler(provider)
     std = logging.getLogger("tests.logs.structlog")
@@ -370,7 +327,7 @@ def test_flush_and_shutdown_return_within_budget(provider, mode: Mode) -> None:
         backend.mode = mode
         exporter = OTLPLogExporter(endpoint=backend.endpoint, timeout=5)
         processor = NonBlockingLogRecordProcessor(
-            DeadlineLogDouble(exporter, timeout=0.5), export_timeout_millis=500
+            DeadlineLogExporter(exporter, timeout_millis=500), export_timeout_millis=500
         )
         provider.add_log_record_processor(processor)
         _emit(provider, 50)
@@ -392,7 +349,7 @@ def test_flush_and_shutdown_return_within_budget(provider, mode: Mode) -> None:
 
 def test_records_of_the_package_logger_are_turned_away_on_any_thread(provider) -> None:
     exporter = InMemoryLogExporter()
-    processor = NonBlockingLogRecordProcessor(DeadlineLogDouble(exporter))
+    processor = NonBlockingLogRecordProcessor(DeadlineLogExporter(exporter))
     provider.add_log_record_processor(processor)
     for name in ("otel_nonblocking", "otel_nonblocking.integrations", "otel_nonblocking_app"):
         provider.get_logger(name).emit(LogRecord(body=name, severity_number=SeverityNumber.WARN))

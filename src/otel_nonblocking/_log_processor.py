@@ -64,17 +64,22 @@ class NonBlockingLogRecordProcessor(LogRecordProcessor):
 
     Settings come from the arguments, else the ``OTEL_BLRP_*`` variables, else the
     defaults in ``docs/configuration.md``; the first four may be passed by position in the
-    order of the SDK's ``BatchLogRecordProcessor``. ``exporter`` is a deadline exporter
-    (anything with ``export_report``, like ``DeadlineLogExporter``).
+    order of the SDK's ``BatchLogRecordProcessor``. ``exporter`` is any log exporter of
+    the SDK's interface, which is wrapped in a ``DeadlineLogExporter`` whose deadline is
+    ``export_timeout_millis``; pass a ``DeadlineLogExporter`` to choose its own.
 
-    >>> from opentelemetry.sdk._logs import LoggerProvider  # doctest: +SKIP
-    >>> provider = LoggerProvider()  # doctest: +SKIP
-    >>> provider.add_log_record_processor(NonBlockingLogRecordProcessor(exporter))  # doctest: +SKIP
+    >>> from opentelemetry.sdk._logs import LoggerProvider
+    >>> from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    >>> provider = LoggerProvider(shutdown_on_exit=False)
+    >>> exporter = OTLPLogExporter(endpoint="http://127.0.0.1:4318/v1/logs")
+    >>> processor = NonBlockingLogRecordProcessor(exporter)
+    >>> provider.add_log_record_processor(processor)
+    >>> processor.shutdown()
     """
 
     def __init__(
         self,
-        exporter: Sender,
+        exporter: object,
         schedule_delay_millis: int | _Unset | None = UNSET,
         max_export_batch_size: int | _Unset | None = UNSET,
         export_timeout_millis: int | _Unset | None = UNSET,
@@ -98,7 +103,7 @@ class NonBlockingLogRecordProcessor(LogRecordProcessor):
             max_export_attempts=max_export_attempts,
             spool_dir=None,  # the spool holds span requests only
         )
-        self._exporter = _deadline_exporter(exporter)
+        self._exporter = _deadline_exporter(exporter, self._settings.export_timeout * 1000, clock)
         self._clock = clock
         self._pipeline = Pipeline(
             _Readable(self._exporter),
@@ -204,13 +209,16 @@ def _given(value: int | _Unset | None) -> int | _Unset:
     return UNSET if value is None else value
 
 
-def _deadline_exporter(exporter: object) -> Sender:
+def _deadline_exporter(exporter: object, timeout_millis: float, clock: Clock) -> Sender:
+    """``exporter`` itself when it is a deadline exporter already (``DeadlineLogExporter``,
+    or anything with ``export_report``), else wrapped in one with the processor's deadline."""
     if callable(getattr(exporter, "export_report", None)):
         return cast(Sender, exporter)
-    raise ConfigurationError(
-        "NonBlockingLogRecordProcessor needs a deadline exporter (DeadlineLogExporter, "
-        f"otlp_log_exporter()), not {type(exporter).__name__}"
-    )
+    if not callable(getattr(exporter, "export", None)):
+        raise ConfigurationError(f"exporter must be a log exporter, not {type(exporter).__name__}")
+    from ._exporter_logs import DeadlineLogExporter
+
+    return DeadlineLogExporter(exporter, timeout_millis=timeout_millis, clock=clock)
 
 
 def _weak_exit_hook(processor: NonBlockingLogRecordProcessor) -> Callable[[float], None]:
