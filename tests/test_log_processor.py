@@ -356,3 +356,102 @@ def test_records_of_the_package_logger_are_turned_away_on_any_thread(provider) -
     assert processor.force_flush(5000)
     assert [_body(r) for r in exporter.get_finished_logs()] == ["otel_nonblocking_app"]
     assert processor.stats().enqueued == 1
+
+
+class FlakyExporter(LogExporter):
+    """Fails its first ``failures`` exports (as a refused connection does), then succeeds."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+        self.records: list[Any] = []
+
+    def export(self, batch: Sequence[Any]) -> LogExportResult:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise ConnectionRefusedError("refused")
+        self.records.extend(batch)
+        return LogExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def test_a_batch_that_failed_for_a_transient_reason_is_sent_again_once(provider) -> None:
+    exporter = FlakyExporter(failures=2)
+    processor = NonBlockingLogRecordProcessor(
+        DeadlineLogExporter(exporter, failure_threshold=100), max_export_batch_size=10
+    )
+    provider.add_log_record_processor(processor)
+    _emit(provider, 10)
+    assert processor.force_flush(5000)
+    assert sorted(_body(r) for r in exporter.records) == sorted(f"record {i}" for i in range(10))
+    s = processor.stats()
+    assert (s.enqueued, s.exported, s.dropped_total) == (10, 10, 0)
+    assert s.retried == 20  # the batch of 10 went out again twice
+    _balanced(processor)
+
+
+# -- process exit: the package's one exit budget, whatever the collector does -----------
+
+EXIT_PROGRAM = """
+import logging, sys, time, warnings
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from otel_nonblocking import NonBlockingLogRecordProcessor
+
+provider = LoggerProvider()  # shutdown_on_exit=True: the SDK's own exit hook as well
+provider.add_log_record_processor(
+    NonBlockingLogRecordProcessor(OTLPLogExporter(endpoint=sys.argv[1], timeout=30))
+)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    logging.getLogger().addHandler(LoggingHandler(logger_provider=provider))
+logging.getLogger().setLevel(logging.INFO)
+for i in range(25):
+    logging.getLogger("exit-test").info("record %d", i)
+print("RETURNED-AT", repr(time.time()), flush=True)
+"""
+
+
+@pytest.mark.parametrize(
+    ("env", "budget"), [({}, 2.0), ({"OTEL_NONBLOCKING_EXIT_TIMEOUT": "500"}, 0.5)]
+)
+def test_exit_keeps_the_budget_against_a_collector_that_never_answers(
+    tmp_path, env: dict[str, str], budget: float
+) -> None:
+    import os
+    import sys
+
+    from tests.conftest import run_bounded
+
+    script = tmp_path / "program.py"
+    script.write_text(EXIT_PROGRAM, encoding="utf-8")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    environ.update(env)
+    with FakeOTLPBackend(Mode.HANG, path="/v1/logs") as backend:
+        stdout, _, exited_at = run_bounded([sys.executable, str(script), backend.endpoint], environ)
+        assert backend.request_count >= 1  # the exit did try to export
+    [line] = [x for x in stdout.splitlines() if x.startswith("RETURNED-AT ")]
+    seconds = exited_at - float(line.split()[1])
+    assert seconds < budget + 1.0, f"exited {seconds:.2f} s after main returned"
+
+
+def test_force_flush_after_shutdown_returns_at_once(provider) -> None:
+    # SDK 1.33's LoggingHandler.flush() calls it at exit, after the exit hook shut the
+    # processor down, while holding the handler's lock that the worker's warning may need.
+    exporter = BlockedExporter()
+    processor = NonBlockingLogRecordProcessor(
+        DeadlineLogExporter(exporter, timeout_millis=30000), max_export_batch_size=5
+    )
+    provider.add_log_record_processor(processor)
+    _emit(provider, 20)
+    processor.shutdown(timeout_millis=200)  # the export is stuck: the budget runs out
+    began = time.monotonic()
+    assert not processor.force_flush(5000)
+    took = time.monotonic() - began
+    exporter.release.set()
+    assert took < SLACK, f"force_flush after shutdown took {took:.2f} s"

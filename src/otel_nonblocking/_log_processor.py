@@ -160,6 +160,12 @@ class NonBlockingLogRecordProcessor(LogRecordProcessor):
         return self._flush_report(timeout_millis).ok
 
     def _flush_report(self, timeout_millis: float) -> FlushReport:
+        if self._door.closed:
+            # Shut down: nothing more goes out, so there is nothing to wait for. SDK 1.33's
+            # LoggingHandler.flush() calls this at exit (logging.shutdown, after the exit
+            # hook closed this processor) holding the handler's lock, which a warning of
+            # the worker's may be waiting for: waiting here would hold both for the budget.
+            return FlushReport(ok=False, done=True)
         with self._pipeline.call() as entered:
             if not entered:  # a signal handler interrupted this thread's flush: no nesting
                 return FlushReport(ok=False, done=False)
