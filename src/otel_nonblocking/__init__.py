@@ -25,7 +25,7 @@ if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time __geta
     from ._exporter_logs import DeadlineLogExporter
     from ._exporter_metrics import DeadlineMetricExporter
     from ._log_processor import NonBlockingLogRecordProcessor
-    from ._otlp import otlp_span_exporter
+    from ._otlp import otlp_log_exporter, otlp_metric_exporter, otlp_span_exporter
     from ._processor import NonBlockingSpanProcessor, ProcessorStats
     from ._serverless import FlushAfter, InvocationContext, flush_after
     from ._setup import (
@@ -62,6 +62,8 @@ __all__ = [
     "flush",
     "flush_after",
     "installed",
+    "otlp_log_exporter",
+    "otlp_metric_exporter",
     "otlp_span_exporter",
     "shutdown",
 ]
@@ -90,6 +92,8 @@ _HOMES: dict[str, str] = {
     "flush": "_setup",
     "flush_after": "_serverless",
     "installed": "_setup",
+    "otlp_log_exporter": "_otlp",
+    "otlp_metric_exporter": "_otlp",
     "otlp_span_exporter": "_otlp",
     "shutdown": "_setup",
 }

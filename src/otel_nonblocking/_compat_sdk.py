@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from ._log import AggregatedWarning
 
 if TYPE_CHECKING:
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
     from opentelemetry.sdk._configuration import _BaseConfigurator as BaseConfigurator
     from opentelemetry.sdk._logs import LogRecordProcessor
     from opentelemetry.sdk._logs.export import LogRecordExporter as LogExporterBase
@@ -47,6 +48,7 @@ __all__ = [
     "is_shut_down",
     "max_request_size",
     "metric_preferences",
+    "otlp_http_log_exporter_class",
     "probe",
     "provider_span_processors",
     "readable_log_records",
@@ -236,6 +238,13 @@ def __getattr__(name: str) -> Any:
         globals().update(LogExporterBase=base, LogExportResult=result)
         return globals()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def otlp_http_log_exporter_class() -> type[OTLPLogExporter]:
+    """The SDK's OTLP/HTTP log exporter (its module is private in every release so far)."""
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+
+    return OTLPLogExporter
 
 
 # --- metric exporters ---------------------------------------------------------------------

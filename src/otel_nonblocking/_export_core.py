@@ -165,9 +165,10 @@ class DeadlineExporter(Generic[T]):
     Nothing here knows what a batch holds. ``call`` is the inner export; ``result_types``
     are the enums it may return, whose member named ``SUCCESS`` means the batch went out
     (anything else it returns is a bug: a permanent failure). ``noun`` names the items in
-    the aggregated warnings. A signal's exporter class (:class:`DeadlineSpanExporter`,
-    ``DeadlineLogExporter``, ``DeadlineMetricExporter``) subclasses this core and its SDK's
-    exporter base, and adds the SDK's ``export`` signature.
+    the aggregated warnings; ``timeout_setting`` is where ``timeout_millis`` falls back to
+    (the signal's ``OTEL_EXPORTER_OTLP_*_TIMEOUT``). A signal's exporter class
+    (:class:`DeadlineSpanExporter`, ``DeadlineLogExporter``, ``DeadlineMetricExporter``)
+    subclasses this core and its SDK's exporter base, and adds the SDK's ``export`` signature.
 
     >>> import enum
     >>> class Result(enum.Enum):
@@ -187,6 +188,7 @@ class DeadlineExporter(Generic[T]):
         result_types: tuple[type[enum.Enum], ...],
         *,
         noun: str = "item",
+        timeout_setting: _config.Setting[float] = _config.OTLP_TIMEOUT_MILLIS,
         timeout_millis: float | _Unset = UNSET,
         failure_threshold: int | _Unset = UNSET,
         breaker_backoff_millis: int | _Unset = UNSET,
@@ -197,7 +199,7 @@ class DeadlineExporter(Generic[T]):
         self._call = call
         self._result_types = result_types
         self._noun = noun
-        self._timeout = millis_to_seconds(_config.OTLP_TIMEOUT_MILLIS.resolve(timeout_millis))
+        self._timeout = millis_to_seconds(timeout_setting.resolve(timeout_millis))
         self._breaker_settings = (
             _config.BREAKER_FAILURE_THRESHOLD.resolve(failure_threshold),
             _config.BREAKER_BACKOFF_MILLIS.resolve(breaker_backoff_millis) / 1000,

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from . import _config
 from ._compat_sdk import LogExporterBase, LogExportResult
 from ._config import UNSET, _Unset
 from ._deadline import Clock, Deadline
@@ -70,6 +71,7 @@ class DeadlineLogExporter(DeadlineExporter[Any], LogExporterBase):
             _export_records(exporter),
             _result_types(exporter),
             noun="log record",
+            timeout_setting=_config.OTLP_LOGS_TIMEOUT_MILLIS,
             timeout_millis=timeout_millis,
             failure_threshold=failure_threshold,
             breaker_backoff_millis=breaker_backoff_millis,

@@ -70,6 +70,7 @@ class DeadlineMetricExporter(DeadlineExporter[MetricsData], MetricExporter):
             _export_metrics(exporter),
             (MetricExportResult,),
             noun="metric",
+            timeout_setting=_config.OTLP_METRICS_TIMEOUT_MILLIS,
             timeout_millis=timeout_millis,
             failure_threshold=failure_threshold,
             breaker_backoff_millis=breaker_backoff_millis,
