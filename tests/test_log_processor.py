@@ -13,13 +13,11 @@ from typing import Any
 import pytest
 import structlog
 from opentelemetry._logs import LogRecord, SeverityNumber
-from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk._logs import export as _logs_export
 from opentelemetry.sdk.trace import TracerProvider
 
-from otel_nonblocking import ConfigurationError, DeadlineLogExporter
+from otel_nonblocking import ConfigurationError, DeadlineLogExporter, otlp_log_exporter
 from otel_nonblocking._log_processor import NonBlockingLogRecordProcessor
 from otel_nonblocking.testing import FakeOTLPBackend, Mode
 
@@ -246,25 +244,11 @@ def test_our_warnings_and_the_exporters_never_feed_the_log_pipeline(provider) ->
 # -- trace ids, and the ways in ---------------------------------------------------------
 
 
-def _decoded(backend: FakeOTLPBackend) -> list[Any]:
-    out = []
-    for request in backend.requests:
-        message = ExportLogsServiceRequest()
-        message.ParseFromString(request.body)
-        for resource_logs in message.resource_logs:
-            for scope_logs in resource_logs.scope_logs:
-                out.extend(scope_logs.log_records)
-    return out
-
-
 def test_a_record_emitted_in_a_span_carries_its_ids_on_the_wire(provider) -> None:
     tracer_provider = TracerProvider(shutdown_on_exit=False)
     tracer = tracer_provider.get_tracer("tests.logs")
-    with FakeOTLPBackend(path="/v1/logs") as backend:
-        exporter = OTLPLogExporter(endpoint=backend.endpoint, timeout=2)
-        processor = NonBlockingLogRecordProcessor(
-            DeadlineLogExporter(exporter, timeout_millis=2000)
-        )
+    with FakeOTLPBackend() as backend:
+        processor = NonBlockingLogRecordProcessor(otlp_log_exporter(backend.logs_endpoint))
         provider.add_log_record_processor(processor)
         handler = _handler(provider)
         logger = logging.getLogger("tests.logs.wire")
@@ -278,7 +262,7 @@ def test_a_record_emitted_in_a_span_carries_its_ids_on_the_wire(provider) -> Non
             assert processor.force_flush(5000)
         finally:
             logger.removeHandler(handler)
-        records = {r.body.string_value: r for r in _decoded(backend)}
+        records = {r.body.string_value: r for r in backend.log_records()}
     tracer_provider.shutdown()
     context = span.get_span_context()
     inside, outside = records["inside"], records["outside"]
@@ -323,11 +307,9 @@ def test_structlog_through_stdlib_logging_reaches_the_exporter_with_ids(provider
 
 @pytest.mark.parametrize("mode", [Mode.HANG, Mode.DRIP])
 def test_flush_and_shutdown_return_within_budget(provider, mode: Mode) -> None:
-    with FakeOTLPBackend(path="/v1/logs") as backend:
-        backend.mode = mode
-        exporter = OTLPLogExporter(endpoint=backend.endpoint, timeout=5)
+    with FakeOTLPBackend(mode) as backend:
         processor = NonBlockingLogRecordProcessor(
-            DeadlineLogExporter(exporter, timeout_millis=500), export_timeout_millis=500
+            otlp_log_exporter(backend.logs_endpoint, timeout=0.5), export_timeout_millis=500
         )
         provider.add_log_record_processor(processor)
         _emit(provider, 50)
@@ -432,8 +414,10 @@ def test_exit_keeps_the_budget_against_a_collector_that_never_answers(
     script.write_text(EXIT_PROGRAM, encoding="utf-8")
     environ = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     environ.update(env)
-    with FakeOTLPBackend(Mode.HANG, path="/v1/logs") as backend:
-        stdout, _, exited_at = run_bounded([sys.executable, str(script), backend.endpoint], environ)
+    with FakeOTLPBackend(Mode.HANG) as backend:
+        stdout, _, exited_at = run_bounded(
+            [sys.executable, str(script), backend.logs_endpoint], environ
+        )
         assert backend.request_count >= 1  # the exit did try to export
     [line] = [x for x in stdout.splitlines() if x.startswith("RETURNED-AT ")]
     seconds = exited_at - float(line.split()[1])
@@ -455,3 +439,24 @@ def test_force_flush_after_shutdown_returns_at_once(provider) -> None:
     took = time.monotonic() - began
     exporter.release.set()
     assert took < SLACK, f"force_flush after shutdown took {took:.2f} s"
+
+
+def test_after_a_503_with_retry_after_every_record_goes_out_once(provider) -> None:
+    with FakeOTLPBackend(Mode.UNAVAILABLE, retry_after=1) as backend:
+        processor = NonBlockingLogRecordProcessor(
+            otlp_log_exporter(backend.logs_endpoint, timeout=2), max_export_batch_size=10
+        )
+        provider.add_log_record_processor(processor)
+        _emit(provider, 10)
+        assert backend.wait_for_requests(1)
+        began = time.monotonic()
+        backend.mode = Mode.OK
+        assert processor.force_flush(5000)
+        waited = time.monotonic() - began
+        bodies = backend.log_bodies(accepted=True)
+        refused = backend.request_count - 1
+    assert sorted(bodies) == sorted(f"record {i}" for i in range(10))  # each exactly once
+    assert refused >= 1
+    s = processor.stats()
+    assert (s.enqueued, s.exported, s.dropped_total) == (10, 10, 0)
+    assert waited < 5.0, f"the flush took {waited:.2f} s"
