@@ -460,3 +460,19 @@ def test_after_a_503_with_retry_after_every_record_goes_out_once(provider) -> No
     s = processor.stats()
     assert (s.enqueued, s.exported, s.dropped_total) == (10, 10, 0)
     assert waited < 5.0, f"the flush took {waited:.2f} s"
+
+
+def test_records_after_shutdown_are_counted_as_shutdown_drops(provider) -> None:
+    from otel_nonblocking import _state
+
+    before = _state.exit_registered_count()
+    processor = NonBlockingLogRecordProcessor(InMemoryLogExporter())
+    provider.add_log_record_processor(processor)
+    assert _state.exit_registered_count() == before + 1  # the exit hook will close it
+    processor.shutdown()
+    processor.shutdown()  # idempotent
+    assert _state.exit_registered_count() == before  # and lets go of it once shut down
+    _emit(provider, 3)
+    s = processor.stats()
+    assert (s.enqueued, s.dropped.get("shutdown")) == (3, 3)
+    _balanced(processor)
