@@ -476,3 +476,33 @@ def test_records_after_shutdown_are_counted_as_shutdown_drops(provider) -> None:
     s = processor.stats()
     assert (s.enqueued, s.dropped.get("shutdown")) == (3, 3)
     _balanced(processor)
+
+
+@pytest.mark.filterwarnings("ignore:.*multi-threaded.*:DeprecationWarning")
+def test_a_forked_child_gets_a_fresh_queue_and_worker(provider) -> None:
+    import os
+
+    from tests.conftest import wait_for_child
+
+    exporter = BlockedExporter()
+    processor = NonBlockingLogRecordProcessor(
+        DeadlineLogExporter(exporter, timeout_millis=30000), max_export_batch_size=5
+    )
+    provider.add_log_record_processor(processor)
+    _emit(provider, 20)  # the parent's worker is stuck in an export, records queued
+    pid = os.fork()
+    if pid == 0:  # the child: must not hang, must not send the parent's records
+        code = 1
+        try:
+            exporter.release.set()
+            before = processor.stats()
+            _emit(provider, 7, name="tests.logs.child")
+            flushed = processor.force_flush(5000)
+            after = processor.stats()
+            if (before.enqueued, flushed, after.exported, len(exporter.records)) == (0, True, 7, 7):
+                code = 0
+        finally:
+            os._exit(code)
+    code = wait_for_child(pid)
+    exporter.release.set()
+    assert code == 0
