@@ -238,6 +238,7 @@ def test_our_warnings_and_the_exporters_never_feed_the_log_pipeline(provider) ->
     assert sorted(bodies) == sorted(f"app record {i}" for i in range(20))
     s = processor.stats()
     assert s.enqueued == 20
+    assert processor.turned_away >= 2  # counted, never enqueued
     _balanced(processor)
 
 
@@ -338,6 +339,7 @@ def test_records_of_the_package_logger_are_turned_away_on_any_thread(provider) -
     assert processor.force_flush(5000)
     assert [_body(r) for r in exporter.get_finished_logs()] == ["otel_nonblocking_app"]
     assert processor.stats().enqueued == 1
+    assert processor.turned_away == 2
 
 
 class FlakyExporter(LogExporter):

@@ -31,6 +31,7 @@ from ._pipeline import Pipeline
 from ._runner import Attempt
 from ._settings import LOGS, PipelineSettings
 from ._suppress import SUPPRESS_KEYS
+from ._tally import Tally
 from ._worker import Sender
 
 # Memory of one queued log record, on top of its encoded size (a record from the stdlib
@@ -113,6 +114,7 @@ class NonBlockingLogRecordProcessor(LogRecordProcessor):
             clock=clock,
         )
         self._door = self._pipeline.door  # what on_emit touches, one attribute away
+        self._turned_away = Tally()  # records of ours, or emitted with instrumentation off
         _state.after_fork_in_child(self._after_fork)
         # The package's one exit hook closes it within the exit budget while it lives.
         self._remove_exit_hook = _state.on_exit(_weak_exit_hook(self))
@@ -128,6 +130,13 @@ class NonBlockingLogRecordProcessor(LogRecordProcessor):
         return self._exporter
 
     @property
+    def turned_away(self) -> int:
+        """Records ``on_emit`` did not take: the package's own (logger ``otel_nonblocking``)
+        and those emitted with instrumentation suppressed (the exporter's warnings on our
+        export threads). Never enqueued, so not in :meth:`stats`."""
+        return self._turned_away.value()
+
+    @property
     def queue_capacity(self) -> int:
         """How many records the queue holds before it turns the next one away."""
         return self._door.cap
@@ -137,6 +146,7 @@ class NonBlockingLogRecordProcessor(LogRecordProcessor):
     def on_emit(self, log_record: Any) -> None:
         """Queue ``log_record`` for export (SDK 1.35+ calls this; 1.33/1.34 call ``emit``)."""
         if _ours(log_record):
+            next(self._turned_away.counter)
             return
         door = self._door
         if door.closed:
