@@ -1,4 +1,4 @@
-"""NonBlockingLogRecordProcessor: ``on_emit`` is a deque append and a counter; a worker exports.
+"""NonBlockingLogRecordProcessor: on_emit is two checks, an append and a counter; a worker exports.
 
 The log-record-shaped door to the same pipeline the span processor uses (``_pipeline.py``:
 queue, worker, ledger, retry buffer, Retry-After, breaker, bounded flush and shutdown,
@@ -43,8 +43,11 @@ _OWN_LOGGER = logger.name
 _OWN_PREFIX = _OWN_LOGGER + "."
 
 _current_context = otel_context.get_current
-# The key the SDK's own processors and instrumentations set (every thread of ours sets all).
-_SUPPRESS_KEY = SUPPRESS_KEYS[1] if len(SUPPRESS_KEYS) > 1 else SUPPRESS_KEYS[0]
+# The key the SDK's own processors and instrumentations set, "suppress_instrumentation-<uuid>"
+# (every thread of ours sets all of SUPPRESS_KEYS); the plain string where there is none.
+_SUPPRESS_KEY = next(
+    (k for k in SUPPRESS_KEYS if k.startswith("suppress_instrumentation-")), SUPPRESS_KEYS[0]
+)
 
 
 def _ours(record: Any) -> bool:
