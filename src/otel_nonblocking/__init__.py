@@ -24,6 +24,7 @@ if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time __geta
     from ._exporter import DeadlineSpanExporter, ExporterStats, ExportOutcome, ExportReport
     from ._exporter_logs import DeadlineLogExporter
     from ._exporter_metrics import DeadlineMetricExporter
+    from ._log_processor import NonBlockingLogRecordProcessor
     from ._metric_reader import MetricReaderStats, NonBlockingMetricReader
     from ._otlp import otlp_log_exporter, otlp_metric_exporter, otlp_span_exporter
     from ._processor import NonBlockingSpanProcessor, ProcessorStats
@@ -52,6 +53,7 @@ __all__ = [
     "FlushResult",
     "InvocationContext",
     "MetricReaderStats",
+    "NonBlockingLogRecordProcessor",
     "NonBlockingMetricReader",
     "NonBlockingSpanProcessor",
     "ProcessorStats",
@@ -84,6 +86,7 @@ _HOMES: dict[str, str] = {
     "FlushResult": "_setup",
     "InvocationContext": "_serverless",
     "MetricReaderStats": "_metric_reader",
+    "NonBlockingLogRecordProcessor": "_log_processor",
     "NonBlockingMetricReader": "_metric_reader",
     "NonBlockingSpanProcessor": "_processor",
     "ProcessorStats": "_processor",

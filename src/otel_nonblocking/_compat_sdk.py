@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import _state
@@ -20,6 +20,7 @@ from . import _state
 if TYPE_CHECKING:
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
     from opentelemetry.sdk._configuration import _BaseConfigurator as BaseConfigurator
+    from opentelemetry.sdk._logs import LogRecordProcessor
     from opentelemetry.sdk._logs.export import LogRecordExporter as LogExporterBase
     from opentelemetry.sdk._logs.export import LogRecordExportResult as LogExportResult
     from opentelemetry.sdk.trace import ReadableSpan
@@ -28,6 +29,7 @@ __all__ = [
     "BaseConfigurator",
     "LogExportResult",
     "LogExporterBase",
+    "LogRecordProcessor",
     "ProbeResult",
     "batch_exporter",
     "batch_exporter_slot",
@@ -50,6 +52,7 @@ __all__ = [
     "otlp_http_log_exporter_class",
     "probe",
     "provider_span_processors",
+    "readable_log_records",
     "replace_batch_processor",
     "serialized_sender",
     "serializes_spans",
@@ -244,8 +247,9 @@ def log_export_result_types() -> tuple[type[Any], ...]:
 
 
 def __getattr__(name: str) -> Any:
-    if name == "BaseConfigurator":  # imported only by the distro module that needs it
-        value = _base_configurator()
+    lazy = {"BaseConfigurator": _base_configurator, "LogRecordProcessor": _log_processor_base}
+    if name in lazy:  # imported only by the module that needs it (the distro, the logs door)
+        value = lazy[name]()
         globals()[name] = value
         return value
     if name in ("LogExporterBase", "LogExportResult"):  # only the log modules import them
@@ -551,6 +555,7 @@ def probe() -> list[ProbeResult]:
                 required=batch is not None,
                 lacking="SDK 1.33/1.34 (no BatchProcessor inside BatchSpanProcessor)",
             ),
+            *_log_probes(),
             ProbeResult("log exporter base", _log_export_types()[2]),
             ProbeResult(
                 "metric exporter preferences",
@@ -604,3 +609,96 @@ def _settings_found(batch: object) -> bool:
     holder = batch
     names = ("_max_queue_size", "_max_export_batch_size", "_schedule_delay_millis")
     return all(isinstance(getattr(holder, n, None), int) for n in names)
+
+
+# --- the logs SDK (opentelemetry.sdk._logs: a private package in every supported release) ---
+
+
+def _log_processor_base() -> type[Any]:
+    try:
+        from opentelemetry.sdk._logs import LogRecordProcessor
+    except ImportError:  # the interface a LoggerProvider calls, as the SDK defines it
+
+        class LogRecordProcessor:  # type: ignore[no-redef]
+            def on_emit(self, log_record: Any) -> None:  # SDK 1.35 and later
+                raise NotImplementedError
+
+            def emit(self, log_data: Any) -> None:  # SDK 1.33 and 1.34
+                raise NotImplementedError
+
+            def shutdown(self) -> None:
+                raise NotImplementedError
+
+            def force_flush(self, timeout_millis: int = 30000) -> bool:
+                raise NotImplementedError
+
+    return LogRecordProcessor
+
+
+def _readable_converter() -> Callable[[Any], Any] | None:
+    """How the installed SDK's batch processor turns the record a processor is handed
+    into the one its exporters take (None: they take it as it is, as SDK 1.33's LogData)."""
+    try:
+        from opentelemetry.sdk._logs import ReadableLogRecord, ReadWriteLogRecord
+    except ImportError:
+        return None
+    import copy
+
+    from opentelemetry.context import Context
+    from opentelemetry.sdk.resources import Resource
+
+    def readable(record: Any) -> Any:
+        if not isinstance(record, ReadWriteLogRecord):
+            return record
+        # As BatchLogRecordProcessor.on_emit does: a shallow copy of the API record
+        # without the context it was emitted in (the ids stay: they were read from it).
+        api_record = copy.copy(record.log_record)
+        api_record.context = Context()
+        return ReadableLogRecord(
+            log_record=api_record,
+            resource=record.resource if record.resource is not None else Resource.create({}),
+            instrumentation_scope=record.instrumentation_scope,
+            limits=record.limits,
+        )
+
+    return readable
+
+
+_NOT_LOOKED_UP: Any = object()
+_readable: Any = _NOT_LOOKED_UP
+
+
+def readable_log_records(records: Sequence[Any]) -> Sequence[Any]:
+    """``records`` as the installed SDK's log exporters take them: a processor is handed
+    a ``ReadWriteLogRecord`` (SDK 1.35+) and exporters take ``ReadableLogRecord``s; SDK
+    1.33's ``LogData`` goes to the exporter as it is. Runs on the worker, not on emit."""
+    global _readable  # looked up once: the SDK does not change while the process runs
+    if _readable is _NOT_LOOKED_UP:
+        _readable = _readable_converter()
+    convert = _readable
+    return records if convert is None else [convert(r) for r in records]
+
+
+def _log_probes() -> list[ProbeResult]:
+    base = _log_processor_base()
+    emits = [n for n in ("on_emit", "emit") if getattr(base, n, None) is not None]
+    try:
+        from opentelemetry.sdk._logs import ReadWriteLogRecord  # noqa: F401
+    except ImportError:
+        read_write = False
+    else:
+        read_write = True
+    return [
+        ProbeResult(
+            "log record processor",
+            _where([(f"opentelemetry.sdk._logs.LogRecordProcessor.{n}", True) for n in emits]),
+        ),
+        ProbeResult(
+            "readable log record",
+            _where(
+                [("opentelemetry.sdk._logs.ReadableLogRecord", _readable_converter() is not None)]
+            ),
+            required=read_write,
+            lacking="SDK 1.33.1 and the others whose processors and exporters both take LogData",
+        ),
+    ]

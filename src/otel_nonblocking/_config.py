@@ -455,6 +455,54 @@ SHUTDOWN_TIMEOUT_MILLIS: Final = Setting(
     _non_negative_millis,
 )
 
+# The log record processor's batch settings: the specification's OTEL_BLRP_* variables,
+# the same package defaults as the span processor's (argument names without "log_").
+LOG_MAX_QUEUE_SIZE: Final = Setting(
+    "log_max_queue_size",
+    ("OTEL_BLRP_MAX_QUEUE_SIZE",),
+    int,
+    16384,
+    "records",
+    "NonBlockingLogRecordProcessor: log records held in memory waiting for export; beyond "
+    "it (or beyond max_queue_bytes) the newest record is dropped (queue_full). The "
+    "specification's default is 2048.",
+    _positive,
+    arg="max_queue_size",
+)
+LOG_MAX_EXPORT_BATCH_SIZE: Final = Setting(
+    "log_max_export_batch_size",
+    ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE",),
+    int,
+    512,
+    "records",
+    "NonBlockingLogRecordProcessor: most log records sent in one export call; a batch "
+    "this size wakes the worker at once.",
+    _positive,
+    arg="max_export_batch_size",
+)
+LOG_SCHEDULE_DELAY_MILLIS: Final = Setting(
+    "log_schedule_delay_millis",
+    ("OTEL_BLRP_SCHEDULE_DELAY",),
+    int,
+    1000,
+    "ms",
+    "NonBlockingLogRecordProcessor: longest wait between two exports while log records "
+    "are pending.",
+    _positive_millis,
+    arg="schedule_delay_millis",
+)
+LOG_EXPORT_TIMEOUT_MILLIS: Final = Setting(
+    "log_export_timeout_millis",
+    ("OTEL_BLRP_EXPORT_TIMEOUT",),
+    int,
+    30000,
+    "ms",
+    "NonBlockingLogRecordProcessor's wall-clock deadline around each export call, "
+    "enforced whatever the exporter does; the exporter's own deadline, when smaller, wins.",
+    _positive_millis,
+    arg="export_timeout_millis",
+)
+
 
 # Above this, an OTLP timeout from the environment is read as milliseconds (the
 # specification's unit); at or below it as seconds, which is how the Python SDK reads
@@ -677,6 +725,10 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     METRIC_EXPORT_TIMEOUT_MILLIS,
     DISABLED,
     SDK_DISABLED,
+    LOG_MAX_QUEUE_SIZE,
+    LOG_MAX_EXPORT_BATCH_SIZE,
+    LOG_SCHEDULE_DELAY_MILLIS,
+    LOG_EXPORT_TIMEOUT_MILLIS,
 )
 
 
