@@ -204,3 +204,21 @@ def test_exit_with_every_signal_keeps_one_budget(tmp_path: Path, budget: float) 
     print(f"all three signals, budget {budget} s: exited {seconds:.2f} s after main returned")
     assert {"/v1/traces", "/v1/logs"} <= paths  # the exit did try to export them
     assert seconds < budget + BUDGET_MARGIN
+
+
+@pytest.mark.usefixtures("clean_signals")
+def test_a_bare_metric_reader_joins_the_one_exit_hook_and_leaves_it_at_shutdown() -> None:
+    import io
+    import math
+
+    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+
+    before = len(_state.exit_hooks())
+    reader = nb.NonBlockingMetricReader(
+        ConsoleMetricExporter(out=io.StringIO()), export_interval_millis=math.inf
+    )
+    hooks = _state.exit_hooks()
+    assert len(hooks) == before + 1
+    hooks[-1](0.5)  # the exit hook's turn
+    assert reader.stats().shut_down
+    assert len(_state.exit_hooks()) == before
