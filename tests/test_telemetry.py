@@ -7,7 +7,6 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,32 +21,6 @@ from tests.conftest import run_bounded
 BUDGET_MARGIN = 0.5  # seconds a bounded call may take over its budget (thread hand-offs)
 
 
-def _forget_signal_providers() -> None:
-    from opentelemetry._logs import _internal as logs_api
-    from opentelemetry.metrics import _internal as meters_api
-    from opentelemetry.util._once import Once
-
-    logs_api._LOGGER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
-    logs_api._LOGGER_PROVIDER = None  # type: ignore[attr-defined]
-    meters_api._METER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
-    meters_api._METER_PROVIDER = None  # type: ignore[attr-defined]
-    meters_api._PROXY_METER_PROVIDER = meters_api._ProxyMeterProvider()  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-def clean_signals(clean_globals: None) -> Iterator[None]:
-    """No global logger or meter provider and no handler of ours on the root logger."""
-    root = logging.getLogger()
-    handlers = list(root.handlers)
-    _forget_signal_providers()
-    yield
-    nb.shutdown(0.5)
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-    _forget_signal_providers()
-
-
 def _emit(spans: int = 3, records: int = 3) -> None:
     tracer = trace.get_tracer("tests")
     for _ in range(spans):
@@ -59,7 +32,7 @@ def _emit(spans: int = 3, records: int = 3) -> None:
     metrics_api.get_meter("tests").create_counter("orders").add(3)
 
 
-@pytest.mark.usefixtures("clean_signals")
+@pytest.mark.usefixtures("clean_globals")
 def test_configure_telemetry_sends_every_signal_to_a_healthy_collector() -> None:
     with FakeOTLPBackend() as backend:
         handle = nb.configure_telemetry(
@@ -82,7 +55,7 @@ def test_configure_telemetry_sends_every_signal_to_a_healthy_collector() -> None
         assert nb.configure_telemetry() is handle  # a second call keeps the first
 
 
-@pytest.mark.usefixtures("clean_signals")
+@pytest.mark.usefixtures("clean_globals")
 def test_module_flush_covers_logs_and_metrics_and_is_not_ok_when_records_are_stuck() -> None:
     with FakeOTLPBackend(Mode.HANG) as backend:
         nb.configure_telemetry(
@@ -102,7 +75,7 @@ def test_module_flush_covers_logs_and_metrics_and_is_not_ok_when_records_are_stu
         assert [r for r in backend.log_bodies(accepted=True) if r.startswith("record")]
 
 
-@pytest.mark.usefixtures("clean_signals")
+@pytest.mark.usefixtures("clean_globals")
 def test_module_shutdown_shares_one_deadline_across_every_signal() -> None:
     with FakeOTLPBackend(Mode.HANG) as backend:
         handle = nb.configure_telemetry(timeout=30, endpoint=backend.base_url, log_handler=True)
@@ -119,7 +92,7 @@ def test_module_shutdown_shares_one_deadline_across_every_signal() -> None:
         assert _state.installed_handles() == []
 
 
-@pytest.mark.usefixtures("clean_signals")
+@pytest.mark.usefixtures("clean_globals")
 def test_switched_off_signals_install_nothing() -> None:
     handle = nb.configure_telemetry(
         endpoint=refused_endpoint(), traces=False, logs=False, metrics=True
@@ -131,7 +104,7 @@ def test_switched_off_signals_install_nothing() -> None:
 
 
 @pytest.mark.parametrize("env", ["true", "false", None])
-@pytest.mark.usefixtures("clean_signals")
+@pytest.mark.usefixtures("clean_globals")
 def test_log_handler_follows_the_sdks_variable_unless_given(
     monkeypatch: pytest.MonkeyPatch, env: str | None
 ) -> None:
@@ -143,7 +116,7 @@ def test_log_handler_follows_the_sdks_variable_unless_given(
     assert (handle.log_handler is not None) == (env == "true")
 
 
-@pytest.mark.usefixtures("clean_signals")
+@pytest.mark.usefixtures("clean_globals")
 def test_disabled_sdk_installs_no_signal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
     handle = nb.configure_telemetry(endpoint=refused_endpoint(), log_handler=True)
@@ -153,7 +126,7 @@ def test_disabled_sdk_installs_no_signal(monkeypatch: pytest.MonkeyPatch) -> Non
     assert _state.installed_handles() == []
 
 
-@pytest.mark.usefixtures("clean_signals")
+@pytest.mark.usefixtures("clean_globals")
 def test_bad_arguments_raise_configuration_error() -> None:
     with pytest.raises(nb.ConfigurationError):
         nb.configure_telemetry(endpoint=refused_endpoint(), log_handler="yes")  # type: ignore[arg-type]
@@ -206,7 +179,7 @@ def test_exit_with_every_signal_keeps_one_budget(tmp_path: Path, budget: float) 
     assert seconds < budget + BUDGET_MARGIN
 
 
-@pytest.mark.usefixtures("clean_signals")
+@pytest.mark.usefixtures("clean_globals")
 def test_a_bare_metric_reader_joins_the_one_exit_hook_and_leaves_it_at_shutdown() -> None:
     import io
     import math

@@ -41,6 +41,7 @@ __all__ = [
     "check_sdk_layout",
     "client_headers",
     "client_sender",
+    "console_log_exporter_class",
     "exporter_endpoint",
     "exporter_session",
     "has_session",
@@ -724,3 +725,20 @@ def logs_sdk() -> LogsSdk | None:
     except ImportError:
         return None
     return LogsSdk(LoggerProvider, LoggingHandler, get_logger_provider, set_logger_provider)
+
+
+def console_log_exporter_class() -> type[Any] | None:
+    """The SDK's ``ConsoleLogRecordExporter`` (``ConsoleLogExporter`` before it was renamed),
+    or None when the installed release has neither."""
+    import importlib
+
+    for module_name in _LOG_EXPORT_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        for name in ("ConsoleLogRecordExporter", "ConsoleLogExporter"):
+            found = getattr(module, name, None)
+            if isinstance(found, type):
+                return found
+    return None

@@ -146,12 +146,19 @@ def _flush_within(
         # run before it returns. Say so now rather than wait for ourselves.
         _, _, pending = _totals(p.stats() for p in processors)
         return FlushResult(pending=pending, busy=True, seconds=time.monotonic() - started)
-    spans = _ledger_flush(processors, deadline, shutdown=shutdown)
+    shares = _Shares(
+        deadline,
+        len(processors)
+        + len(log_processors)
+        + len(metric_readers)
+        + (1 if flushables and _state.flushables() else 0),
+    )
+    spans = _ledger_flush(processors, shares, shutdown=shutdown)
     signals: dict[str, SignalResult] = {}
     if log_processors:
-        signals["logs"] = _ledger_flush(log_processors, deadline, shutdown=shutdown).counts()
+        signals["logs"] = _ledger_flush(log_processors, shares, shutdown=shutdown).counts()
     if metric_readers:
-        signals["metrics"] = _metrics_flush(metric_readers, deadline, shutdown=shutdown)
+        signals["metrics"] = _metrics_flush(metric_readers, shares, shutdown=shutdown)
     reasons = spans.reasons
     pending = spans.pending
     extra = _state.FlushCounts()
@@ -160,7 +167,8 @@ def _flush_within(
     if extra.dropped:
         reasons[INTEGRATION] = reasons.get(INTEGRATION, 0) + extra.dropped
     pending += extra.pending + extra.other_pending
-    out_of_time = deadline.remaining() <= _DEADLINE_SLACK_SECONDS
+    shares.done()
+    out_of_time = shares.ran_out or deadline.remaining() <= _DEADLINE_SLACK_SECONDS
     # At shutdown, spans dropped for want of time are left over too, and so are those
     # whose answer was still out when it ended (maybe_delivered).
     left = pending > 0 or (
@@ -185,6 +193,34 @@ def _flush_within(
         dropped_reasons=MappingProxyType(reasons),
         signals=MappingProxyType(signals),
     )
+
+
+class _Shares:
+    """One deadline handed to ``parts`` parts in turn: each may use an equal share of
+    what is left (``remaining / parts left``), so that a backend that never answers one
+    signal cannot leave the others no time; what a part leaves unused goes to the next.
+    With one part it has the whole deadline."""
+
+    def __init__(self, deadline: Deadline, parts: int) -> None:
+        self.deadline = deadline
+        self._left = max(parts, 1)
+        self._part_end: float | None = None  # when the share of the part running ends
+        self.ran_out = False  # a part used its whole share
+
+    def take(self) -> float:
+        """The seconds the next part may use."""
+        self.done()
+        share = self.deadline.remaining() / self._left
+        self._left = max(self._left - 1, 1)
+        self._part_end = time.monotonic() + share
+        return share
+
+    def done(self) -> None:
+        """The part that took the last share has returned: did it use all of it?"""
+        if self._part_end is not None:
+            if time.monotonic() >= self._part_end - _DEADLINE_SLACK_SECONDS:
+                self.ran_out = True
+            self._part_end = None
 
 
 class _Ledgered(Protocol):
@@ -219,15 +255,17 @@ class _LedgerCounts:
 
 
 def _ledger_flush(
-    processors: Sequence[_Ledgered], deadline: Deadline, *, shutdown: bool
+    processors: Sequence[_Ledgered], shares: _Shares, *, shutdown: bool
 ) -> _LedgerCounts:
-    """Flush (or shut down) processors that keep a ledger; what changed meanwhile."""
+    """Flush (or shut down) processors that keep a ledger, each within its share; what
+    changed meanwhile."""
+    deadline = shares.deadline
     # Reading the counters waits for the lock only within the budget, too.
     exported0, dropped0, _ = _totals(p._stats_within(deadline.remaining()) for p in processors)
     complete = True
     earlier: Counter[str] = Counter()  # dropped during the call, given up on before it
     for processor in processors:
-        millis = deadline.remaining() * 1000
+        millis = shares.take() * 1000
         if shutdown:
             processor.shutdown(timeout_millis=millis)
         else:
@@ -244,13 +282,15 @@ def _ledger_flush(
 
 
 def _metrics_flush(
-    readers: Sequence[NonBlockingMetricReader], deadline: Deadline, *, shutdown: bool
+    readers: Sequence[NonBlockingMetricReader], shares: _Shares, *, shutdown: bool
 ) -> SignalResult:
-    """Flush (or shut down) metric readers: one collection and export each."""
+    """Flush (or shut down) metric readers, each within its share: one collection and
+    export each."""
     before = [r.stats() for r in readers]
     complete = True
     for reader in readers:
-        counts = reader.shutdown_within(deadline) if shutdown else reader.flush_within(deadline)
+        share = Deadline.after(shares.take())
+        counts = reader.shutdown_within(share) if shutdown else reader.flush_within(share)
         complete = counts.complete and complete
     after = [r.stats() for r in readers]
     ok = sum(a.exports_ok - b.exports_ok for a, b in zip(after, before, strict=True))
