@@ -586,6 +586,45 @@ SELF_METRICS: Final = Setting(
     "API (configure_tracing() and the configurator); see docs/observability.md.",
 )
 
+#: The OTLP transports the exporters speak (``grpc`` needs the ``grpc`` extra).
+PROTOCOLS: Final = ("http/protobuf", "grpc")
+_PROTOCOL_DOC: Final = (
+    "http/protobuf or grpc (needs the grpc extra: pip install 'otel-nonblocking[grpc]'; "
+    "without it, grpc from the environment warns once and http/protobuf is used)"
+)
+
+
+def _protocol(signal: str, factory: str) -> Setting[str]:
+    return Setting(
+        f"{signal}_protocol",
+        (f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL",),
+        str,
+        "http/protobuf",
+        "",
+        f"OTLP transport of {signal}: {_PROTOCOL_DOC}; unset, otlp_protocol applies. Set "
+        f"in code by protocol= of {factory}().",
+        _one_of(*PROTOCOLS),
+        _parse_lower,
+        arg="protocol",
+    )
+
+
+OTLP_PROTOCOL: Final = Setting(
+    "otlp_protocol",
+    ("OTEL_EXPORTER_OTLP_PROTOCOL",),
+    str,
+    "http/protobuf",
+    "",
+    f"OTLP transport of every signal whose own *_protocol variable is unset: {_PROTOCOL_DOC}.",
+    _one_of(*PROTOCOLS),
+    _parse_lower,
+    arg="protocol",
+)
+TRACES_PROTOCOL: Final = _protocol("traces", "otlp_span_exporter")
+LOGS_PROTOCOL: Final = _protocol("logs", "otlp_log_exporter")
+METRICS_PROTOCOL: Final = _protocol("metrics", "otlp_metric_exporter")
+
+
 SETTINGS: Final[tuple[Setting[Any], ...]] = (
     MAX_QUEUE_SIZE,
     MAX_QUEUE_BYTES,
@@ -607,6 +646,10 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     SELF_METRICS,
     DISABLED,
     SDK_DISABLED,
+    OTLP_PROTOCOL,
+    TRACES_PROTOCOL,
+    LOGS_PROTOCOL,
+    METRICS_PROTOCOL,
 )
 
 

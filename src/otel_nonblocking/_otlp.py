@@ -15,7 +15,7 @@ from typing import Any, Final
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-from . import _compat_sdk, _config
+from . import _compat_sdk, _config, _otlp_grpc
 from ._config import UNSET, _Unset
 from ._errors import ConfigurationError
 from ._exporter import DeadlineSpanExporter
@@ -113,6 +113,7 @@ def otlp_span_exporter(
     *,
     encoder: str | None = None,
     max_request_bytes: int | None = None,
+    protocol: str | None = None,
 ) -> DeadlineSpanExporter:
     """An OTLP/HTTP span exporter whose ``timeout`` (seconds, default 2) is a real deadline.
 
@@ -132,8 +133,19 @@ def otlp_span_exporter(
     :class:`ConfigurationError` (URL without user-info or query, header value never
     shown); a bad variable warns once, naming it, and is left out.
 
+    ``protocol`` is ``"http/protobuf"`` or ``"grpc"`` (else ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL``
+    / ``OTEL_EXPORTER_OTLP_PROTOCOL``, else http/protobuf). Over gRPC (the ``grpc`` extra)
+    the endpoint is ``host:port`` or a URL without path (default ``http://localhost:4317``),
+    and ``encoder`` / ``max_request_bytes`` do not apply: see docs/grpc.md.
+
     >>> exporter = otlp_span_exporter("http://127.0.0.1:4318/v1/traces", timeout=2)
     """
+    if _otlp_grpc.wants_grpc("traces", protocol):
+        named = compression.value if isinstance(compression, Compression) else compression
+        exporter: DeadlineSpanExporter = _otlp_grpc.otlp_grpc_exporter(
+            "traces", endpoint, headers, timeout, named
+        )
+        return exporter
     timeout_millis = _config.OTLP_TIMEOUT_MILLIS.resolve_seconds(timeout)
     url = _config.otlp_endpoint_from_env() if endpoint is None else checked_endpoint(endpoint)
     sent = _config.otlp_headers_from_env() if headers is None else checked_headers(headers)

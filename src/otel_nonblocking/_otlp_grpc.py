@@ -75,6 +75,43 @@ def missing_extra_message(asked_by: str) -> str:
     return f"{asked_by} needs the grpc extra, which is not installed: {EXTRA_HINT}"
 
 
+_PROTOCOL_SETTINGS: Final = {
+    "traces": _config.TRACES_PROTOCOL,
+    "logs": _config.LOGS_PROTOCOL,
+    "metrics": _config.METRICS_PROTOCOL,
+}
+
+
+def protocol_for(signal: str, protocol: str | None = None) -> tuple[str, str | None]:
+    """The protocol of ``signal`` and the variable that chose it (None: the argument or
+    the default): ``protocol``, else ``OTEL_EXPORTER_OTLP_<SIGNAL>_PROTOCOL``, else
+    ``OTEL_EXPORTER_OTLP_PROTOCOL``, else http/protobuf. A bad variable warns once,
+    naming it, and the next source applies; a bad argument raises."""
+    setting = _PROTOCOL_SETTINGS[signal]
+    if protocol is not None:
+        return setting.resolve(protocol).lower(), None
+    for source in (setting, _config.OTLP_PROTOCOL):
+        chosen = source.from_env()
+        if not isinstance(chosen, _Unset):
+            return chosen.lower(), source.env_vars[0]
+    return _config.OTLP_PROTOCOL.default, None
+
+
+def wants_grpc(signal: str, protocol: str | None) -> bool:
+    """Whether ``signal`` goes over gRPC (see :func:`protocol_for`). gRPC without the
+    extra: an argument raises, a variable warns once (naming it and the extra) and
+    http/protobuf is used."""
+    chosen, var = protocol_for(signal, protocol)
+    if chosen != "grpc" or grpc_available():
+        return chosen == "grpc"
+    if var is None:
+        raise ConfigurationError(missing_extra_message("protocol='grpc'"))
+    _state.warn_once(
+        ("grpc-extra", var), "%s; sending http/protobuf", missing_extra_message(f"{var}=grpc")
+    )
+    return False
+
+
 class GrpcExportError(Exception):
     """An Export RPC failed: ``code`` is the gRPC status name, ``retry_after`` the seconds
     the backend's RetryInfo asked for (or None). Raised out of the SDK's exporter, so that
@@ -351,9 +388,13 @@ def _headers(signal: str, headers: object) -> dict[str, str]:
 
 
 def _user_agent() -> str:
-    from opentelemetry.exporter.otlp.proto.grpc.version import __version__
+    from importlib.metadata import PackageNotFoundError, version
 
-    return f"OTel-OTLP-Exporter-Python/{__version__}"
+    try:
+        release = version("opentelemetry-exporter-otlp-proto-grpc")
+    except PackageNotFoundError:  # pragma: no cover - installed as a copy, not a distribution
+        release = "unknown"
+    return f"OTel-OTLP-Exporter-Python/{release}"
 
 
 def otlp_grpc_exporter(
@@ -375,6 +416,34 @@ def otlp_grpc_exporter(
     else ``http://localhost:4317``), ``insecure``, headers and compression are read as the
     SDK reads them. ``sdk_kwargs`` go to the SDK exporter (``preferred_temporality``, ...).
     """
+    inner, client, timeout_millis = grpc_exporter_parts(
+        signal,
+        endpoint,
+        headers,
+        timeout,
+        compression,
+        insecure=insecure,
+        credentials=credentials,
+        **sdk_kwargs,
+    )
+    return _wrap(signal, inner, timeout_millis, client)
+
+
+def grpc_exporter_parts(
+    signal: str,
+    endpoint: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float | _Unset = UNSET,
+    compression: str | None = None,
+    *,
+    insecure: bool | None = None,
+    credentials: grpc.ChannelCredentials | None = None,
+    **sdk_kwargs: Any,
+) -> tuple[Any, GrpcClient | None, float]:
+    """:func:`otlp_grpc_exporter`'s parts, unwrapped: the SDK exporter, the client in its
+    channel's place (None where the release keeps its channel elsewhere: then each export
+    is still bound by the deadline exporter, but an abandoned one is not cancelled), and
+    the deadline in milliseconds."""
     if signal not in _SIGNALS:
         raise ConfigurationError(f"signal must be traces, logs or metrics, got {signal!r}")
     if not grpc_available():
@@ -411,10 +480,8 @@ def otlp_grpc_exporter(
         compression=grpc_compression,
         **sdk_kwargs,
     )
-    # Where a release keeps its channel elsewhere, the SDK's own stays: each export is still
-    # bound by the deadline exporter, but an abandoned one is not cancelled.
     adopted = _compat_sdk.adopt_grpc_client(inner, client)
-    return _wrap(signal, inner, timeout_millis, client if adopted else None)
+    return inner, client if adopted else None, timeout_millis
 
 
 def _wrap(signal: str, inner: Any, timeout_millis: float, client: GrpcClient | None) -> Any:
