@@ -25,6 +25,8 @@ from otel_nonblocking import (
     ConfigurationError,
     ExportOutcome,
     NonBlockingSpanProcessor,
+    otlp_log_exporter,
+    otlp_metric_exporter,
     otlp_span_exporter,
 )
 from otel_nonblocking import _otlp_grpc as grpc_module
@@ -105,6 +107,22 @@ def _export(signal: str, inner: Any) -> object:
     if signal == "logs":
         return inner.export(_log_batch())
     return inner.export(_metrics_data(), timeout_millis=10_000)
+
+
+_FACTORIES: dict[str, Any] = {
+    "traces": otlp_span_exporter,
+    "logs": otlp_log_exporter,
+    "metrics": otlp_metric_exporter,
+}
+
+
+def _items(signal: str) -> list[Any]:
+    """One batch for the signal's deadline exporter's ``export_report``."""
+    if signal == "traces":
+        return _spans()
+    if signal == "logs":
+        return list(_log_batch())
+    return [_metrics_data()]
 
 
 def _delivered(signal: str, fake: FakeGrpcBackend) -> list[str]:
@@ -243,6 +261,56 @@ def test_each_signal_returns_within_its_deadline_whatever_the_backend_does(
         assert not _delivered(signal, backend)
     finally:
         inner.shutdown()
+
+
+@pytest.mark.parametrize("signal", ["traces", "logs", "metrics"])
+def test_each_factory_sends_its_signal_over_grpc_when_asked(
+    signal: str, backend: FakeGrpcBackend
+) -> None:
+    exporter = _FACTORIES[signal](backend.endpoint, timeout=2, protocol="grpc")
+    try:
+        assert exporter.export_report(_items(signal)).outcome is ExportOutcome.SUCCESS
+        assert _delivered(signal, backend)
+    finally:
+        exporter.shutdown(timeout_millis=1000)
+
+
+@pytest.mark.parametrize("signal", ["traces", "logs", "metrics"])
+def test_the_signal_variable_chooses_grpc_for_that_signal_only(
+    signal: str, backend: FakeGrpcBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL", "grpc")
+    exporter = _FACTORIES[signal](backend.endpoint, timeout=2)
+    others = [_FACTORIES[other](timeout=1) for other in _FACTORIES if other != signal]
+    try:
+        assert exporter.inner.__module__.startswith("opentelemetry.exporter.otlp.proto.grpc")
+        assert all(".grpc" not in other.inner.__module__ for other in others)
+        assert exporter.export_report(_items(signal)).outcome is ExportOutcome.SUCCESS
+    finally:
+        for each in (exporter, *others):
+            each.shutdown(timeout_millis=500)
+
+
+@pytest.mark.parametrize("signal", ["traces", "logs", "metrics"])
+@pytest.mark.parametrize("mode", [Mode.HANG, Mode.SLOW, Mode.UNAVAILABLE, Mode.RESET])
+def test_each_deadline_exporter_and_its_flush_return_within_budget(
+    signal: str, mode: Mode, backend: FakeGrpcBackend
+) -> None:
+    backend.mode = mode
+    exporter = _FACTORIES[signal](backend.endpoint, timeout=1, protocol="grpc")
+    try:
+        started = time.monotonic()
+        report = exporter.export_report(_items(signal))
+        assert time.monotonic() - started < 1 + SLACK
+        assert report.outcome in (ExportOutcome.TIMEOUT, ExportOutcome.FAILED)
+        assert report.transient
+        started = time.monotonic()
+        exporter.force_flush(timeout_millis=1000)
+        assert time.monotonic() - started < 1 + SLACK
+    finally:
+        started = time.monotonic()
+        exporter.shutdown(timeout_millis=1000)
+        assert time.monotonic() - started < 1 + SLACK
 
 
 def test_unavailable_carries_the_backends_retry_info(backend: FakeGrpcBackend) -> None:

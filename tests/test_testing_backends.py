@@ -218,7 +218,7 @@ def test_headers_are_recorded_lowercased_but_not_in_repr(backend: FakeOTLPBacken
 
 def test_other_paths_get_404_and_yield_no_spans(backend: FakeOTLPBackend) -> None:
     response = requests.post(
-        f"{backend.base_url}/v1/logs", data=encoded_request("x"), headers=PROTOBUF, timeout=2
+        f"{backend.base_url}/v1/profiles", data=encoded_request("x"), headers=PROTOBUF, timeout=2
     )
 
     assert response.status_code == 404
@@ -510,3 +510,140 @@ def test_tls_stall_listener_stop_is_bounded_with_open_connections() -> None:
     finally:
         for sock in socks:
             sock.close()
+
+
+# -- logs and metrics --------------------------------------------------------------------
+
+
+def encoded_logs(*bodies: str | int) -> bytes:
+    """A serialized ExportLogsServiceRequest carrying log records with ``bodies``."""
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+    from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
+
+    records = [
+        LogRecord(body=AnyValue(string_value=b) if isinstance(b, str) else AnyValue(int_value=b))
+        for b in bodies
+    ]
+    request = ExportLogsServiceRequest(
+        resource_logs=[ResourceLogs(scope_logs=[ScopeLogs(log_records=records)])]
+    )
+    return bytes(request.SerializeToString())
+
+
+def encoded_metrics(*names: str) -> bytes:
+    """A serialized ExportMetricsServiceRequest carrying metrics called ``names``."""
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+    from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric, ResourceMetrics, ScopeMetrics
+
+    metrics = [Metric(name=name) for name in names]
+    request = ExportMetricsServiceRequest(
+        resource_metrics=[ResourceMetrics(scope_metrics=[ScopeMetrics(metrics=metrics)])]
+    )
+    return bytes(request.SerializeToString())
+
+
+def test_logs_and_metrics_are_served_and_decoded_apart_from_spans(
+    backend: FakeOTLPBackend,
+) -> None:
+    assert backend.logs_endpoint == f"{backend.base_url}/v1/logs"
+    assert backend.metrics_endpoint == f"{backend.base_url}/v1/metrics"
+    logs = requests.post(
+        backend.logs_endpoint, data=encoded_logs("hello", 7), headers=PROTOBUF, timeout=2
+    )
+    metrics = requests.post(
+        backend.metrics_endpoint, data=encoded_metrics("requests", "latency"), timeout=2
+    )
+    gzipped = requests.post(
+        backend.metrics_endpoint,
+        data=gzip.compress(encoded_metrics("zipped")),
+        headers={**PROTOBUF, "Content-Encoding": "gzip"},
+        timeout=2,
+    )
+
+    assert logs.status_code == metrics.status_code == gzipped.status_code == 200
+    assert backend.log_bodies() == ["hello", "7"]
+    assert backend.log_bodies(accepted=True) == ["hello", "7"]
+    assert backend.metric_names() == ["requests", "latency", "zipped"]
+    assert backend.wait_for_log_records(2, timeout=1, accepted=True)
+    assert backend.wait_for_metrics(3, timeout=1, accepted=True)
+    assert not backend.wait_for_log_records(3, timeout=0.05)
+    assert backend.spans() == []  # nothing of either counts as a span
+    assert not backend.wait_for_spans(1, timeout=0.05)
+    assert [r.signal for r in backend.requests] == ["logs", "metrics", "metrics"]
+    assert backend.requests[0].spans == []
+    assert backend.requests[0].metrics == []
+    backend.clear()
+    assert backend.log_bodies() == []
+    assert not backend.wait_for_log_records(1, timeout=0.05)
+
+
+def test_a_trace_request_sent_to_the_logs_path_decodes_as_no_log_record(
+    backend: FakeOTLPBackend,
+) -> None:
+    requests.post(backend.logs_endpoint, data=b"\xff\xff not protobuf", timeout=2)
+
+    (record,) = backend.requests
+    assert record.signal == "logs"
+    assert record.decoded is None
+    assert backend.log_records() == []
+
+
+@pytest.mark.parametrize("signal", ["logs", "metrics"])
+def test_every_fault_mode_applies_to_logs_and_metrics(signal: str) -> None:
+    body = encoded_logs("x") if signal == "logs" else encoded_metrics("x")
+    with FakeOTLPBackend(retry_after=3, drip_interval=0.01, delay=0.2) as fake:
+        url = fake.logs_endpoint if signal == "logs" else fake.metrics_endpoint
+        fake.mode = Mode.HANG
+        with pytest.raises(requests.exceptions.ReadTimeout):
+            requests.post(url, data=body, timeout=(1, 0.3))
+        fake.mode = Mode.UNAVAILABLE
+        unavailable = requests.post(url, data=body, timeout=2)
+        fake.mode = Mode.RESET
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.post(url, data=body, timeout=2)
+        fake.mode = Mode.ERROR_STATUS
+        error = requests.post(url, data=body, timeout=2)
+        fake.mode = Mode.SLOW
+        started = time.monotonic()
+        slow = requests.post(url, data=body, timeout=2)
+        slow_seconds = time.monotonic() - started
+        fake.mode = Mode.DRIP
+        drip = requests.post(url, data=body, timeout=2)
+        received = fake.log_bodies() if signal == "logs" else fake.metric_names()
+        accepted = (
+            fake.log_bodies(accepted=True) if signal == "logs" else fake.metric_names(accepted=True)
+        )
+        modes = [r.mode for r in fake.requests]
+
+    assert (unavailable.status_code, unavailable.headers["Retry-After"]) == (503, "3")
+    assert error.status_code == 500
+    assert slow.status_code == 200
+    assert slow_seconds >= 0.2
+    assert drip.status_code == 200
+    assert modes == [
+        Mode.HANG,
+        Mode.UNAVAILABLE,
+        Mode.RESET,
+        Mode.ERROR_STATUS,
+        Mode.SLOW,
+        Mode.DRIP,
+    ]
+    assert received == ["x"] * 6  # every request was read and decoded ...
+    assert accepted == ["x", "x"]  # ... and only SLOW's and DRIP's 200s delivered
+
+
+def test_logs_and_metrics_paths_follow_a_custom_trace_path() -> None:
+    langfuse_like = FakeOTLPBackend(path="/api/public/otel/v1/traces")
+    assert langfuse_like.logs_path == "/api/public/otel/v1/logs"
+    assert langfuse_like.metrics_path == "/api/public/otel/v1/metrics"
+    explicit = FakeOTLPBackend(path="/t", logs_path="/l", metrics_path="/m")
+    assert (explicit.logs_path, explicit.metrics_path) == ("/l", "/m")
+    with FakeOTLPBackend(path="/collect") as only_traces:
+        assert only_traces.logs_path is None
+        with pytest.raises(RuntimeError):
+            _ = only_traces.logs_endpoint
+        response = requests.post(f"{only_traces.base_url}/logs", data=encoded_logs("x"), timeout=2)
+    assert response.status_code == 404

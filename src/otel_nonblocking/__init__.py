@@ -22,7 +22,9 @@ if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time __geta
     from ._config import UNSET, UnsetType
     from ._errors import ConfigurationError
     from ._exporter import DeadlineSpanExporter, ExporterStats, ExportOutcome, ExportReport
-    from ._otlp import otlp_span_exporter
+    from ._exporter_logs import DeadlineLogExporter
+    from ._exporter_metrics import DeadlineMetricExporter
+    from ._otlp import otlp_log_exporter, otlp_metric_exporter, otlp_span_exporter
     from ._processor import NonBlockingSpanProcessor, ProcessorStats
     from ._serverless import FlushAfter, InvocationContext, flush_after
     from ._setup import (
@@ -39,6 +41,8 @@ __all__ = [
     "UNSET",
     "BreakerState",
     "ConfigurationError",
+    "DeadlineLogExporter",
+    "DeadlineMetricExporter",
     "DeadlineSpanExporter",
     "ExportOutcome",
     "ExportReport",
@@ -56,6 +60,8 @@ __all__ = [
     "flush",
     "flush_after",
     "installed",
+    "otlp_log_exporter",
+    "otlp_metric_exporter",
     "otlp_span_exporter",
     "shutdown",
 ]
@@ -65,6 +71,8 @@ _HOMES: dict[str, str] = {
     "UNSET": "_config",
     "BreakerState": "_breaker",
     "ConfigurationError": "_errors",
+    "DeadlineLogExporter": "_exporter_logs",
+    "DeadlineMetricExporter": "_exporter_metrics",
     "DeadlineSpanExporter": "_exporter",
     "ExportOutcome": "_exporter",
     "ExportReport": "_exporter",
@@ -81,6 +89,8 @@ _HOMES: dict[str, str] = {
     "flush": "_setup",
     "flush_after": "_serverless",
     "installed": "_setup",
+    "otlp_log_exporter": "_otlp",
+    "otlp_metric_exporter": "_otlp",
     "otlp_span_exporter": "_otlp",
     "shutdown": "_setup",
 }

@@ -18,11 +18,16 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from ._log import AggregatedWarning
 
 if TYPE_CHECKING:
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
     from opentelemetry.sdk._configuration import _BaseConfigurator as BaseConfigurator
+    from opentelemetry.sdk._logs.export import LogRecordExporter as LogExporterBase
+    from opentelemetry.sdk._logs.export import LogRecordExportResult as LogExportResult
     from opentelemetry.sdk.trace import ReadableSpan
 
 __all__ = [
     "BaseConfigurator",
+    "LogExportResult",
+    "LogExporterBase",
     "ProbeResult",
     "adopt_grpc_client",
     "batch_exporter",
@@ -41,6 +46,8 @@ __all__ = [
     "is_otlp_http_exporter",
     "is_shut_down",
     "max_request_size",
+    "metric_preferences",
+    "otlp_http_log_exporter_class",
     "probe",
     "provider_span_processors",
     "replace_batch_processor",
@@ -175,12 +182,82 @@ def _base_configurator() -> type[Any]:
     return _BaseConfigurator
 
 
+# --- the logs SDK (a private module: ``opentelemetry.sdk._logs``) -------------------------
+
+# Where the releases keep the log exporter interface: a public module once logs are
+# stable, the private one until then.
+_LOG_EXPORT_MODULES = ("opentelemetry.sdk.logs.export", "opentelemetry.sdk._logs.export")
+
+
+def _log_export_types() -> tuple[type[Any], type[Any], str | None]:
+    """``(exporter base, result enum, where)``: ``LogRecordExporter`` and
+    ``LogRecordExportResult`` where the SDK has them (newer releases, whose ``LogExporter``
+    and ``LogExportResult`` are deprecated aliases), else ``LogExporter`` and
+    ``LogExportResult`` (SDK 1.33); a stand-in pair (``where`` None) if neither is found."""
+    import importlib
+
+    for module_name in _LOG_EXPORT_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        for base_name, result_name in (
+            ("LogRecordExporter", "LogRecordExportResult"),
+            ("LogExporter", "LogExportResult"),
+        ):
+            base, result = getattr(module, base_name, None), getattr(module, result_name, None)
+            if isinstance(base, type) and isinstance(result, type):
+                return base, result, f"{module_name}.{base_name}"
+    import abc
+    import enum
+
+    class LogExporterStandIn(abc.ABC):  # the interface as SDK 1.33 defines it
+        @abc.abstractmethod
+        def export(self, batch: Any) -> Any: ...
+
+        @abc.abstractmethod
+        def shutdown(self) -> None: ...
+
+    class LogExportResultStandIn(enum.Enum):
+        SUCCESS = 0
+        FAILURE = 1
+
+    return LogExporterStandIn, LogExportResultStandIn, None
+
+
 def __getattr__(name: str) -> Any:
     if name == "BaseConfigurator":  # imported only by the distro module that needs it
         value = _base_configurator()
         globals()[name] = value
         return value
+    if name in ("LogExporterBase", "LogExportResult"):  # only the log modules import them
+        base, result, _ = _log_export_types()
+        globals().update(LogExporterBase=base, LogExportResult=result)
+        return globals()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def otlp_http_log_exporter_class() -> type[OTLPLogExporter]:
+    """The SDK's OTLP/HTTP log exporter (its module is private in every release so far)."""
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+
+    return OTLPLogExporter
+
+
+# --- metric exporters ---------------------------------------------------------------------
+
+
+def metric_preferences(exporter: object) -> tuple[dict[Any, Any] | None, dict[Any, Any] | None]:
+    """The temporality and aggregation a ``MetricExporter`` asked for at construction
+    (``_preferred_temporality`` / ``_preferred_aggregation``, which the SDK's readers read);
+    None for one it does not have."""
+    found = (
+        getattr(exporter, "_preferred_temporality", None),
+        getattr(exporter, "_preferred_aggregation", None),
+    )
+    return found[0] if isinstance(found[0], dict) else None, (
+        found[1] if isinstance(found[1], dict) else None
+    )
 
 
 # --- the OTLP/HTTP span exporter ----------------------------------------------------------
@@ -481,6 +558,11 @@ def probe() -> list[ProbeResult]:
                 required=batch is not None,
                 lacking="SDK 1.33/1.34 (no BatchProcessor inside BatchSpanProcessor)",
             ),
+            ProbeResult("log exporter base", _log_export_types()[2]),
+            ProbeResult(
+                "metric exporter preferences",
+                _where([("exporter._preferred_*", _metric_preferences_found())]),
+            ),
             ProbeResult(
                 "provider processors",
                 _where(
@@ -523,6 +605,25 @@ def _has_configurator() -> bool:
     except ImportError:
         return False
     return callable(getattr(_BaseConfigurator, "configure", None))
+
+
+def _metric_preferences_found() -> bool:
+    from opentelemetry.sdk.metrics import Counter
+    from opentelemetry.sdk.metrics.export import AggregationTemporality, ConsoleMetricExporter
+    from opentelemetry.sdk.metrics.view import SumAggregation
+
+    temporality: dict[type, AggregationTemporality] = {Counter: AggregationTemporality.DELTA}
+    aggregation: dict[type, Any] = {Counter: SumAggregation()}
+    exporter = ConsoleMetricExporter(
+        preferred_temporality=temporality, preferred_aggregation=aggregation
+    )
+    found = metric_preferences(exporter)
+    return (
+        found[0] is not None
+        and found[0].get(Counter) is AggregationTemporality.DELTA
+        and found[1] is not None
+        and found[1].get(Counter) is aggregation[Counter]
+    )
 
 
 def _settings_found(batch: object) -> bool:

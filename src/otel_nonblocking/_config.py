@@ -114,6 +114,8 @@ class Setting(Generic[T]):
     ``arg_scale`` converts an explicit argument to the setting's unit (1000: the argument
     is in seconds, the setting in milliseconds); errors still quote the argument as given.
     ``convert`` turns a valid value into the one used (e.g. a path made absolute).
+    ``fallback_vars`` are read after ``env_vars``: variables another setting owns that
+    this one falls back to (``OTEL_EXPORTER_OTLP_TIMEOUT`` for the log and metric timeouts).
     """
 
     name: str
@@ -127,6 +129,7 @@ class Setting(Generic[T]):
     arg_scale: float = 1.0
     convert: Callable[[T, str], T] | None = None
     arg: str = ""
+    fallback_vars: tuple[str, ...] = ()
 
     @property
     def argument(self) -> str:
@@ -182,7 +185,8 @@ class Setting(Generic[T]):
         An empty string counts as unset; a malformed value warns once and is ignored.
         """
         env = os.environ if environ is None else environ
-        for index, var in enumerate(self.env_vars):
+        variables = self.env_vars + self.fallback_vars
+        for index, var in enumerate(variables):
             raw = env.get(var)
             if raw is None or not raw.strip():
                 continue
@@ -192,7 +196,7 @@ class Setting(Generic[T]):
                 parsed = (self.parse or _PARSERS[self.type])(raw)
                 value = self._checked(self._typed(parsed), parsed)
             except ValueError:  # includes ConfigurationError
-                later = " or ".join(self.env_vars[index + 1 :])
+                later = " or ".join(variables[index + 1 :])
                 fallback = f"{later}, else {self.default!r}" if later else f"{self.default!r}"
                 _warn_once(var, raw, f"{self._env_problem(raw)}; using {fallback}")
                 continue  # as if unset: a later variable, else the default, applies
@@ -480,6 +484,25 @@ OTLP_TIMEOUT_MILLIS: Final = Setting(
 )
 
 
+def _signal_timeout(signal: str, factory: str) -> Setting[float]:
+    """The OTLP deadline of the ``signal`` exporter: its own variable, then the shared one."""
+    var = f"OTEL_EXPORTER_OTLP_{signal.upper()}_TIMEOUT"
+    return replace(
+        OTLP_TIMEOUT_MILLIS,
+        name=f"otlp_{signal}_timeout_millis",
+        env_vars=(var,),
+        fallback_vars=("OTEL_EXPORTER_OTLP_TIMEOUT",),
+        doc=f"Real wall-clock deadline of one export by {factory}(), DNS to response "
+        f"body; {var}, then OTEL_EXPORTER_OTLP_TIMEOUT. Set in code by timeout= in seconds. "
+        "Environment values up to 120 are read as seconds, larger ones as milliseconds "
+        "(as for otlp_timeout_millis).",
+    )
+
+
+OTLP_LOGS_TIMEOUT_MILLIS: Final = _signal_timeout("logs", "otlp_log_exporter")
+OTLP_METRICS_TIMEOUT_MILLIS: Final = _signal_timeout("metrics", "otlp_metric_exporter")
+
+
 def _one_of(*choices: str) -> Callable[[str], str | None]:
     def check(value: str) -> str | None:
         return None if value.lower() in choices else f"must be one of {', '.join(choices)}"
@@ -502,6 +525,22 @@ COMPRESSION: Final = Setting(
     _one_of("gzip", "deflate", "none"),
     _parse_lower,
 )
+
+
+def _signal_compression(signal: str) -> Setting[str]:
+    var = f"OTEL_EXPORTER_OTLP_{signal.upper()}_COMPRESSION"
+    return replace(
+        COMPRESSION,
+        name=f"{signal}_compression",
+        env_vars=(var,),
+        fallback_vars=("OTEL_EXPORTER_OTLP_COMPRESSION",),
+        doc=f"OTLP {signal} request body compression: gzip, deflate or none; {var}, then "
+        "OTEL_EXPORTER_OTLP_COMPRESSION. A bad value in the environment warns and means none.",
+    )
+
+
+LOGS_COMPRESSION: Final = _signal_compression("logs")
+METRICS_COMPRESSION: Final = _signal_compression("metrics")
 ENCODER: Final = Setting(
     "encoder",
     ("OTEL_NONBLOCKING_ENCODER",),
@@ -594,36 +633,34 @@ _PROTOCOL_DOC: Final = (
 )
 
 
-def _protocol(signal: str, factory: str) -> Setting[str]:
-    return Setting(
-        f"{signal}_protocol",
-        (f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL",),
-        str,
-        "http/protobuf",
-        "",
-        f"OTLP transport of {signal}: {_PROTOCOL_DOC}; unset, otlp_protocol applies. Set "
-        f"in code by protocol= of {factory}().",
-        _one_of(*PROTOCOLS),
-        _parse_lower,
-        arg="protocol",
-    )
-
-
-OTLP_PROTOCOL: Final = Setting(
-    "otlp_protocol",
-    ("OTEL_EXPORTER_OTLP_PROTOCOL",),
+OTLP_PROTOCOL_VAR: Final = "OTEL_EXPORTER_OTLP_PROTOCOL"
+TRACES_PROTOCOL: Final = Setting(
+    "traces_protocol",
+    ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", OTLP_PROTOCOL_VAR),
     str,
     "http/protobuf",
     "",
-    f"OTLP transport of every signal whose own *_protocol variable is unset: {_PROTOCOL_DOC}.",
+    f"OTLP transport of traces: {_PROTOCOL_DOC}. Set in code by protocol= of otlp_span_exporter().",
     _one_of(*PROTOCOLS),
     _parse_lower,
     arg="protocol",
 )
-TRACES_PROTOCOL: Final = _protocol("traces", "otlp_span_exporter")
-LOGS_PROTOCOL: Final = _protocol("logs", "otlp_log_exporter")
-METRICS_PROTOCOL: Final = _protocol("metrics", "otlp_metric_exporter")
 
+
+def _signal_protocol(signal: str, factory: str) -> Setting[str]:
+    var = f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL"
+    return replace(
+        TRACES_PROTOCOL,
+        name=f"{signal}_protocol",
+        env_vars=(var,),
+        fallback_vars=(OTLP_PROTOCOL_VAR,),
+        doc=f"OTLP transport of {signal}: {_PROTOCOL_DOC}; {var}, then {OTLP_PROTOCOL_VAR}. "
+        f"Set in code by protocol= of {factory}().",
+    )
+
+
+LOGS_PROTOCOL: Final = _signal_protocol("logs", "otlp_log_exporter")
+METRICS_PROTOCOL: Final = _signal_protocol("metrics", "otlp_metric_exporter")
 
 SETTINGS: Final[tuple[Setting[Any], ...]] = (
     MAX_QUEUE_SIZE,
@@ -637,7 +674,11 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     EXPORT_TIMEOUT_MILLIS,
     SHUTDOWN_TIMEOUT_MILLIS,
     OTLP_TIMEOUT_MILLIS,
+    OTLP_LOGS_TIMEOUT_MILLIS,
+    OTLP_METRICS_TIMEOUT_MILLIS,
     COMPRESSION,
+    LOGS_COMPRESSION,
+    METRICS_COMPRESSION,
     ENCODER,
     BREAKER_FAILURE_THRESHOLD,
     BREAKER_BACKOFF_MILLIS,
@@ -646,7 +687,6 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     SELF_METRICS,
     DISABLED,
     SDK_DISABLED,
-    OTLP_PROTOCOL,
     TRACES_PROTOCOL,
     LOGS_PROTOCOL,
     METRICS_PROTOCOL,
@@ -669,37 +709,44 @@ OTLP_DEFAULT_ENDPOINT: Final = "http://localhost:4318/v1/traces"
 OTLP_HEADERS_VARS: Final = ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS")
 
 
-def otlp_endpoint_from_env(environ: Mapping[str, str] | None = None) -> str:
-    """The trace endpoint the variables name, as the SDK reads them, checked.
+def otlp_endpoint_from_env(
+    environ: Mapping[str, str] | None = None, *, signal: str = "traces"
+) -> str:
+    """The ``signal``'s endpoint (traces, logs, metrics) the variables name, as the SDK
+    reads them, checked.
 
-    ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is used as given; else
-    ``OTEL_EXPORTER_OTLP_ENDPOINT`` plus ``/v1/traces``; else the SDK's default. A
+    ``OTEL_EXPORTER_OTLP_<SIGNAL>_ENDPOINT`` is used as given; else
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` plus ``/v1/<signal>``; else the SDK's default. A
     malformed one (no http(s) scheme, no host, a bad port, control characters) warns
     once, naming the variable, and the next one applies.
     """
     env = os.environ if environ is None else environ
-    traces = env.get(OTLP_TRACES_ENDPOINT_VAR, "").strip()
-    if traces:
-        problem = url_problem(traces)
+    own_var = f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT"
+    default = f"http://localhost:4318/v1/{signal}"
+    own = env.get(own_var, "").strip()
+    if own:
+        problem = url_problem(own)
         if problem is None:
-            return traces
-        fallback = f"{OTLP_ENDPOINT_VAR}, else {OTLP_DEFAULT_ENDPOINT}"
-        _warn_once(OTLP_TRACES_ENDPOINT_VAR, traces, f"{problem}; using {fallback}")
+            return own
+        fallback = f"{OTLP_ENDPOINT_VAR}, else {default}"
+        _warn_once(own_var, own, f"{problem}; using {fallback}")
     base = env.get(OTLP_ENDPOINT_VAR, "").strip()
     if base:
         problem = url_problem(base)
         if problem is None:
-            return f"{base.rstrip('/')}/v1/traces"
-        _warn_once(OTLP_ENDPOINT_VAR, base, f"{problem}; using {OTLP_DEFAULT_ENDPOINT}")
-    return OTLP_DEFAULT_ENDPOINT
+            return f"{base.rstrip('/')}/v1/{signal}"
+        _warn_once(OTLP_ENDPOINT_VAR, base, f"{problem}; using {default}")
+    return default
 
 
-def otlp_headers_from_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The headers of the first set ``OTEL_EXPORTER_OTLP_TRACES_HEADERS`` /
+def otlp_headers_from_env(
+    environ: Mapping[str, str] | None = None, *, signal: str = "traces"
+) -> dict[str, str]:
+    """The headers of the first set ``OTEL_EXPORTER_OTLP_<SIGNAL>_HEADERS`` /
     ``OTEL_EXPORTER_OTLP_HEADERS``; malformed entries are left out, with one warning
     that names the variable (never an entry: it may hold a key)."""
     env = os.environ if environ is None else environ
-    for var in OTLP_HEADERS_VARS:
+    for var in (f"OTEL_EXPORTER_OTLP_{signal.upper()}_HEADERS", OTLP_HEADERS_VARS[1]):
         raw = env.get(var)
         if raw is None or not raw.strip():
             continue

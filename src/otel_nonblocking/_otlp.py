@@ -1,19 +1,20 @@
-"""otlp_span_exporter(): the stock OTLP/HTTP exporter behind a real deadline.
+"""otlp_span_exporter(), otlp_log_exporter(), otlp_metric_exporter(): the stock
+OTLP/HTTP exporters behind a real deadline.
 
-It builds ``OTLPSpanExporter`` (which reads the usual ``OTEL_EXPORTER_OTLP_*``
-variables for endpoint, headers, certificates and compression) with an
-:class:`InterruptibleSession`, and wraps it in :class:`DeadlineSpanExporter`. How a
-batch is encoded and sent through that exporter lives in :mod:`._otlp_codec`.
+Each builds the SDK's exporter (which reads the usual ``OTEL_EXPORTER_OTLP_*`` variables
+for certificates, and for metrics temporality and histogram aggregation) with an
+:class:`InterruptibleSession`, endpoint and headers checked here, and wraps it in the
+signal's deadline exporter. How a span batch is encoded and sent through its exporter
+lives in :mod:`._otlp_codec`; the log and metric doors are imported on first use only.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any, Final
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from opentelemetry.exporter.otlp.proto.http import Compression
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
 from . import _compat_sdk, _config, _otlp_grpc
 from ._config import UNSET, _Unset
@@ -22,6 +23,12 @@ from ._exporter import DeadlineSpanExporter
 from ._otlp_codec import otlp_exporter_class, sdk_takes_max_request_size
 from ._session import InterruptibleSession
 from ._urls import check_headers, header_problem, redact_url, url_problem
+
+if TYPE_CHECKING:
+    from ._exporter_logs import DeadlineLogExporter
+    from ._exporter_metrics import DeadlineMetricExporter
+
+E = TypeVar("E")
 
 _INNER_TIMEOUT_MARGIN_SECONDS = 0.1
 _logger = logging.getLogger("otel_nonblocking")
@@ -76,7 +83,7 @@ def checked_headers(headers: object, name: str = "headers") -> dict[str, str]:
     return good
 
 
-def _scrub_sdk_headers(exporter: OTLPSpanExporter) -> None:
+def _scrub_sdk_headers(exporter: object) -> None:
     """Drop headers the SDK took from the environment that the HTTP client would refuse
     (SDK 1.45 merges the variables into explicit headers; 1.33 never reads them then)."""
     headers = _compat_sdk.client_headers(exporter)
@@ -86,11 +93,11 @@ def _scrub_sdk_headers(exporter: OTLPSpanExporter) -> None:
 
 
 def build_otlp_exporter(
-    exporter_class: type[OTLPSpanExporter],
+    exporter_class: Callable[..., E],
     endpoint: str,
     headers: Mapping[str, str],
     **kwargs: Any,
-) -> OTLPSpanExporter:
+) -> E:
     """``exporter_class`` with a checked endpoint and headers given explicitly, so that the
     SDK never reads (nor logs) the endpoint and headers variables."""
     exporter = exporter_class(endpoint=endpoint, headers={**_CONTENT_TYPE, **headers}, **kwargs)
@@ -98,11 +105,50 @@ def build_otlp_exporter(
     return exporter
 
 
-def _compression(value: str | Compression | None) -> Compression:
+def _compression(
+    value: str | Compression | None, setting: _config.Setting[str] = _config.COMPRESSION
+) -> Compression:
     if isinstance(value, Compression):
         return value
-    name = _config.COMPRESSION.resolve(UNSET if value is None else value).lower()
+    name = setting.resolve(UNSET if value is None else value).lower()
     return next(member for member in Compression if member.value == name)
+
+
+def _inner_timeout(timeout_millis: float) -> float:
+    """The SDK exporter's own timeout, in seconds: it bounds each socket operation (and,
+    in newer releases, its retry loop); the wrapper bounds the whole. A little more than
+    the deadline ends the SDK's retries in time, while the wrapper is always the one to fire."""
+    return timeout_millis / 1000 + _INNER_TIMEOUT_MARGIN_SECONDS
+
+
+def _build_signal(
+    exporter_class: Callable[..., E],
+    signal: str,
+    endpoint: str | None,
+    headers: Mapping[str, str] | None,
+    timeout_millis: float,
+    compression: Compression,
+) -> E:
+    """The SDK's OTLP/HTTP ``signal`` exporter: endpoint and headers from the arguments,
+    else the signal's variables (checked here), our session, the deadline's inner timeout."""
+    url = (
+        _config.otlp_endpoint_from_env(signal=signal)
+        if endpoint is None
+        else checked_endpoint(endpoint)
+    )
+    sent = (
+        _config.otlp_headers_from_env(signal=signal)
+        if headers is None
+        else checked_headers(headers)
+    )
+    return build_otlp_exporter(
+        exporter_class,
+        url,
+        sent,
+        timeout=_inner_timeout(timeout_millis),
+        compression=compression,
+        session=InterruptibleSession(),
+    )
 
 
 def otlp_span_exporter(
@@ -165,10 +211,7 @@ def otlp_span_exporter(
         exporter_class,
         url,
         sent,
-        # The SDK's own timeout bounds each socket operation (and, in newer releases,
-        # its retry loop); the wrapper bounds the whole. A little more than the deadline
-        # ends the SDK's retries in time, while the wrapper is always the one to fire.
-        timeout=timeout_millis / 1000 + _INNER_TIMEOUT_MARGIN_SECONDS,
+        timeout=_inner_timeout(timeout_millis),
         compression=_compression(compression),
         session=InterruptibleSession(),
         **limit,
@@ -176,3 +219,88 @@ def otlp_span_exporter(
     if max_request_bytes is not None and not limit:
         _compat_sdk.set_max_request_size(inner, max_request_bytes)  # older SDKs: codec reads it
     return DeadlineSpanExporter(inner, timeout_millis=timeout_millis)
+
+
+def otlp_log_exporter(
+    endpoint: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float | _Unset = UNSET,
+    compression: str | Compression | None = None,
+    *,
+    protocol: str | None = None,
+) -> DeadlineLogExporter:
+    """An OTLP/HTTP log exporter whose ``timeout`` (seconds, default 2) is a real deadline.
+
+    Like :func:`otlp_span_exporter`, for the SDK's ``OTLPLogExporter``: ``timeout`` falls
+    back to ``OTEL_EXPORTER_OTLP_LOGS_TIMEOUT`` / ``OTEL_EXPORTER_OTLP_TIMEOUT``;
+    ``endpoint`` to ``OTEL_EXPORTER_OTLP_LOGS_ENDPOINT``, ``OTEL_EXPORTER_OTLP_ENDPOINT`` plus
+    ``/v1/logs``, then ``http://localhost:4318/v1/logs``; ``headers`` to
+    ``OTEL_EXPORTER_OTLP_LOGS_HEADERS`` / ``OTEL_EXPORTER_OTLP_HEADERS``; ``compression`` to
+    ``OTEL_EXPORTER_OTLP_LOGS_COMPRESSION`` / ``OTEL_EXPORTER_OTLP_COMPRESSION``.
+
+    ``protocol``: ``"http/protobuf"`` or ``"grpc"`` (else ``OTEL_EXPORTER_OTLP_LOGS_PROTOCOL`` /
+    ``OTEL_EXPORTER_OTLP_PROTOCOL``, else http/protobuf); see :func:`otlp_span_exporter`.
+
+    >>> exporter = otlp_log_exporter("http://127.0.0.1:4318/v1/logs", timeout=2)
+    """
+    if _otlp_grpc.wants_grpc("logs", protocol):
+        named = compression.value if isinstance(compression, Compression) else compression
+        grpc_exporter: DeadlineLogExporter = _otlp_grpc.otlp_grpc_exporter(
+            "logs", endpoint, headers, timeout, named
+        )
+        return grpc_exporter
+    from ._exporter_logs import DeadlineLogExporter
+
+    timeout_millis = _config.OTLP_LOGS_TIMEOUT_MILLIS.resolve_seconds(timeout)
+    inner = _build_signal(
+        _compat_sdk.otlp_http_log_exporter_class(),
+        "logs",
+        endpoint,
+        headers,
+        timeout_millis,
+        _compression(compression, _config.LOGS_COMPRESSION),
+    )
+    return DeadlineLogExporter(inner, timeout_millis=timeout_millis)
+
+
+def otlp_metric_exporter(
+    endpoint: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float | _Unset = UNSET,
+    compression: str | Compression | None = None,
+    *,
+    protocol: str | None = None,
+) -> DeadlineMetricExporter:
+    """An OTLP/HTTP metric exporter whose ``timeout`` (seconds, default 2) is a real deadline.
+
+    Like :func:`otlp_log_exporter`, for the SDK's ``OTLPMetricExporter`` and the
+    ``OTEL_EXPORTER_OTLP_METRICS_*`` variables (endpoint path ``/v1/metrics``). The SDK
+    exporter itself reads ``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`` and
+    ``OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION``; the wrapper hands its
+    choice on to the metric reader.
+
+    ``protocol``: ``"http/protobuf"`` or ``"grpc"`` (else ``OTEL_EXPORTER_OTLP_METRICS_PROTOCOL`` /
+    ``OTEL_EXPORTER_OTLP_PROTOCOL``, else http/protobuf); see :func:`otlp_span_exporter`.
+
+    >>> exporter = otlp_metric_exporter("http://127.0.0.1:4318/v1/metrics", timeout=2)
+    """
+    if _otlp_grpc.wants_grpc("metrics", protocol):
+        named = compression.value if isinstance(compression, Compression) else compression
+        grpc_exporter: DeadlineMetricExporter = _otlp_grpc.otlp_grpc_exporter(
+            "metrics", endpoint, headers, timeout, named
+        )
+        return grpc_exporter
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+    from ._exporter_metrics import DeadlineMetricExporter
+
+    timeout_millis = _config.OTLP_METRICS_TIMEOUT_MILLIS.resolve_seconds(timeout)
+    inner = _build_signal(
+        OTLPMetricExporter,
+        "metrics",
+        endpoint,
+        headers,
+        timeout_millis,
+        _compression(compression, _config.METRICS_COMPRESSION),
+    )
+    return DeadlineMetricExporter(inner, timeout_millis=timeout_millis)

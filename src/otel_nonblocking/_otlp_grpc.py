@@ -15,7 +15,6 @@ import importlib
 import os
 import threading
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
@@ -23,7 +22,7 @@ from . import _compat_sdk, _config, _state
 from ._config import UNSET, _Unset
 from ._errors import AttemptAbandoned, ConfigurationError
 from ._state import after_fork_in_child
-from ._urls import check_headers, parse_headers_variable, redact_url, url_problem
+from ._urls import check_headers, redact_url, url_problem
 
 if TYPE_CHECKING:
     import grpc  # type: ignore[import-untyped,unused-ignore]
@@ -90,11 +89,12 @@ def protocol_for(signal: str, protocol: str | None = None) -> tuple[str, str | N
     setting = _PROTOCOL_SETTINGS[signal]
     if protocol is not None:
         return setting.resolve(protocol).lower(), None
-    for source in (setting, _config.OTLP_PROTOCOL):
-        chosen = source.from_env()
-        if not isinstance(chosen, _Unset):
-            return chosen.lower(), source.env_vars[0]
-    return _config.OTLP_PROTOCOL.default, None
+    chosen = setting.resolve()
+    for var in setting.env_vars + setting.fallback_vars:  # the one from_env took
+        raw = os.environ.get(var, "").strip().lower()
+        if raw and setting.check is not None and setting.check(raw) is None:
+            return chosen, var
+    return chosen, None
 
 
 def wants_grpc(signal: str, protocol: str | None) -> bool:
@@ -351,19 +351,29 @@ def _credentials(signal: str) -> Any:
     return grpc.ssl_channel_credentials(**files)
 
 
+_TIMEOUTS: Final = {
+    "traces": _config.OTLP_TIMEOUT_MILLIS,
+    "logs": _config.OTLP_LOGS_TIMEOUT_MILLIS,
+    "metrics": _config.OTLP_METRICS_TIMEOUT_MILLIS,
+}
+_COMPRESSIONS: Final = {
+    "traces": _config.COMPRESSION,
+    "logs": _config.LOGS_COMPRESSION,
+    "metrics": _config.METRICS_COMPRESSION,
+}
+
+
 def _compression(signal: str, value: str | None) -> Any:
     import grpc
 
-    setting = replace(_config.COMPRESSION, env_vars=_signal_vars(signal, "COMPRESSION"))
-    name = setting.resolve(UNSET if value is None else value).lower()
+    name = _COMPRESSIONS[signal].resolve(UNSET if value is None else value).lower()
     return {"gzip": grpc.Compression.Gzip, "deflate": grpc.Compression.Deflate}.get(
         name, grpc.Compression.NoCompression
     )
 
 
 def _timeout_millis(signal: str, timeout: float | _Unset) -> float:
-    setting = replace(_config.OTLP_TIMEOUT_MILLIS, env_vars=_signal_vars(signal, "TIMEOUT"))
-    return setting.resolve_seconds(timeout)
+    return _TIMEOUTS[signal].resolve_seconds(timeout)
 
 
 def _headers(signal: str, headers: object) -> dict[str, str]:
@@ -374,17 +384,7 @@ def _headers(signal: str, headers: object) -> dict[str, str]:
         if problems:
             raise ConfigurationError(f"headers: {problems[0]}")
         return good
-    for var in _signal_vars(signal, "HEADERS"):
-        raw = os.environ.get(var)
-        if raw is None or not raw.strip():
-            continue
-        parsed, bad = parse_headers_variable(raw)
-        if bad:  # never an entry: it may hold a key
-            _state.warn_once(
-                ("env", var, raw), "Ignoring invalid %s (%d malformed entries left out)", var, bad
-            )
-        return parsed
-    return {}
+    return _config.otlp_headers_from_env(signal=signal)
 
 
 def _user_agent() -> str:
@@ -485,15 +485,16 @@ def grpc_exporter_parts(
 
 
 def _wrap(signal: str, inner: Any, timeout_millis: float, client: GrpcClient | None) -> Any:
-    from . import _exporter
-
-    name = {
-        "traces": "DeadlineSpanExporter",
-        "logs": "DeadlineLogExporter",
-        "metrics": "DeadlineMetricExporter",
-    }[signal]
-    wrapper = getattr(_exporter, name, None)
-    if wrapper is None:  # pragma: no cover - the log and metric wrappers come with h-deadline
-        raise ConfigurationError(f"{signal} over OTLP/gRPC needs {name}, not in this build")
+    """``inner`` behind the signal's deadline exporter, which cancels the RPC it abandons."""
     on_abandon = client.abandon if client is not None else None
-    return wrapper(inner, timeout_millis=timeout_millis, on_abandon=on_abandon)
+    if signal == "logs":
+        from ._exporter_logs import DeadlineLogExporter
+
+        return DeadlineLogExporter(inner, timeout_millis=timeout_millis, on_abandon=on_abandon)
+    if signal == "metrics":
+        from ._exporter_metrics import DeadlineMetricExporter
+
+        return DeadlineMetricExporter(inner, timeout_millis=timeout_millis, on_abandon=on_abandon)
+    from ._exporter import DeadlineSpanExporter
+
+    return DeadlineSpanExporter(inner, timeout_millis=timeout_millis, on_abandon=on_abandon)

@@ -1,5 +1,5 @@
-"""Test helpers: fake OTLP/HTTP trace backends and a fake Langfuse API for tests and demos
-(hanging, dripping, resetting collectors), and :func:`reset` of the package's global state.
+"""Test helpers: fake OTLP/HTTP backends (traces, logs, metrics) and a fake Langfuse API for tests
+and demos (hanging, dripping, resetting collectors), and :func:`reset` of global state.
 
 Standard library only (plus ``opentelemetry-proto`` for decoding); everything binds 127.0.0.1.
 :class:`FakeGrpcBackend` (an OTLP/gRPC collector for traces, logs and metrics) is loaded

@@ -1,4 +1,7 @@
-"""Fake OTLP/HTTP trace backends on 127.0.0.1 that succeed, hang, drip, reset, refuse or stall.
+"""Fake OTLP/HTTP backends on 127.0.0.1 that succeed, hang, drip, reset, refuse or stall.
+
+One :class:`FakeOTLPBackend` serves traces, logs and metrics (``/v1/traces``, ``/v1/logs``,
+``/v1/metrics``), each answered by the same fault mode.
 
 Used by the test suite and the shipped demo command to reproduce slow and broken collectors.
 """
@@ -13,7 +16,7 @@ import struct
 import threading
 import time
 import zlib
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -22,11 +25,20 @@ from types import MappingProxyType, TracebackType
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from google.protobuf.message import DecodeError  # type: ignore[import-untyped,unused-ignore]
+from google.protobuf.message import (  # type: ignore[import-untyped,unused-ignore]
+    DecodeError,
+    Message,
+)
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 __all__ = [
@@ -39,6 +51,13 @@ __all__ = [
 
 _HOST = "127.0.0.1"
 _DEFAULT_PATH = "/v1/traces"
+_TRACES, _LOGS, _METRICS = "traces", "logs", "metrics"
+# The request message of each signal's export.
+_REQUEST_TYPES: dict[str, type[Message]] = {
+    _TRACES: ExportTraceServiceRequest,
+    _LOGS: ExportLogsServiceRequest,
+    _METRICS: ExportMetricsServiceRequest,
+}
 _PROTOBUF = "application/x-protobuf"
 _TEXT = "text/plain; charset=utf-8"
 # Body of a successful export: an empty ExportTraceServiceResponse (zero bytes on the wire).
@@ -49,7 +68,7 @@ _POLL_INTERVAL = 0.05
 
 
 class Mode(str, enum.Enum):
-    """How a :class:`FakeOTLPBackend` answers POSTs to its trace path.
+    """How a :class:`FakeOTLPBackend` answers POSTs to its trace, log and metric paths.
 
     Example::
 
@@ -78,9 +97,11 @@ class RequestRecord:
     """One HTTP request received by a :class:`FakeOTLPBackend` (a snapshot).
 
     ``headers`` has lower-cased names. ``body`` is the raw body as received (still
-    compressed if the client compressed it); ``decoded`` is the parsed
-    ``ExportTraceServiceRequest`` or None when the body was not a decodable protobuf
-    export (or the request did not target the trace path). ``mode`` is the mode that
+    compressed if the client compressed it); ``signal`` is ``"traces"``, ``"logs"`` or
+    ``"metrics"`` by the path it was sent to (None for another path); ``decoded`` is the
+    parsed ``ExportTraceServiceRequest`` (``ExportLogsServiceRequest``,
+    ``ExportMetricsServiceRequest``) or None when the body was not a decodable protobuf
+    export (or the request did not target a signal's path). ``mode`` is the mode that
     handled it (None for 404/405/400/413 answers). ``status`` is the status code the
     backend chose (None when it never answers: HANG, RESET, aborted). ``completed`` is
     True from just before the last byte of the response is written (so a client holding
@@ -99,17 +120,28 @@ class RequestRecord:
     # Kept out of repr(): headers may carry credentials and bodies can be large.
     headers: Mapping[str, str] = field(repr=False)
     body: bytes = field(repr=False)
-    decoded: ExportTraceServiceRequest | None = field(repr=False)
+    decoded: Message | None = field(repr=False)
     received_at: float
     received_monotonic: float
     mode: Mode | None
     status: int | None
     completed: bool
+    signal: str | None = None
 
     @property
     def spans(self) -> list[Span]:
-        """The decoded spans of this request (empty when undecodable)."""
+        """The decoded spans of this request (empty when undecodable or not traces)."""
         return _spans_of(self.decoded)
+
+    @property
+    def log_records(self) -> list[LogRecord]:
+        """The decoded log records of this request (empty when undecodable or not logs)."""
+        return _log_records_of(self.decoded)
+
+    @property
+    def metrics(self) -> list[Metric]:
+        """The decoded metrics of this request (empty when undecodable or not metrics)."""
+        return _metrics_of(self.decoded)
 
     @property
     def accepted(self) -> bool:
@@ -120,11 +152,11 @@ class RequestRecord:
 class _Entry:
     """Mutable bookkeeping behind a :class:`RequestRecord`; guarded by the backend lock."""
 
-    __slots__ = ("completed", "fields", "span_count", "status")
+    __slots__ = ("completed", "fields", "item_count", "status")
 
-    def __init__(self, fields: dict[str, Any], span_count: int) -> None:
+    def __init__(self, fields: dict[str, Any], item_count: int) -> None:
         self.fields = fields
-        self.span_count = span_count
+        self.item_count = item_count  # spans, log records or metrics, by its signal
         self.status: int | None = None
         self.completed = False
 
@@ -132,14 +164,47 @@ class _Entry:
         return RequestRecord(**self.fields, status=self.status, completed=self.completed)
 
 
-def _spans_of(decoded: ExportTraceServiceRequest | None) -> list[Span]:
-    if decoded is None:
+def _spans_of(decoded: Message | None) -> list[Span]:
+    if not isinstance(decoded, ExportTraceServiceRequest):
         return []
     out: list[Span] = []
     for resource_spans in decoded.resource_spans:
         for scope_spans in resource_spans.scope_spans:
             out.extend(scope_spans.spans)
     return out
+
+
+def _log_records_of(decoded: Message | None) -> list[LogRecord]:
+    if not isinstance(decoded, ExportLogsServiceRequest):
+        return []
+    out: list[LogRecord] = []
+    for resource_logs in decoded.resource_logs:
+        for scope_logs in resource_logs.scope_logs:
+            out.extend(scope_logs.log_records)
+    return out
+
+
+def _metrics_of(decoded: Message | None) -> list[Metric]:
+    if not isinstance(decoded, ExportMetricsServiceRequest):
+        return []
+    out: list[Metric] = []
+    for resource_metrics in decoded.resource_metrics:
+        for scope_metrics in resource_metrics.scope_metrics:
+            out.extend(scope_metrics.metrics)
+    return out
+
+
+def _items_of(decoded: Message | None) -> int:
+    return len(_spans_of(decoded)) + len(_log_records_of(decoded)) + len(_metrics_of(decoded))
+
+
+def _body_text(record: LogRecord) -> str:
+    """A log record's body as text: its string, or the text of a scalar of another kind."""
+    kind = record.body.WhichOneof("value")
+    if kind is None:
+        return ""
+    value = getattr(record.body, kind)
+    return value if isinstance(value, str) else str(value)
 
 
 def _decompress(body: bytes, content_encoding: str, limit: int) -> bytes | None:
@@ -172,14 +237,18 @@ def _decompress(body: bytes, content_encoding: str, limit: int) -> bytes | None:
 
 
 def _decode_export_request(
-    body: bytes, headers: Mapping[str, str], limit: int
-) -> ExportTraceServiceRequest | None:
+    body: bytes,
+    headers: Mapping[str, str],
+    limit: int,
+    message_type: type[Message] = ExportTraceServiceRequest,
+) -> Message | None:
+    """``body`` parsed as ``message_type`` (the signal's export request), or None."""
     if "json" in headers.get("content-type", "").lower():
         return None
     payload = _decompress(body, headers.get("content-encoding", ""), limit)
     if payload is None:
         return None
-    message = ExportTraceServiceRequest()
+    message = message_type()
     try:
         message.ParseFromString(payload)
     except DecodeError:
@@ -222,6 +291,14 @@ def _check_path(path: str) -> str:
     if not path.startswith("/"):
         raise ValueError(f"path must start with '/', got {path!r}")
     return path
+
+
+def _sibling_path(traces: str, signal: str, given: str | None) -> str | None:
+    """``given``, else ``traces`` with its last segment ``traces`` replaced by ``signal``."""
+    if given is not None:
+        return _check_path(given)
+    head, sep, last = traces.rpartition("/")
+    return f"{head}/{signal}" if sep and last == _TRACES else None
 
 
 def refused_endpoint(path: str = _DEFAULT_PATH) -> str:
@@ -383,7 +460,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self, path: str, headers: dict[str, str], body: bytes) -> None:
         """Answer a request whose body was read in full (a subclass serves other paths)."""
         backend = self._backend
-        if path != backend.path:
+        signal = backend._signal_of(path)
+        if signal is None:
             entry = backend._record(self.command, path, headers, body, None, None)
             self._answer(entry, HTTPStatus.NOT_FOUND, b"not found", _TEXT)
             return
@@ -392,9 +470,10 @@ class _Handler(BaseHTTPRequestHandler):
             extra = (("Allow", "POST"),)
             self._answer(entry, HTTPStatus.METHOD_NOT_ALLOWED, b"use POST", _TEXT, extra)
             return
-        decoded = _decode_export_request(body, headers, backend.max_body_bytes)
+        message_type = _REQUEST_TYPES[signal]
+        decoded = _decode_export_request(body, headers, backend.max_body_bytes, message_type)
         mode, release = backend._mode_and_release()
-        entry = backend._record(self.command, path, headers, body, decoded, mode)
+        entry = backend._record(self.command, path, headers, body, decoded, mode, signal=signal)
         self._handle_mode(entry, mode, release)
 
     # http.server dispatches on do_<METHOD>; every method goes through _dispatch.
@@ -474,11 +553,12 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class FakeOTLPBackend:
-    """A fake OTLP/HTTP trace collector on ``127.0.0.1:<ephemeral port>``.
+    """A fake OTLP/HTTP collector on ``127.0.0.1:<ephemeral port>``: traces, logs, metrics.
 
-    Answers POSTs to ``path`` according to ``mode`` (see :class:`Mode`), which may be
-    changed between requests; other paths get 404. Every request is recorded
-    (thread-safely) with its headers, raw body and decoded spans. Keep-alive and
+    Answers POSTs to ``path`` (traces), ``logs_path`` and ``metrics_path`` according to
+    ``mode`` (see :class:`Mode`), which may be changed between requests; other paths get
+    404. Every request is recorded (thread-safely) with its headers, raw body and decoded
+    spans, log records or metrics. Keep-alive and
     concurrent connections are supported; ``stop()`` returns within its timeout even
     with hanging or dripping connections open.
 
@@ -489,6 +569,11 @@ class FakeOTLPBackend:
             ...  # export spans
             assert backend.wait_for_spans(1, timeout=5)
             backend.mode = Mode.HANG  # the next export hangs until stop() or a switch
+
+        # logs and metrics: backend.logs_endpoint, backend.metrics_endpoint
+        assert backend.wait_for_log_records(1, timeout=5)
+        assert "hello" in backend.log_bodies()
+        assert "requests" in backend.metric_names()
     """
 
     # The request handler; a subclass serving another API (FakeLangfuse) sets its own.
@@ -499,6 +584,8 @@ class FakeOTLPBackend:
         mode: Mode | str = Mode.OK,
         *,
         path: str = _DEFAULT_PATH,
+        logs_path: str | None = None,
+        metrics_path: str | None = None,
         delay: float = 1.0,
         drip_interval: float = 0.5,
         retry_after: int | str | None = 30,
@@ -514,6 +601,9 @@ class FakeOTLPBackend:
         Args:
             mode: initial :class:`Mode` (or its string value).
             path: the trace path; Langfuse uses ``/api/public/otel/v1/traces``.
+            logs_path / metrics_path: the log and metric paths; None: ``path`` with its
+                last segment ``traces`` replaced by ``logs`` / ``metrics`` (where it ends
+                in ``/traces``; else that signal is not served).
             delay: seconds SLOW waits before answering.
             drip_interval: seconds between the bytes of a DRIP response.
             retry_after: ``Retry-After`` value for UNAVAILABLE; None omits the header.
@@ -526,6 +616,8 @@ class FakeOTLPBackend:
         self._lock = threading.Condition()
         self._mode = Mode(mode)
         self.path = _check_path(path)
+        self.logs_path = _sibling_path(self.path, _LOGS, logs_path)
+        self.metrics_path = _sibling_path(self.path, _METRICS, metrics_path)
         self.delay = delay
         self.drip_interval = drip_interval
         self.retry_after = retry_after
@@ -537,8 +629,9 @@ class FakeOTLPBackend:
         self._entries: deque[_Entry] = deque(maxlen=max_records)
         self._request_count = 0
         self._connection_count = 0
-        self._span_total = 0
-        self._accepted_span_total = 0
+        # Items (spans, log records, metrics) received and accepted, by signal.
+        self._received: Counter[str] = Counter()
+        self._accepted: Counter[str] = Counter()
         self._handler_errors = 0
         self._release = threading.Event()
         self._stopping = threading.Event()
@@ -638,6 +731,27 @@ class FakeOTLPBackend:
         """Full trace URL, e.g. ``http://127.0.0.1:<port>/v1/traces``."""
         return _endpoint_url("http", self.port, self.path)
 
+    @property
+    def logs_endpoint(self) -> str:
+        """Full log URL, e.g. ``http://127.0.0.1:<port>/v1/logs``."""
+        if self.logs_path is None:
+            raise RuntimeError("this FakeOTLPBackend serves no logs path")
+        return _endpoint_url("http", self.port, self.logs_path)
+
+    @property
+    def metrics_endpoint(self) -> str:
+        """Full metric URL, e.g. ``http://127.0.0.1:<port>/v1/metrics``."""
+        if self.metrics_path is None:
+            raise RuntimeError("this FakeOTLPBackend serves no metrics path")
+        return _endpoint_url("http", self.port, self.metrics_path)
+
+    def _signal_of(self, path: str) -> str | None:
+        """The signal served at ``path`` (``traces``, ``logs``, ``metrics``), or None."""
+        for signal, served in ((_TRACES, self.path), (_LOGS, self.logs_path)):
+            if path == served:
+                return signal
+        return _METRICS if path == self.metrics_path else None
+
     # -- mode ------------------------------------------------------------------
 
     @property
@@ -670,8 +784,10 @@ class FakeOTLPBackend:
         path: str,
         headers: dict[str, str],
         body: bytes,
-        decoded: ExportTraceServiceRequest | None,
+        decoded: Message | None,
         mode: Mode | None,
+        *,
+        signal: str | None = None,
     ) -> _Entry:
         fields: dict[str, Any] = {
             "method": method,
@@ -682,12 +798,14 @@ class FakeOTLPBackend:
             "received_at": time.time(),
             "received_monotonic": time.monotonic(),
             "mode": mode,
+            "signal": signal if signal is not None or decoded is None else _TRACES,
         }
-        entry = _Entry(fields, len(_spans_of(decoded)))
+        entry = _Entry(fields, _items_of(decoded))
         with self._lock:
             self._entries.append(entry)
             self._request_count += 1
-            self._span_total += entry.span_count
+            if fields["signal"] is not None:
+                self._received[fields["signal"]] += entry.item_count
             self._lock.notify_all()
         return entry
 
@@ -701,9 +819,20 @@ class FakeOTLPBackend:
             if entry.completed == completed:
                 return
             entry.completed = completed
-            if entry.status == HTTPStatus.OK and entry.fields["mode"] is not None:
-                self._accepted_span_total += entry.span_count if completed else -entry.span_count
+            signal = entry.fields["signal"]
+            if entry.status == HTTPStatus.OK and entry.fields["mode"] is not None and signal:
+                self._accepted[signal] += entry.item_count if completed else -entry.item_count
             self._lock.notify_all()
+
+    @property
+    def _span_total(self) -> int:
+        """Spans received (read under the lock by ProcessBackend)."""
+        return self._received[_TRACES]
+
+    @property
+    def _accepted_span_total(self) -> int:
+        """Spans whose request got a complete 200."""
+        return self._accepted[_TRACES]
 
     @property
     def requests(self) -> list[RequestRecord]:
@@ -749,10 +878,37 @@ class FakeOTLPBackend:
 
             assert backend.wait_for_spans(3, timeout=2)
         """
-        return self._wait_until(
-            lambda: (self._accepted_span_total if accepted else self._span_total) >= count,
-            timeout,
-        )
+        return self._wait_for_items(_TRACES, count, timeout, accepted=accepted)
+
+    def _wait_for_items(self, signal: str, count: int, timeout: float, *, accepted: bool) -> bool:
+        totals = self._accepted if accepted else self._received
+        return self._wait_until(lambda: totals[signal] >= count, timeout)
+
+    def log_records(self, *, accepted: bool = False) -> list[LogRecord]:
+        """All decoded log records received on the log path (or only those accepted)."""
+        return [r for q in self.requests if q.accepted or not accepted for r in q.log_records]
+
+    def log_bodies(self, *, accepted: bool = False) -> list[str]:
+        """The bodies of :meth:`log_records` as text (a non-string scalar as its ``str``)."""
+        return [_body_text(record) for record in self.log_records(accepted=accepted)]
+
+    def metrics(self, *, accepted: bool = False) -> list[Metric]:
+        """All decoded metrics received on the metric path (or only those accepted)."""
+        return [m for q in self.requests if q.accepted or not accepted for m in q.metrics]
+
+    def metric_names(self, *, accepted: bool = False) -> list[str]:
+        """Names of :meth:`metrics`, one per metric in each request (repeats included)."""
+        return [metric.name for metric in self.metrics(accepted=accepted)]
+
+    def wait_for_log_records(
+        self, count: int, timeout: float = 5.0, *, accepted: bool = False
+    ) -> bool:
+        """Block until at least ``count`` log records were received (or accepted)."""
+        return self._wait_for_items(_LOGS, count, timeout, accepted=accepted)
+
+    def wait_for_metrics(self, count: int, timeout: float = 5.0, *, accepted: bool = False) -> bool:
+        """Block until at least ``count`` metrics were received (or accepted)."""
+        return self._wait_for_items(_METRICS, count, timeout, accepted=accepted)
 
     def wait_for_requests(self, count: int, timeout: float = 5.0) -> bool:
         """Block until at least ``count`` requests were received; False on timeout."""
@@ -771,8 +927,8 @@ class FakeOTLPBackend:
         with self._lock:
             self._entries.clear()
             self._request_count = 0
-            self._span_total = 0
-            self._accepted_span_total = 0
+            self._received.clear()
+            self._accepted.clear()
 
     # -- connection tracking (called from server threads) ------------------------
 

@@ -1,0 +1,85 @@
+"""DeadlineLogExporter: a real wall-clock deadline around any log exporter's export.
+
+A thin door onto :class:`DeadlineExporter`: the SDK's log exporter interface (its base
+class and result enum come through :mod:`._compat_sdk`, the logs SDK being private) over
+the same deadline, breaker and abandon rules as spans.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from . import _config
+from ._compat_sdk import LogExporterBase, LogExportResult
+from ._config import UNSET, _Unset
+from ._deadline import Clock, Deadline
+from ._errors import ConfigurationError
+from ._export_core import DeadlineExporter, ExportOutcome
+
+__all__ = ["DeadlineLogExporter"]
+
+
+def _export_records(exporter: Any) -> Callable[[list[Any], Deadline], object]:
+    def call(batch: list[Any], _deadline: Deadline) -> object:
+        return exporter.export(batch)
+
+    return call
+
+
+def _result_types(exporter: object) -> tuple[Any, ...]:
+    """The result enums a log exporter may return: the SDK's, and the one its module uses
+    when that is another (SDK releases renamed ``LogExportResult`` to
+    ``LogRecordExportResult`` and kept the old name as an alias of its own)."""
+    import sys
+
+    module = sys.modules.get(type(exporter).__module__)
+    types: list[Any] = [LogExportResult]
+    for name in ("LogRecordExportResult", "LogExportResult"):
+        found = getattr(module, name, None)
+        if isinstance(found, type) and found not in types and hasattr(found, "SUCCESS"):
+            types.append(found)
+    return tuple(types)
+
+
+class DeadlineLogExporter(DeadlineExporter[Any], LogExporterBase):
+    """Wraps a log exporter so that ``export`` returns within ``timeout_millis``.
+
+    The batch holds what the SDK's log processors hand an exporter (``ReadableLogRecord``
+    in newer releases, ``LogData`` in 1.33); ``export`` returns the SDK's result enum
+    (``LogRecordExportResult``, or ``LogExportResult`` where that is the only one).
+
+    >>> from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    >>> exporter = DeadlineLogExporter(OTLPLogExporter(), timeout_millis=2000)
+    """
+
+    def __init__(
+        self,
+        exporter: Any,
+        *,
+        timeout_millis: float | _Unset = UNSET,
+        failure_threshold: int | _Unset = UNSET,
+        breaker_backoff_millis: int | _Unset = UNSET,
+        on_abandon: Callable[[], object] | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        if not callable(getattr(exporter, "export", None)):
+            raise ConfigurationError("exporter must be a log exporter")
+        super().__init__(
+            exporter,
+            _export_records(exporter),
+            _result_types(exporter),
+            noun="log record",
+            timeout_setting=_config.OTLP_LOGS_TIMEOUT_MILLIS,
+            timeout_millis=timeout_millis,
+            failure_threshold=failure_threshold,
+            breaker_backoff_millis=breaker_backoff_millis,
+            on_abandon=on_abandon,
+            clock=clock,
+        )
+
+    def export(self, batch: Sequence[Any]) -> LogExportResult:
+        if self.export_outcome(batch) is ExportOutcome.SUCCESS:
+            return LogExportResult.SUCCESS
+        return LogExportResult.FAILURE
