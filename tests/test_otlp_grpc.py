@@ -327,6 +327,23 @@ def test_unavailable_carries_the_backends_retry_info(backend: FakeGrpcBackend) -
         inner.shutdown()
 
 
+def test_the_backends_retry_info_becomes_the_reports_retry_after_and_the_breakers_wait(
+    backend: FakeGrpcBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_NONBLOCKING_BREAKER_FAILURES", "1")
+    backend.mode = Mode.UNAVAILABLE
+    backend.retry_after = 7.5
+    exporter = otlp_span_exporter(backend.endpoint, protocol="grpc", timeout=2)
+    try:
+        report = exporter.export_report(_spans())
+        assert report.outcome is ExportOutcome.FAILED
+        assert report.transient
+        assert report.retry_after == 7.5
+        assert 5 < exporter.available_in() <= 7.5  # the breaker waits as the backend asked
+    finally:
+        exporter.shutdown(timeout_millis=1000)
+
+
 @pytest.mark.parametrize("mode", [Mode.HANG, Mode.SLOW, Mode.UNAVAILABLE, Mode.RESET])
 def test_the_span_exporter_and_a_flush_return_within_budget(
     mode: Mode, backend: FakeGrpcBackend

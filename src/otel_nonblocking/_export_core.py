@@ -154,6 +154,15 @@ T = TypeVar("T")
 InnerCall = Callable[[list[T], Deadline], object]
 
 
+def told_retry_after(error: BaseException | None) -> float | None:
+    """The back-off the backend asked for, carried by an exporter's error as ``retry_after``
+    seconds (the OTLP/gRPC client's errors carry the RetryInfo so), else None."""
+    value = getattr(error, "retry_after", None)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if 0 <= value < float("inf") else None
+
+
 def _result_name(result: object) -> str | None:
     name = getattr(result, "name", None)
     return name if isinstance(result, enum.Enum) and isinstance(name, str) else None
@@ -383,6 +392,8 @@ class DeadlineExporter(Generic[T]):
         if session is not None and outcome is not ExportOutcome.CIRCUIT_OPEN:
             status, retry_after = session.last_status, session.last_retry_after
             size, connection_error = session.last_request_bytes, session.last_connection_error
+        if retry_after is None and outcome is ExportOutcome.FAILED:
+            retry_after = told_retry_after(error)  # no HTTP session: the error may say
         if outcome is ExportOutcome.SUCCESS or outcome is ExportOutcome.SHUTDOWN:
             transient = False
         elif outcome is not ExportOutcome.FAILED:
@@ -469,7 +480,9 @@ class DeadlineExporter(Generic[T]):
         if session is not None and session.last_status in _DATA_STATUSES:
             self._breaker.record_success()  # the backend is up; it refused this batch only
         else:
-            retry_after = session.last_retry_after if session is not None else None
+            retry_after = (
+                session.last_retry_after if session is not None else told_retry_after(attempt.error)
+            )
             self._breaker.record_failure(retry_after=retry_after)
         detail = type(attempt.error).__name__ if attempt.error is not None else "failure"
         error = attempt.error
