@@ -230,6 +230,23 @@ def test_grpc_endpoint_and_insecure_follow_the_sdk(monkeypatch: pytest.MonkeyPat
     assert "pw" not in str(raised.value)
 
 
+@pytest.mark.parametrize("signal", ["traces", "logs", "metrics"])
+@pytest.mark.parametrize("raw", ["2.5", "soon"])
+def test_a_timeout_variable_the_sdk_cannot_parse_does_not_break_the_exporter(
+    signal: str, raw: str, backend: FakeGrpcBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SDK 1.33 reads these with int(), 1.45 with float(), even when given a timeout.
+    var = f"OTEL_EXPORTER_OTLP_{signal.upper()}_TIMEOUT"
+    monkeypatch.setenv(var, raw)
+    exporter = _FACTORIES[signal](backend.endpoint, protocol="grpc")
+    try:
+        assert exporter.timeout_seconds == (2.5 if raw == "2.5" else 2.0)
+        assert os.environ[var] == raw  # hidden from the SDK only while it was built
+        assert exporter.export_report(_items(signal)).outcome is ExportOutcome.SUCCESS
+    finally:
+        exporter.shutdown(timeout_millis=1000)
+
+
 # -- every signal over gRPC: delivery and deadlines -----------------------------------
 
 

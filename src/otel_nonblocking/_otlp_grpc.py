@@ -470,7 +470,9 @@ def grpc_exporter_parts(
         ),
     )
     exporter_class = getattr(importlib.import_module(module), class_name)
-    inner = exporter_class(
+    inner = _construct(
+        exporter_class,
+        f"OTEL_EXPORTER_OTLP_{signal.upper()}_TIMEOUT",
         endpoint=f"{'http' if is_insecure else 'https'}://{target}",
         insecure=is_insecure,
         credentials=creds,
@@ -482,6 +484,28 @@ def grpc_exporter_parts(
     )
     adopted = _compat_sdk.adopt_grpc_client(inner, client)
     return inner, client if adopted else None, timeout_millis
+
+
+_environ_lock = threading.Lock()
+
+
+def _construct(exporter_class: Any, timeout_var: str, **kwargs: Any) -> Any:
+    """``exporter_class(**kwargs)``. The SDK's gRPC exporters parse their signal's timeout
+    variable even when given a timeout (1.33 with ``int()``, so ``2.5`` fails too) and
+    raise on a value this package has already warned about and replaced: they are then
+    built once more with that variable hidden for the moment of the call."""
+    try:
+        return exporter_class(**kwargs)
+    except ValueError:
+        if timeout_var not in os.environ:
+            raise
+    with _environ_lock:
+        saved = os.environ.pop(timeout_var, None)
+        try:
+            return exporter_class(**kwargs)
+        finally:
+            if saved is not None:
+                os.environ[timeout_var] = saved
 
 
 def _wrap(signal: str, inner: Any, timeout_millis: float, client: GrpcClient | None) -> Any:
