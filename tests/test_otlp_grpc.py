@@ -36,7 +36,7 @@ from otel_nonblocking._otlp_grpc import (
     grpc_exporter_parts,
     protocol_for,
 )
-from otel_nonblocking.testing import FakeGrpcBackend, Mode
+from otel_nonblocking.testing import FakeGrpcBackend, FakeTLSStallListener, Mode
 
 SLACK = 0.5  # the bound every timing assertion allows past its budget
 _PROTOCOL_VARS = (
@@ -130,7 +130,7 @@ def _delivered(signal: str, fake: FakeGrpcBackend) -> list[str]:
         "traces": fake.span_names,
         "logs": fake.log_bodies,
         "metrics": fake.metric_names,
-    }[signal]()
+    }[signal](accepted=True)
 
 
 # -- the protocol, per signal ------------------------------------------------------------
@@ -398,7 +398,7 @@ def test_a_cut_deadline_cancels_the_rpc_and_the_next_export_gets_through(
         assert exporter.resolve(report.attempt, 1.0) is False
         backend.mode = Mode.OK
         assert exporter.export_report(_spans()).outcome is ExportOutcome.SUCCESS
-        assert backend.span_names() == ["span-0", "span-1"]
+        assert backend.span_names(accepted=True) == ["span-0", "span-1"]
     finally:
         exporter.shutdown(timeout_millis=1000)
 
@@ -448,8 +448,73 @@ def test_a_forked_child_exports_on_a_channel_of_its_own(backend: FakeGrpcBackend
         pytest.fail("the forked child hung on gRPC")
     try:
         assert os.waitstatus_to_exitcode(status) == 0
-        assert backend.wait_for(lambda: len(backend.span_names()) == 4)
+        assert backend.wait_for(lambda: len(backend.span_names(accepted=True)) == 4)
         # The parent's channel still works after the fork.
         assert exporter.export_report(_spans(1)).outcome is ExportOutcome.SUCCESS
     finally:
         exporter.shutdown(timeout_millis=1000)
+
+
+# -- the fake collector itself -----------------------------------------------------------
+
+
+def test_the_fake_refuses_the_http_only_modes() -> None:
+    with pytest.raises(ValueError, match="drip"):
+        FakeGrpcBackend(Mode.DRIP)
+
+
+def test_the_fake_records_what_it_received_and_what_it_accepted(
+    backend: FakeGrpcBackend,
+) -> None:
+    inner, _, _ = grpc_exporter_parts("traces", backend.endpoint, timeout=0.3)
+    try:
+        backend.mode = Mode.HANG
+        with pytest.raises(GrpcTransientError):
+            inner.export(_spans(1))
+        backend.mode = Mode.OK
+        inner.export(_spans(2))
+    finally:
+        inner.shutdown()
+    assert backend.wait_for(lambda: len(backend.requests) == 2)
+    assert backend.span_names() == ["span-0", "span-0", "span-1"]
+    assert backend.span_names(accepted=True) == ["span-0", "span-1"]
+    assert backend.call_count == 2
+    assert [r.mode for r in backend.requests] == [Mode.HANG, Mode.OK]
+
+
+def test_stop_returns_in_time_with_a_call_hanging() -> None:
+    fake = FakeGrpcBackend(Mode.HANG, hang_limit=60).start()
+    inner, _, _ = grpc_exporter_parts("traces", fake.endpoint, timeout=10)
+    result: list[object] = []
+    caller = threading.Thread(target=lambda: result.append(_raises(inner)), daemon=True)
+    caller.start()
+    assert fake.wait_for(lambda: fake.call_count == 1)
+    started = time.monotonic()
+    fake.stop(timeout=2.0)
+    assert time.monotonic() - started < 2.0 + SLACK
+    caller.join(2.0)
+    assert result  # the hanging call ended with the server
+    inner.shutdown()
+
+
+def _raises(inner: Any) -> object:
+    try:
+        return inner.export(_spans(1))
+    except GrpcExportError as error:
+        return error
+
+
+def test_a_collector_that_accepts_and_never_speaks_costs_one_deadline() -> None:
+    # The channel's connect (the HTTP/2 handshake) never completes: the RPC's deadline ends it.
+    with FakeTLSStallListener() as stall:
+        exporter = otlp_span_exporter(
+            f"http://127.0.0.1:{stall.port}", protocol="grpc", timeout=0.5
+        )
+        try:
+            for _ in range(2):
+                started = time.monotonic()
+                report = exporter.export_report(_spans())
+                assert time.monotonic() - started < 0.5 + SLACK
+                assert report.transient
+        finally:
+            exporter.shutdown(timeout_millis=500)

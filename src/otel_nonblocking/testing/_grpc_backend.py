@@ -72,7 +72,7 @@ class FakeGrpcBackend:
         with FakeGrpcBackend() as backend:
             exporter = otlp_span_exporter(backend.endpoint, protocol="grpc", timeout=2)
             ...
-            assert backend.wait_for(lambda: len(backend.span_names()) == 1)
+            assert backend.wait_for(lambda: backend.span_names(accepted=True) == ["work"])
     """
 
     def __init__(
@@ -201,34 +201,36 @@ class FakeGrpcBackend:
         with self._lock:
             return self._connections
 
-    def _accepted(self, signal: str) -> list[Any]:
-        return [r.decoded for r in self.requests if r.accepted and r.signal == signal]
+    def _decoded(self, signal: str, accepted: bool) -> list[Any]:
+        return [
+            r.decoded for r in self.requests if r.signal == signal and (r.accepted or not accepted)
+        ]
 
-    def span_names(self) -> list[str]:
-        """Names of the spans in accepted trace exports, in order."""
+    def span_names(self, *, accepted: bool = False) -> list[str]:
+        """Names of the spans received (or, with ``accepted``, answered OK), in order."""
         return [
             span.name
-            for request in self._accepted("traces")
+            for request in self._decoded("traces", accepted)
             for resource in request.resource_spans
             for scope in resource.scope_spans
             for span in scope.spans
         ]
 
-    def log_bodies(self) -> list[str]:
-        """String bodies of the log records in accepted log exports, in order."""
+    def log_bodies(self, *, accepted: bool = False) -> list[str]:
+        """String bodies of the log records received (or answered OK), in order."""
         return [
             record.body.string_value
-            for request in self._accepted("logs")
+            for request in self._decoded("logs", accepted)
             for resource in request.resource_logs
             for scope in resource.scope_logs
             for record in scope.log_records
         ]
 
-    def metric_names(self) -> list[str]:
-        """Names of the metrics in accepted metric exports, in order."""
+    def metric_names(self, *, accepted: bool = False) -> list[str]:
+        """Names of the metrics received (or answered OK), one per metric in each call."""
         return [
             metric.name
-            for request in self._accepted("metrics")
+            for request in self._decoded("metrics", accepted)
             for resource in request.resource_metrics
             for scope in resource.scope_metrics
             for metric in scope.metrics
