@@ -383,6 +383,21 @@ def test_the_span_exporter_and_a_flush_return_within_budget(
         processor.shutdown()
 
 
+@pytest.mark.parametrize("signal", ["traces", "logs", "metrics"])
+def test_the_rpc_deadline_is_what_is_left_of_the_exports(
+    signal: str, backend: FakeGrpcBackend
+) -> None:
+    exporter = _FACTORIES[signal](backend.endpoint, timeout=10, protocol="grpc")
+    try:
+        report = exporter.export_report(_items(signal), timeout=0.8)  # a flush's budget, say
+        assert report.outcome is ExportOutcome.SUCCESS
+        [request] = backend.requests
+        assert request.deadline_seconds is not None
+        assert 0.3 < request.deadline_seconds <= 0.8  # not the exporter's 10 s
+    finally:
+        exporter.shutdown(timeout_millis=1000)
+
+
 def test_a_cut_deadline_cancels_the_rpc_and_the_next_export_gets_through(
     backend: FakeGrpcBackend,
 ) -> None:

@@ -112,6 +112,19 @@ def _in_probe() -> bool:
     return bool(getattr(_probing, "active", False))
 
 
+# Set on a runner thread while it runs an export: that export's deadline.
+_attempt = threading.local()
+
+
+def attempt_seconds_left() -> float | None:
+    """On a runner thread running an export: the seconds its deadline leaves; else None.
+
+    For an inner exporter that sets a network deadline of its own (the OTLP/gRPC client
+    gives each RPC what is left of the export's deadline)."""
+    deadline: Deadline | None = getattr(_attempt, "deadline", None)
+    return None if deadline is None else deadline.remaining()
+
+
 #: ``cutoff()``: seconds an export already running may still take, or None (no new limit).
 Cutoff = Callable[[], "float | None"]
 # How often a running export polls its cutoff.
@@ -436,10 +449,12 @@ class DeadlineExporter(Generic[T]):
             if session is not None:
                 session.begin_attempt()
             _probing.active = probing
+            outer, _attempt.deadline = getattr(_attempt, "deadline", None), deadline
             try:
                 return work(deadline)
             finally:
                 _probing.active = False
+                _attempt.deadline = outer
 
         started = self._clock()
         attempt = self._runner.try_submit(call)

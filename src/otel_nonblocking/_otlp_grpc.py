@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from . import _compat_sdk, _config, _state
 from ._config import UNSET, _Unset
 from ._errors import AttemptAbandoned, ConfigurationError
+from ._export_core import attempt_seconds_left
 from ._state import after_fork_in_child
 from ._urls import check_headers, redact_url, url_problem
 
@@ -159,11 +160,12 @@ def _retry_after(error: Any) -> float | None:
 class GrpcClient:
     """Stands in for an SDK gRPC exporter's channel and stub (``Export`` and ``close``).
 
-    ``Export`` makes one RPC whose deadline is the smaller of the SDK's ``timeout`` and
-    ``timeout_seconds``; :meth:`abandon` (the deadline exporter's ``on_abandon``) cancels
-    it from another thread. The channel is made on first use, and made anew after an
-    abandoned call, an UNAVAILABLE, or in a forked child (the parent's is never touched
-    there). At most one call is in flight: the deadline exporter's runner sends one at a time.
+    ``Export`` makes one RPC whose deadline is what is left of the export's deadline (never
+    more than the SDK's ``timeout`` or ``timeout_seconds``); :meth:`abandon` (the deadline
+    exporter's ``on_abandon``) cancels it from another thread. The channel is made on
+    first use, and made anew after an abandoned call, an UNAVAILABLE, or in a forked
+    child (the parent's is never touched there). At most one call is in flight: the
+    deadline exporter's runner sends one at a time.
     """
 
     def __init__(
@@ -241,7 +243,10 @@ class GrpcClient:
 
         if self._closed:
             raise GrpcExportError("SHUTDOWN")
-        seconds = self._timeout if timeout is None else max(min(timeout, self._timeout), 0.0)
+        # What is left of the export's deadline (a flush may have cut it short), never
+        # more than the SDK's timeout or ours.
+        limits = [self._timeout, timeout, attempt_seconds_left()]
+        seconds = max(min(x for x in limits if x is not None), 0.0)
         export = self._channel_for_call()
         call = export.future(request, timeout=seconds, metadata=self._metadata)
         self._call = call

@@ -48,14 +48,16 @@ _SERVICES: dict[str, tuple[str, type[Any]]] = {
 @dataclass(frozen=True)
 class GrpcRequest:
     """One Export RPC received: its signal (traces, logs, metrics), metadata with
-    lower-cased keys (left out of repr), decoded request, the mode that handled it and
-    whether it was answered OK."""
+    lower-cased keys (left out of repr), decoded request, the mode that handled it,
+    whether it was answered OK, and the seconds its deadline left on arrival."""
 
     signal: str
     metadata: dict[str, str] = field(repr=False)
     decoded: Any = field(repr=False)
     mode: Mode
     accepted: bool
+    #: Seconds the call's deadline left when it arrived (None: the client set none).
+    deadline_seconds: float | None = None
 
 
 class FakeGrpcBackend:
@@ -255,6 +257,7 @@ class FakeGrpcBackend:
 
         def export(body: bytes, context: Any) -> bytes:
             mode, release = self._mode, self._release
+            left = context.time_remaining()
             with self._lock:
                 self._calls += 1
             metadata = {key.lower(): str(value) for key, value in context.invocation_metadata()}
@@ -265,7 +268,7 @@ class FakeGrpcBackend:
                 self._hold(context, release, self.delay)
             accepted = mode in (Mode.OK, Mode.SLOW) and context.is_active()
             with self._lock:
-                self._records.append(GrpcRequest(signal, metadata, decoded, mode, accepted))
+                self._records.append(GrpcRequest(signal, metadata, decoded, mode, accepted, left))
             if mode is Mode.UNAVAILABLE:
                 if self.retry_after is not None:
                     whole = int(self.retry_after)
