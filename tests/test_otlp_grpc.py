@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
     OTLPSpanExporter as GrpcSpanExporter,
 )
@@ -21,6 +22,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 
+import otel_nonblocking as nb
 from otel_nonblocking import (
     ConfigurationError,
     ExportOutcome,
@@ -30,6 +32,7 @@ from otel_nonblocking import (
     otlp_span_exporter,
 )
 from otel_nonblocking import _otlp_grpc as grpc_module
+from otel_nonblocking._distro import OtelNonblockingConfigurator
 from otel_nonblocking._otlp_grpc import (
     GrpcExportError,
     GrpcTransientError,
@@ -245,6 +248,23 @@ def test_a_timeout_variable_the_sdk_cannot_parse_does_not_break_the_exporter(
         assert exporter.export_report(_items(signal)).outcome is ExportOutcome.SUCCESS
     finally:
         exporter.shutdown(timeout_millis=1000)
+
+
+@pytest.mark.usefixtures("clean_globals")
+def test_the_configurator_sends_traces_over_grpc_when_the_environment_says_so(
+    monkeypatch: pytest.MonkeyPatch, backend: FakeGrpcBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", backend.endpoint)
+    OtelNonblockingConfigurator().configure()
+    [handle] = nb.installed()
+    assert handle.processor is not None
+    assert isinstance(handle.processor.exporter.inner, GrpcSpanExporter)
+    with trace.get_tracer("grpc-door").start_as_current_span("through-the-door"):
+        pass
+    assert handle.flush(timeout=5).pending == 0
+    assert backend.span_names(accepted=True) == ["through-the-door"]
+    assert not [r for r in caplog.records if "PROTOCOL" in r.getMessage()]
 
 
 # -- every signal over gRPC: delivery and deadlines -----------------------------------
