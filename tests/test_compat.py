@@ -62,21 +62,10 @@ class _MovedSession(OTLPSpanExporter):
         self._elsewhere = client
 
 
-@pytest.fixture
-def fresh_session_warning(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_compat_sdk, "_session_warned", set())
-    monkeypatch.setattr(
-        _compat_sdk,
-        "_session_warning",
-        _compat_sdk.AggregatedWarning("abandoned exports cannot cut their connection"),
-    )
-
-
 def _session_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if "cannot cut" in r.getMessage()]
 
 
-@pytest.mark.usefixtures("fresh_session_warning")
 def test_an_otlp_exporter_whose_session_moved_is_reported_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -92,7 +81,6 @@ def test_an_otlp_exporter_whose_session_moved_is_reported_once(
         exporter.shutdown(timeout_millis=500)
 
 
-@pytest.mark.usefixtures("fresh_session_warning")
 def test_an_exporter_with_a_plain_or_found_session_is_not_reported(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

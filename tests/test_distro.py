@@ -22,7 +22,8 @@ from otel_nonblocking.testing import FakeOTLPBackend, Mode, refused_endpoint
 from tests.conftest import run_bounded
 
 INSTRUMENT = Path(sys.executable).parent / "opentelemetry-instrument"
-EXIT_MARGIN = 1.0  # seconds allowed on top of an exit budget (interpreter teardown, CI noise)
+EXIT_MARGIN = 2.0  # seconds allowed on top of an exit budget (interpreter teardown under CI load;
+# the stock distro takes 10 s or more against the same collector)
 
 # The application: a request span with child spans around some work, then a report
 # of what the global provider holds and how long the work itself took.

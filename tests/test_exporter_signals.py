@@ -22,6 +22,7 @@ from opentelemetry.sdk.metrics.export import (
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation
+from opentelemetry.sdk.trace.export import SpanExportResult
 
 from otel_nonblocking import ConfigurationError, ExportOutcome
 from otel_nonblocking._compat_sdk import LogExporterBase, LogExportResult
@@ -372,3 +373,28 @@ def test_the_span_door_loads_neither_the_logs_nor_the_metrics_sdk() -> None:
     loaded = _loaded_after("import sys\nfrom otel_nonblocking._exporter import DeadlineLogExporter")
     assert "otel_nonblocking._exporter_logs" in loaded
     assert "otel_nonblocking._exporter_metrics" not in loaded
+
+
+def test_the_span_doors_peek_is_still_a_static_method() -> None:
+    from otel_nonblocking import DeadlineSpanExporter
+    from tests.conftest import RecordingExporter
+
+    door = DeadlineSpanExporter(RecordingExporter(), timeout_millis=1000)
+    attempt = door._runner.try_submit(lambda: SpanExportResult.SUCCESS)
+    assert attempt is not None
+    assert attempt.done.wait(5)
+    assert DeadlineSpanExporter.peek(attempt) is True
+    assert door.peek(attempt) is True
+
+
+def test_the_log_door_takes_every_log_result_enum_of_the_sdk() -> None:
+    # Newer SDKs renamed LogExportResult to LogRecordExportResult and kept the old name:
+    # an exporter returning either one's SUCCESS has delivered its batch.
+    from otel_nonblocking._compat_sdk import log_export_result_types
+
+    for result_type in log_export_result_types():
+        inner = BlockingLogExporter(result=result_type.SUCCESS)
+        inner.block = False
+        door = DeadlineLogExporter(inner, timeout_millis=1000)
+        assert door.export_report(["r"]).outcome is ExportOutcome.SUCCESS, result_type
+        assert door.export(["r"]) is LogExportResult.SUCCESS

@@ -68,7 +68,9 @@ def test_configure_tracing_leaves_the_encoder_to_the_first_export() -> None:
         """
     loaded = _loaded_after(script, refused_endpoint())
     assert "otel_nonblocking._encoder" not in loaded
-    assert "asyncio" not in loaded
+    # Not loaded by us; the API loads it itself on some releases (1.33's util._decorator).
+    stock = _loaded_after("import sys, opentelemetry.trace, opentelemetry.sdk.trace")
+    assert "asyncio" not in loaded or "asyncio" in stock
 
 
 def test_the_first_export_loads_the_encoder_and_delivers() -> None:

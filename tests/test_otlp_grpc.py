@@ -27,6 +27,7 @@ from otel_nonblocking import (
     ConfigurationError,
     ExportOutcome,
     NonBlockingSpanProcessor,
+    _compat_sdk,
     otlp_log_exporter,
     otlp_metric_exporter,
     otlp_span_exporter,
@@ -553,3 +554,17 @@ def test_a_collector_that_accepts_and_never_speaks_costs_one_deadline() -> None:
                 assert report.transient
         finally:
             exporter.shutdown(timeout_millis=500)
+
+
+def test_a_release_that_moved_the_channel_is_told_once_and_keeps_the_sdks_channel(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Moved:
+        """An SDK gRPC exporter of a future release, its channel kept somewhere new."""
+
+    with caplog.at_level(logging.WARNING, logger="otel_nonblocking"):
+        assert _compat_sdk.adopt_grpc_client(Moved(), object()) is False
+        assert _compat_sdk.adopt_grpc_client(Moved(), object()) is False
+    lines = [r.getMessage() for r in caplog.records if "gRPC channel" in r.getMessage()]
+    assert len(lines) == 1
+    assert "Moved" in lines[0]

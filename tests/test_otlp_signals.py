@@ -29,6 +29,7 @@ from otel_nonblocking import (
     otlp_metric_exporter,
 )
 from otel_nonblocking._compat_sdk import LogExporterBase, LogExportResult
+from otel_nonblocking._session import InterruptibleSession, find_session
 from otel_nonblocking.testing import FakeOTLPBackend, Mode, refused_endpoint
 
 _SIGNAL_VARS = (
@@ -166,6 +167,9 @@ def test_the_factories_build_the_deadline_doors() -> None:
         assert isinstance(metrics, DeadlineMetricExporter)
         assert logs.timeout_seconds == 1.5
         assert metrics.timeout_seconds == 0.7
+        # The deadline can cut their connections: it finds our session inside each.
+        for door in (logs, metrics):
+            assert isinstance(find_session(door.inner), InterruptibleSession)
     finally:
         logs.shutdown(timeout_millis=200)
         metrics.shutdown(timeout_millis=200)

@@ -24,6 +24,8 @@ if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time __geta
     from ._exporter import DeadlineSpanExporter, ExporterStats, ExportOutcome, ExportReport
     from ._exporter_logs import DeadlineLogExporter
     from ._exporter_metrics import DeadlineMetricExporter
+    from ._log_processor import NonBlockingLogRecordProcessor
+    from ._metric_reader import MetricReaderStats, NonBlockingMetricReader
     from ._otlp import otlp_log_exporter, otlp_metric_exporter, otlp_span_exporter
     from ._processor import NonBlockingSpanProcessor, ProcessorStats
     from ._serverless import FlushAfter, InvocationContext, flush_after
@@ -50,6 +52,9 @@ __all__ = [
     "FlushAfter",
     "FlushResult",
     "InvocationContext",
+    "MetricReaderStats",
+    "NonBlockingLogRecordProcessor",
+    "NonBlockingMetricReader",
     "NonBlockingSpanProcessor",
     "ProcessorStats",
     "TracingHandle",
@@ -80,6 +85,9 @@ _HOMES: dict[str, str] = {
     "FlushAfter": "_serverless",
     "FlushResult": "_setup",
     "InvocationContext": "_serverless",
+    "MetricReaderStats": "_metric_reader",
+    "NonBlockingLogRecordProcessor": "_log_processor",
+    "NonBlockingMetricReader": "_metric_reader",
     "NonBlockingSpanProcessor": "_processor",
     "ProcessorStats": "_processor",
     "TracingHandle": "_setup",

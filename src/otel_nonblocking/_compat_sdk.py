@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ._log import AggregatedWarning
+from . import _state
 
 if TYPE_CHECKING:
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
     from opentelemetry.sdk._configuration import _BaseConfigurator as BaseConfigurator
+    from opentelemetry.sdk._logs import LogRecordProcessor
     from opentelemetry.sdk._logs.export import LogRecordExporter as LogExporterBase
     from opentelemetry.sdk._logs.export import LogRecordExportResult as LogExportResult
     from opentelemetry.sdk.trace import ReadableSpan
@@ -28,6 +29,7 @@ __all__ = [
     "BaseConfigurator",
     "LogExportResult",
     "LogExporterBase",
+    "LogRecordProcessor",
     "ProbeResult",
     "adopt_grpc_client",
     "batch_exporter",
@@ -45,11 +47,13 @@ __all__ = [
     "has_shutdown_flag",
     "is_otlp_http_exporter",
     "is_shut_down",
+    "log_export_result_types",
     "max_request_size",
     "metric_preferences",
     "otlp_http_log_exporter_class",
     "probe",
     "provider_span_processors",
+    "readable_log_records",
     "replace_batch_processor",
     "serialized_sender",
     "serializes_spans",
@@ -225,9 +229,28 @@ def _log_export_types() -> tuple[type[Any], type[Any], str | None]:
     return LogExporterStandIn, LogExportResultStandIn, None
 
 
+def log_export_result_types() -> tuple[type[Any], ...]:
+    """Every log export result enum of the installed SDK: ``LogRecordExportResult`` and its
+    deprecated alias ``LogExportResult`` where both exist (an exporter may return either)."""
+    import importlib
+
+    found: list[type[Any]] = [_log_export_types()[1]]
+    for module_name in _LOG_EXPORT_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        for name in ("LogRecordExportResult", "LogExportResult"):
+            result = getattr(module, name, None)
+            if isinstance(result, type) and result not in found:
+                found.append(result)
+    return tuple(found)
+
+
 def __getattr__(name: str) -> Any:
-    if name == "BaseConfigurator":  # imported only by the distro module that needs it
-        value = _base_configurator()
+    lazy = {"BaseConfigurator": _base_configurator, "LogRecordProcessor": _log_processor_base}
+    if name in lazy:  # imported only by the module that needs it (the distro, the logs door)
+        value = lazy[name]()
         globals()[name] = value
         return value
     if name in ("LogExporterBase", "LogExportResult"):  # only the log modules import them
@@ -292,18 +315,16 @@ def has_session(exporter: object) -> bool:
     return any(candidate is not None for candidate in _session_candidates(exporter))
 
 
-_session_warning = AggregatedWarning("abandoned exports cannot cut their connection")
-_session_warned: set[str] = set()
-
-
 def warn_session_missing(exporter: object) -> None:
     """Say once per exporter class that an OTLP/HTTP exporter's session was not found
     where the supported SDK releases keep it (a newer release moved it)."""
     name = type(exporter).__name__
-    if name in _session_warned:
-        return
-    _session_warned.add(name)
-    _session_warning.add(f"no HTTP session found in {name}; an upgrade of the OTLP exporter?")
+    _state.warn_once(
+        ("session_missing", name),
+        "otel_nonblocking: abandoned exports cannot cut their connection: no HTTP session "
+        "found in %s; an upgrade of the OTLP exporter?",
+        name,
+    )
 
 
 def client_headers(exporter: object) -> dict[str, str] | None:
@@ -355,7 +376,13 @@ def adopt_grpc_client(exporter: object, client: object) -> bool:
     made; False, with one warning, where a release keeps them elsewhere."""
     slots = vars(exporter) if hasattr(exporter, "__dict__") else {}
     if "_client" not in slots or "_channel" not in slots:
-        _grpc_warning.add(f"no gRPC channel found in {type(exporter).__name__}")
+        name = type(exporter).__name__
+        _state.warn_once(
+            ("grpc_channel_missing", name),
+            "otel_nonblocking: OTLP/gRPC exports abandoned at their deadline cannot be "
+            "cancelled: no gRPC channel found in %s; an upgrade of the OTLP exporter?",
+            name,
+        )
         return False
     channel = slots["_channel"]
     close = getattr(channel, "close", None)
@@ -364,11 +391,6 @@ def adopt_grpc_client(exporter: object, client: object) -> bool:
     exporter._channel = client  # type: ignore[attr-defined]
     exporter._client = client  # type: ignore[attr-defined]
     return True
-
-
-_grpc_warning = AggregatedWarning(
-    "OTLP/gRPC exports abandoned at their deadline cannot be cancelled"
-)
 
 
 def exporter_endpoint(exporter: object) -> str | None:
@@ -558,6 +580,7 @@ def probe() -> list[ProbeResult]:
                 required=batch is not None,
                 lacking="SDK 1.33/1.34 (no BatchProcessor inside BatchSpanProcessor)",
             ),
+            *_log_probes(),
             ProbeResult("log exporter base", _log_export_types()[2]),
             ProbeResult(
                 "metric exporter preferences",
@@ -630,3 +653,96 @@ def _settings_found(batch: object) -> bool:
     holder = batch
     names = ("_max_queue_size", "_max_export_batch_size", "_schedule_delay_millis")
     return all(isinstance(getattr(holder, n, None), int) for n in names)
+
+
+# --- the logs SDK (opentelemetry.sdk._logs: a private package in every supported release) ---
+
+
+def _log_processor_base() -> type[Any]:
+    try:
+        from opentelemetry.sdk._logs import LogRecordProcessor
+    except ImportError:  # the interface a LoggerProvider calls, as the SDK defines it
+
+        class LogRecordProcessor:  # type: ignore[no-redef]
+            def on_emit(self, log_record: Any) -> None:  # SDK 1.35 and later
+                raise NotImplementedError
+
+            def emit(self, log_data: Any) -> None:  # SDK 1.33 and 1.34
+                raise NotImplementedError
+
+            def shutdown(self) -> None:
+                raise NotImplementedError
+
+            def force_flush(self, timeout_millis: int = 30000) -> bool:
+                raise NotImplementedError
+
+    return LogRecordProcessor
+
+
+def _readable_converter() -> Callable[[Any], Any] | None:
+    """How the installed SDK's batch processor turns the record a processor is handed
+    into the one its exporters take (None: they take it as it is, as SDK 1.33's LogData)."""
+    try:
+        from opentelemetry.sdk._logs import ReadableLogRecord, ReadWriteLogRecord
+    except ImportError:
+        return None
+    import copy
+
+    from opentelemetry.context import Context
+    from opentelemetry.sdk.resources import Resource
+
+    def readable(record: Any) -> Any:
+        if not isinstance(record, ReadWriteLogRecord):
+            return record
+        # As BatchLogRecordProcessor.on_emit does: a shallow copy of the API record
+        # without the context it was emitted in (the ids stay: they were read from it).
+        api_record = copy.copy(record.log_record)
+        api_record.context = Context()
+        return ReadableLogRecord(
+            log_record=api_record,
+            resource=record.resource if record.resource is not None else Resource.create({}),
+            instrumentation_scope=record.instrumentation_scope,
+            limits=record.limits,
+        )
+
+    return readable
+
+
+_NOT_LOOKED_UP: Any = object()
+_readable: Any = _NOT_LOOKED_UP
+
+
+def readable_log_records(records: Sequence[Any]) -> Sequence[Any]:
+    """``records`` as the installed SDK's log exporters take them: a processor is handed
+    a ``ReadWriteLogRecord`` (SDK 1.35+) and exporters take ``ReadableLogRecord``s; SDK
+    1.33's ``LogData`` goes to the exporter as it is. Runs on the worker, not on emit."""
+    global _readable  # looked up once: the SDK does not change while the process runs
+    if _readable is _NOT_LOOKED_UP:
+        _readable = _readable_converter()
+    convert = _readable
+    return records if convert is None else [convert(r) for r in records]
+
+
+def _log_probes() -> list[ProbeResult]:
+    base = _log_processor_base()
+    emits = [n for n in ("on_emit", "emit") if getattr(base, n, None) is not None]
+    try:
+        from opentelemetry.sdk._logs import ReadWriteLogRecord  # noqa: F401
+    except ImportError:
+        read_write = False
+    else:
+        read_write = True
+    return [
+        ProbeResult(
+            "log record processor",
+            _where([(f"opentelemetry.sdk._logs.LogRecordProcessor.{n}", True) for n in emits]),
+        ),
+        ProbeResult(
+            "readable log record",
+            _where(
+                [("opentelemetry.sdk._logs.ReadableLogRecord", _readable_converter() is not None)]
+            ),
+            required=read_write,
+            lacking="SDK 1.33.1 and the others whose processors and exporters both take LogData",
+        ),
+    ]

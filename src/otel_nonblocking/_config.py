@@ -455,6 +455,54 @@ SHUTDOWN_TIMEOUT_MILLIS: Final = Setting(
     _non_negative_millis,
 )
 
+# The log record processor's batch settings: the specification's OTEL_BLRP_* variables,
+# the same package defaults as the span processor's (argument names without "log_").
+LOG_MAX_QUEUE_SIZE: Final = Setting(
+    "log_max_queue_size",
+    ("OTEL_BLRP_MAX_QUEUE_SIZE",),
+    int,
+    16384,
+    "records",
+    "NonBlockingLogRecordProcessor: log records held in memory waiting for export; beyond "
+    "it (or beyond max_queue_bytes) the newest record is dropped (queue_full). The "
+    "specification's default is 2048.",
+    _positive,
+    arg="max_queue_size",
+)
+LOG_MAX_EXPORT_BATCH_SIZE: Final = Setting(
+    "log_max_export_batch_size",
+    ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE",),
+    int,
+    512,
+    "records",
+    "NonBlockingLogRecordProcessor: most log records sent in one export call; a batch "
+    "this size wakes the worker at once.",
+    _positive,
+    arg="max_export_batch_size",
+)
+LOG_SCHEDULE_DELAY_MILLIS: Final = Setting(
+    "log_schedule_delay_millis",
+    ("OTEL_BLRP_SCHEDULE_DELAY",),
+    int,
+    1000,
+    "ms",
+    "NonBlockingLogRecordProcessor: longest wait between two exports while log records "
+    "are pending.",
+    _positive_millis,
+    arg="schedule_delay_millis",
+)
+LOG_EXPORT_TIMEOUT_MILLIS: Final = Setting(
+    "log_export_timeout_millis",
+    ("OTEL_BLRP_EXPORT_TIMEOUT",),
+    int,
+    30000,
+    "ms",
+    "NonBlockingLogRecordProcessor's wall-clock deadline around each export call, "
+    "enforced whatever the exporter does; the exporter's own deadline, when smaller, wins.",
+    _positive_millis,
+    arg="export_timeout_millis",
+)
+
 
 # Above this, an OTLP timeout from the environment is read as milliseconds (the
 # specification's unit); at or below it as seconds, which is how the Python SDK reads
@@ -625,6 +673,31 @@ SELF_METRICS: Final = Setting(
     "API (configure_tracing() and the configurator); see docs/observability.md.",
 )
 
+METRIC_EXPORT_INTERVAL_MILLIS: Final = Setting(
+    "metric_export_interval_millis",
+    ("OTEL_METRIC_EXPORT_INTERVAL",),
+    float,
+    60000.0,
+    "ms",
+    "Time between two collections of NonBlockingMetricReader (the specification's "
+    "variable and default). A collection due while the previous export still runs is "
+    "skipped and counted, never queued.",
+    _positive_millis,
+    arg="export_interval_millis",
+)
+METRIC_EXPORT_TIMEOUT_MILLIS: Final = Setting(
+    "metric_export_timeout_millis",
+    ("OTEL_METRIC_EXPORT_TIMEOUT",),
+    float,
+    30000.0,
+    "ms",
+    "NonBlockingMetricReader's wall-clock deadline around one metric export, enforced "
+    "whatever the exporter does; behind a deadline-wrapped OTLP exporter the smaller of "
+    "it and the exporter's own timeout applies.",
+    _positive_millis,
+    arg="export_timeout_millis",
+)
+
 #: The OTLP transports the exporters speak (``grpc`` needs the ``grpc`` extra).
 PROTOCOLS: Final = ("http/protobuf", "grpc")
 _PROTOCOL_DOC: Final = (
@@ -685,8 +758,14 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     FLUSH_TIMEOUT,
     EXIT_TIMEOUT_MILLIS,
     SELF_METRICS,
+    METRIC_EXPORT_INTERVAL_MILLIS,
+    METRIC_EXPORT_TIMEOUT_MILLIS,
     DISABLED,
     SDK_DISABLED,
+    LOG_MAX_QUEUE_SIZE,
+    LOG_MAX_EXPORT_BATCH_SIZE,
+    LOG_SCHEDULE_DELAY_MILLIS,
+    LOG_EXPORT_TIMEOUT_MILLIS,
     TRACES_PROTOCOL,
     LOGS_PROTOCOL,
     METRICS_PROTOCOL,

@@ -160,6 +160,14 @@ class ExporterStats:
     interrupted_connections: int = 0
 
 
+def peek_attempt(attempt: Attempt[object], succeeded: Callable[[object], bool]) -> bool | None:
+    """True if ``attempt`` ended with a result ``succeeded`` accepts, False if it ended
+    otherwise, None while it still runs."""
+    if not attempt.done.is_set():
+        return None
+    return attempt.error is None and succeeded(attempt.result)
+
+
 #: What an exported batch holds (spans, log records, metrics data).
 T = TypeVar("T")
 #: ``call(batch, deadline)``: the inner exporter's export of ``batch``; it may pass the
@@ -544,9 +552,7 @@ class DeadlineExporter(Generic[T]):
     def peek(self, attempt: Attempt[object]) -> bool | None:
         """What became of ``attempt`` so far, without waiting, cutting or counting: True
         if it delivered the batch, False if it failed, None while it still runs."""
-        if not attempt.done.is_set():
-            return None
-        return attempt.error is None and self.succeeded(attempt.result)
+        return peek_attempt(attempt, self.succeeded)
 
     def available_in(self) -> float:
         """Seconds until the breaker lets an export out again (0 when it does now).

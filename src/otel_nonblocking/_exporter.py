@@ -25,7 +25,9 @@ from ._export_core import (
     ExportListener,
     ExportOutcome,
     ExportReport,
+    peek_attempt,
 )
+from ._runner import Attempt
 
 if TYPE_CHECKING:
     from ._exporter_logs import DeadlineLogExporter
@@ -44,6 +46,10 @@ __all__ = [
     "ExportReport",
     "ExporterStats",
 ]
+
+
+def _span_success(result: object) -> bool:
+    return result is SpanExportResult.SUCCESS
 
 
 def _export_spans(exporter: SpanExporter) -> Callable[[list[ReadableSpan], Deadline], object]:
@@ -95,6 +101,13 @@ class DeadlineSpanExporter(DeadlineExporter[ReadableSpan], SpanExporter):
         if self.export_outcome(spans) is ExportOutcome.SUCCESS:
             return SpanExportResult.SUCCESS
         return SpanExportResult.FAILURE
+
+    @staticmethod
+    def peek(attempt: Attempt[object]) -> bool | None:
+        """What became of ``attempt`` so far, without waiting, cutting or counting: True
+        if it delivered the batch, False if it failed, None while it still runs (a static
+        method here, as it always was)."""
+        return peek_attempt(attempt, _span_success)
 
     def _find_codec(self) -> OTLPCodec | None:
         """The codec of an SDK OTLP/HTTP span exporter (the disk spool needs it)."""

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import _config
+from . import _compat_sdk, _config
 from ._compat_sdk import LogExporterBase, LogExportResult
 from ._config import UNSET, _Unset
 from ._deadline import Clock, Deadline
@@ -26,21 +26,6 @@ def _export_records(exporter: Any) -> Callable[[list[Any], Deadline], object]:
         return exporter.export(batch)
 
     return call
-
-
-def _result_types(exporter: object) -> tuple[Any, ...]:
-    """The result enums a log exporter may return: the SDK's, and the one its module uses
-    when that is another (SDK releases renamed ``LogExportResult`` to
-    ``LogRecordExportResult`` and kept the old name as an alias of its own)."""
-    import sys
-
-    module = sys.modules.get(type(exporter).__module__)
-    types: list[Any] = [LogExportResult]
-    for name in ("LogRecordExportResult", "LogExportResult"):
-        found = getattr(module, name, None)
-        if isinstance(found, type) and found not in types and hasattr(found, "SUCCESS"):
-            types.append(found)
-    return tuple(types)
 
 
 class DeadlineLogExporter(DeadlineExporter[Any], LogExporterBase):
@@ -69,7 +54,7 @@ class DeadlineLogExporter(DeadlineExporter[Any], LogExporterBase):
         super().__init__(
             exporter,
             _export_records(exporter),
-            _result_types(exporter),
+            _compat_sdk.log_export_result_types(),
             noun="log record",
             timeout_setting=_config.OTLP_LOGS_TIMEOUT_MILLIS,
             timeout_millis=timeout_millis,

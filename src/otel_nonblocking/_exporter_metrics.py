@@ -95,7 +95,7 @@ class DeadlineMetricExporter(DeadlineExporter[MetricsData], MetricExporter):
         return self._preferences[1]
 
     def export(
-        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+        self, metrics_data: MetricsData, timeout_millis: float | None = 10_000, **kwargs: Any
     ) -> MetricExportResult:
         """Export within the smaller of ``timeout_millis`` and the wrapper's deadline."""
         outcome = self.export_outcome([metrics_data], millis_to_seconds(timeout_millis))

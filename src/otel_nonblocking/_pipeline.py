@@ -1,8 +1,10 @@
 """A pipeline: the door, the ledger, the worker and the spooler, assembled; and the calls
 the application's threads make into it (flush, close, stats), each bounded.
 
-It knows nothing about spans: a signal's processor (``_processor.py``) resolves the
-settings, appends to :attr:`Pipeline.door` on its hot path, and forwards the rest here.
+It knows nothing about spans or log records: a signal's processor (``_processor.py``,
+``_log_processor.py``) resolves the settings, appends to :attr:`Pipeline.door` on its hot
+path, and forwards the rest here. Only the optional disk spool is span-shaped (it writes
+OTLP span requests): it needs a :class:`DeadlineSpanExporter`.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from ._retry import Batch
 from ._settings import PipelineSettings
 from ._spool import Spool, SpoolStats
 from ._spooler import DiskSpooler, NoSpool
-from ._worker import Worker
+from ._worker import Sender, Worker
 
 # The longest shutdown() waits to settle its counts when its own budget is spent.
 _BOOKKEEPING_GRACE_SECONDS = 0.02
@@ -40,7 +42,7 @@ class Pipeline:
 
     def __init__(
         self,
-        sender: DeadlineSpanExporter,
+        sender: Sender,
         settings: PipelineSettings,
         *,
         item_overhead: int,
@@ -51,7 +53,7 @@ class Pipeline:
         self.settings = settings
         self.clock = clock
         self._item_overhead = item_overhead
-        self._what = what  # what the items are called in warnings ("spans")
+        self._what = what  # what the items are called in warnings ("spans", "log records")
         self._init_state()
 
     def _init_state(self) -> None:
@@ -67,6 +69,8 @@ class Pipeline:
         self.ledger = Ledger(settings.retry_buffer_size, self.warn)
         self.worker = Worker(self.door, self.ledger, self.sender, settings, self.clock)
         if settings.spool_dir:  # the worker opens it; only the worker touches it
+            if not isinstance(self.sender, DeadlineSpanExporter):
+                raise TypeError("the disk spool holds OTLP span requests only")
             spool = Spool(settings.spool_dir, settings.spool_max_bytes)
             self.worker.spooler = DiskSpooler(spool, self.worker, self.sender)
         else:

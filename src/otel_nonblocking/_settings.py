@@ -10,8 +10,33 @@ import os
 from dataclasses import dataclass
 
 from . import _config
-from ._config import UNSET, _Unset
+from ._config import UNSET, Setting, _Unset
 from ._errors import ConfigurationError
+
+
+@dataclass(frozen=True)
+class SignalSettings:
+    """The four batch settings whose variables differ by signal (``OTEL_BSP_*`` for spans,
+    ``OTEL_BLRP_*`` for log records); the other settings are the package's, shared."""
+
+    max_queue_size: Setting[int]
+    max_export_batch_size: Setting[int]
+    schedule_delay_millis: Setting[int]
+    export_timeout_millis: Setting[int]
+
+
+SPANS = SignalSettings(
+    _config.MAX_QUEUE_SIZE,
+    _config.MAX_EXPORT_BATCH_SIZE,
+    _config.SCHEDULE_DELAY_MILLIS,
+    _config.EXPORT_TIMEOUT_MILLIS,
+)
+LOGS = SignalSettings(
+    _config.LOG_MAX_QUEUE_SIZE,
+    _config.LOG_MAX_EXPORT_BATCH_SIZE,
+    _config.LOG_SCHEDULE_DELAY_MILLIS,
+    _config.LOG_EXPORT_TIMEOUT_MILLIS,
+)
 
 
 @dataclass(frozen=True)
@@ -33,6 +58,7 @@ class PipelineSettings:
     def resolve(
         cls,
         *,
+        signal: SignalSettings = SPANS,
         max_queue_size: int | _Unset = UNSET,
         max_export_batch_size: int | _Unset = UNSET,
         schedule_delay_millis: int | _Unset = UNSET,
@@ -46,9 +72,10 @@ class PipelineSettings:
     ) -> PipelineSettings:
         """Each from its argument, else its variable, else its default. A batch size over
         the queue size raises when given, and is lowered to it when it came from the
-        environment or the default."""
-        queue_size = _config.MAX_QUEUE_SIZE.resolve(max_queue_size)
-        batch = _config.MAX_EXPORT_BATCH_SIZE.resolve(max_export_batch_size)
+        environment or the default. ``signal`` says whose four batch settings (and so
+        which variables) apply."""
+        queue_size = signal.max_queue_size.resolve(max_queue_size)
+        batch = signal.max_export_batch_size.resolve(max_export_batch_size)
         if batch > queue_size:
             if not isinstance(max_export_batch_size, _Unset):
                 raise ConfigurationError(
@@ -60,8 +87,8 @@ class PipelineSettings:
         return cls(
             max_queue_size=queue_size,
             max_export_batch_size=batch,
-            schedule_delay=_config.SCHEDULE_DELAY_MILLIS.resolve(schedule_delay_millis) / 1000,
-            export_timeout=_config.EXPORT_TIMEOUT_MILLIS.resolve(export_timeout_millis) / 1000,
+            schedule_delay=signal.schedule_delay_millis.resolve(schedule_delay_millis) / 1000,
+            export_timeout=signal.export_timeout_millis.resolve(export_timeout_millis) / 1000,
             shutdown_timeout=(
                 _config.SHUTDOWN_TIMEOUT_MILLIS.resolve(shutdown_timeout_millis) / 1000
             ),

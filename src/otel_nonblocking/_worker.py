@@ -43,11 +43,12 @@ _PROBE_ITEMS = 64
 
 
 class Sender(Protocol):
-    """What the worker needs of an exporter (a :class:`DeadlineSpanExporter`)."""
+    """What a pipeline needs of an exporter: a deadline exporter of any signal
+    (:class:`DeadlineSpanExporter`; one for log records does the same for its items)."""
 
     def export_report(
         self,
-        spans: Sequence[Any],
+        items: Sequence[Any],
         timeout: float | None = None,
         *,
         cutoff: Cutoff | None = None,
@@ -66,6 +67,8 @@ class Sender(Protocol):
 
     @property
     def busy(self) -> bool: ...
+
+    def shutdown(self, timeout_millis: float | None = None) -> None: ...
 
 
 class Worker:
