@@ -568,3 +568,87 @@ def test_a_release_that_moved_the_channel_is_told_once_and_keeps_the_sdks_channe
     lines = [r.getMessage() for r in caplog.records if "gRPC channel" in r.getMessage()]
     assert len(lines) == 1
     assert "Moved" in lines[0]
+
+
+# -- through the pipelines: the log processor and the metric reader over gRPC ------------
+
+
+def _log_pipeline(endpoint: str) -> tuple[Any, Any, logging.Logger]:
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+
+    from otel_nonblocking import NonBlockingLogRecordProcessor
+
+    provider = LoggerProvider(shutdown_on_exit=False)
+    processor = NonBlockingLogRecordProcessor(
+        otlp_log_exporter(endpoint, timeout=1, protocol="grpc"), schedule_delay_millis=60_000
+    )
+    provider.add_log_record_processor(processor)
+    logger = logging.Logger("grpc-pipeline")  # not registered: nothing else sees it
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        logger.addHandler(LoggingHandler(logger_provider=provider))
+    return provider, processor, logger
+
+
+def _metric_pipeline(endpoint: str) -> tuple[Any, Any]:
+    from otel_nonblocking import NonBlockingMetricReader
+
+    reader = NonBlockingMetricReader(
+        otlp_metric_exporter(endpoint, timeout=1, protocol="grpc"),
+        export_interval_millis=60_000,
+    )
+    provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    provider.get_meter("grpc-pipeline").create_counter("requests").add(2)
+    return provider, reader
+
+
+def test_the_log_processor_delivers_over_grpc(backend: FakeGrpcBackend) -> None:
+    provider, processor, logger = _log_pipeline(backend.endpoint)
+    try:
+        logger.warning("over grpc")
+        assert processor.force_flush(timeout_millis=3000) is True
+        assert backend.log_bodies(accepted=True) == ["over grpc"]
+    finally:
+        provider.shutdown()
+
+
+def test_the_metric_reader_delivers_over_grpc(backend: FakeGrpcBackend) -> None:
+    provider, reader = _metric_pipeline(backend.endpoint)
+    try:
+        assert reader.force_flush(timeout_millis=3000) is True
+        assert backend.metric_names(accepted=True) == ["requests"]
+    finally:
+        provider.shutdown(timeout_millis=1000)
+
+
+@pytest.mark.parametrize("mode", [Mode.HANG, Mode.UNAVAILABLE])
+def test_the_log_processors_flush_and_shutdown_keep_their_budget_over_grpc(
+    mode: Mode, backend: FakeGrpcBackend
+) -> None:
+    backend.mode = mode
+    provider, processor, logger = _log_pipeline(backend.endpoint)
+    for i in range(20):
+        logger.warning("record %d", i)
+    started = time.monotonic()
+    processor.force_flush(timeout_millis=1500)
+    assert time.monotonic() - started < 1.5 + SLACK
+    started = time.monotonic()
+    processor.shutdown(timeout_millis=1500)
+    assert time.monotonic() - started < 1.5 + SLACK
+    assert not backend.log_bodies(accepted=True)
+    provider.shutdown()  # the processor is shut down already: returns at once
+
+
+@pytest.mark.parametrize("mode", [Mode.HANG, Mode.UNAVAILABLE])
+def test_the_metric_readers_flush_and_shutdown_keep_their_budget_over_grpc(
+    mode: Mode, backend: FakeGrpcBackend
+) -> None:
+    backend.mode = mode
+    provider, reader = _metric_pipeline(backend.endpoint)
+    started = time.monotonic()
+    reader.force_flush(timeout_millis=1500)
+    assert time.monotonic() - started < 1.5 + SLACK
+    started = time.monotonic()
+    provider.shutdown(timeout_millis=1500)
+    assert time.monotonic() - started < 1.5 + SLACK
+    assert not backend.metric_names(accepted=True)
