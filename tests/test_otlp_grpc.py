@@ -410,11 +410,11 @@ def test_the_rpc_deadline_is_what_is_left_of_the_exports(
 ) -> None:
     exporter = _FACTORIES[signal](backend.endpoint, timeout=10, protocol="grpc")
     try:
-        report = exporter.export_report(_items(signal), timeout=0.8)  # a flush's budget, say
+        report = exporter.export_report(_items(signal), timeout=2)  # a flush's budget, say
         assert report.outcome is ExportOutcome.SUCCESS
         [request] = backend.requests
         assert request.deadline_seconds is not None
-        assert 0.3 < request.deadline_seconds <= 0.8  # not the exporter's 10 s
+        assert 0 < request.deadline_seconds <= 2  # not the exporter's 10 s
     finally:
         exporter.shutdown(timeout_millis=1000)
 
@@ -426,7 +426,11 @@ def test_a_cut_deadline_cancels_the_rpc_and_the_next_export_gets_through(
     exporter = otlp_span_exporter(backend.endpoint, protocol="grpc", timeout=5)
     try:
         started = time.monotonic()
-        report = exporter.export_report(_spans(), timeout=0.5)  # shorter than the RPC's
+
+        def cutoff() -> float:  # cut short after the RPC went out with its 5 s deadline
+            return max(started + 0.5 - time.monotonic(), 0.0)
+
+        report = exporter.export_report(_spans(), cutoff=cutoff)
         assert report.outcome is ExportOutcome.TIMEOUT
         assert time.monotonic() - started < 0.5 + SLACK
         # Cancelled at once, not left to run out its own 5 s deadline.
@@ -448,9 +452,16 @@ def test_no_thread_pile_up_over_20_exports_against_a_hanging_backend(
         exporter.export_report(_spans())  # the runner thread and the channel exist now
         before = threading.active_count()
         started = time.monotonic()
-        outcomes = {exporter.export_report(_spans()).outcome for _ in range(20)}
+        reports = [exporter.export_report(_spans()) for _ in range(20)]
         assert time.monotonic() - started < 20 * (0.2 + 0.25) + SLACK
-        assert outcomes <= {ExportOutcome.TIMEOUT, ExportOutcome.BUSY}
+        # At the deadline, either ours fired first (TIMEOUT) or the RPC's own gRPC deadline,
+        # the same instant, did (FAILED: DEADLINE_EXCEEDED); both may be sent again.
+        assert {r.outcome for r in reports} <= {
+            ExportOutcome.TIMEOUT,
+            ExportOutcome.BUSY,
+            ExportOutcome.FAILED,
+        }
+        assert all(r.transient for r in reports)
         assert threading.active_count() <= before + 2
         assert backend.call_count >= 10  # each abandoned call was cancelled, not left stuck
     finally:
