@@ -2,7 +2,7 @@
 
 The SDK's exporter encodes (and, for metrics, batches and picks temporality); the RPC goes
 through :class:`GrpcClient`, which stands in for the SDK's channel and stub: one RPC per
-export, its deadline what is left of ours, no in-process retries (the pipeline retries,
+export, its deadline what is left of ours (0.1 s more), no in-process retries (the pipeline retries,
 honouring the backend's RetryInfo), cancelled when the deadline exporter abandons it, on a
 channel made lazily and made anew after an abandoned call, an UNAVAILABLE or a fork
 (grpc#22624: a channel made before ``fork`` must not be used in the child). Needs the
@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import os
 import threading
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
@@ -58,6 +59,11 @@ _RETRY_INFO_KEY: Final = "google.rpc.retryinfo-bin"
 # A channel that failed to connect tries again after at most this long (gRPC's default
 # grows to two minutes: a collector back up would wait that long for its spans).
 _MAX_RECONNECT_BACKOFF_MS: Final = 5000
+# An RPC's gRPC deadline is this much past its export's, so the deadline exporter is the
+# one to give up; an abandoned RPC that ends by itself within _SPARE_SECONDS is left to
+# end (a late OK counts, and the batch is not sent twice), a longer one is cancelled.
+_DEADLINE_MARGIN_SECONDS: Final = 0.1
+_SPARE_SECONDS: Final = 0.25
 
 
 def grpc_available() -> bool:
@@ -196,6 +202,7 @@ class GrpcClient:
         self._channel: Any = None
         self._export: Any = None
         self._call: Any = None
+        self._call_ends = float("-inf")
         self._stale = False
         self.channels_made = 0
 
@@ -246,8 +253,9 @@ class GrpcClient:
         # What is left of the export's deadline (a flush may have cut it short), never
         # more than the SDK's timeout or ours.
         limits = [self._timeout, timeout, attempt_seconds_left()]
-        seconds = max(min(x for x in limits if x is not None), 0.0)
+        seconds = max(min(x for x in limits if x is not None), 0.0) + _DEADLINE_MARGIN_SECONDS
         export = self._channel_for_call()
+        self._call_ends = time.monotonic() + seconds
         call = export.future(request, timeout=seconds, metadata=self._metadata)
         self._call = call
         try:
@@ -266,15 +274,19 @@ class GrpcClient:
             self._call = None
 
     def abandon(self) -> None:
-        """Cancel the call in flight, if any (thread-safe; never blocks)."""
+        """The deadline exporter gave up on the call in flight: cancel it, unless it ends
+        by itself within moments (then its answer says whether the collector took the
+        batch, which is not sent twice). Thread-safe; never blocks."""
         call = self._call
-        if call is not None:
+        if call is not None and self._call_ends - time.monotonic() > _SPARE_SECONDS:
             call.cancel()
 
     def close(self) -> None:
         """Cancel any call and close the channel; later exports fail (the SDK's shutdown)."""
         self._closed = True
-        self.abandon()
+        call = self._call
+        if call is not None:
+            call.cancel()
         with self._lock:
             channel, self._channel = self._channel, None
         if channel is not None:
