@@ -61,15 +61,8 @@ class OtelNonblockingConfigurator(BaseConfigurator):
         if tracing_disabled():
             return
         try:
-            for var in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
-                protocol = os.environ.get(var, "").strip().lower()
-                if protocol:
-                    if protocol != "http/protobuf":  # named, never quoted (see _config)
-                        _logger.warning(
-                            "otel_nonblocking exports OTLP over http/protobuf only; ignoring %s",
-                            var,
-                        )
-                    break
+            # OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL (http/protobuf, grpc) is read by
+            # otlp_span_exporter(), which warns about any other value, naming the variable.
             exporter = _exporter_from_env()
             if exporter is False:
                 return
