@@ -47,7 +47,7 @@ def _each_env_var() -> list[Any]:
     return [pytest.param(setting, var, id=var) for setting in SETTINGS for var in setting.env_vars]
 
 
-_STR_CHOICES = ("gzip", "deflate", "none", "fast", "stock")
+_STR_CHOICES = ("gzip", "deflate", "none", "fast", "stock", "grpc")
 # Free-form string settings (paths): any string is valid, so none is malformed.
 _FREE_FORM = frozenset({"spool_dir"})
 
@@ -572,7 +572,7 @@ def test_configure_with_garbage_in_every_variable_neither_raises_nor_hangs(
     # business, so only lines from our logger are checked).
     ours = [line for line in result.stderr.splitlines() if line.startswith("otel_nonblocking|")]
     assert any("Ignoring invalid OTEL_BSP_MAX_QUEUE_SIZE" in line for line in ours)
-    assert any("ignoring OTEL_EXPORTER_OTLP_TRACES_PROTOCOL" in line for line in ours)
+    assert any("Ignoring invalid OTEL_EXPORTER_OTLP_TRACES_PROTOCOL" in line for line in ours)
     assert not [line for line in ours if garbage in line and _SPOOL_PATH_LINE not in line]
 
 

@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace import TracerProvider
 import otel_nonblocking as nb
 from otel_nonblocking import _state, _telemetry
 from otel_nonblocking._distro import OtelNonblockingConfigurator, OtelNonblockingDistro
-from otel_nonblocking.testing import FakeOTLPBackend, Mode, refused_endpoint
+from otel_nonblocking.testing import FakeGrpcBackend, FakeOTLPBackend, Mode, refused_endpoint
 from tests.conftest import run_bounded
 
 INSTRUMENT = Path(sys.executable).parent / "opentelemetry-instrument"
@@ -260,7 +260,7 @@ def test_configurator_warns_about_an_unsupported_exporter_and_uses_otlp(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "zipkin")
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", refused_endpoint())
     OtelNonblockingConfigurator().configure()
     [handle] = nb.installed()
@@ -449,11 +449,31 @@ def _run_all_signals(tmp_path: Path, env: dict[str, str]) -> AppRun:
     return AppRun(json.loads(reports[0].removeprefix("APP-REPORT ")), exited_at, stdout, stderr)
 
 
-def test_instrumented_app_sends_every_signal_to_a_healthy_collector(tmp_path: Path) -> None:
-    with FakeOTLPBackend() as backend:
-        env = _base_env(**_ALL_SIGNALS, OTEL_EXPORTER_OTLP_ENDPOINT=backend.base_url)
+def _backend(protocol: str, mode: Mode = Mode.OK) -> FakeOTLPBackend | FakeGrpcBackend:
+    return FakeGrpcBackend(mode) if protocol == "grpc" else FakeOTLPBackend(mode)
+
+
+def _base_url(backend: FakeOTLPBackend | FakeGrpcBackend) -> str:
+    return backend.endpoint if isinstance(backend, FakeGrpcBackend) else backend.base_url
+
+
+def _signals_seen(backend: FakeOTLPBackend | FakeGrpcBackend) -> set[str]:
+    if isinstance(backend, FakeGrpcBackend):
+        return {r.signal for r in backend.requests}
+    return {r.path.rsplit("/", 1)[-1] for r in backend.requests}
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_instrumented_app_sends_every_signal_to_a_healthy_collector(
+    tmp_path: Path, protocol: str
+) -> None:
+    with _backend(protocol) as backend:
+        env = _base_env(
+            **_ALL_SIGNALS,
+            OTEL_EXPORTER_OTLP_ENDPOINT=_base_url(backend),
+            OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
+        )
         run = _run_all_signals(tmp_path, env)
-        assert backend.wait_for_spans(200, timeout=5, accepted=True)
         assert backend.span_names(accepted=True) == ["handle-request"] * 200
         bodies = [b for b in backend.log_bodies(accepted=True) if b.startswith("order ")]
         assert sorted(bodies) == sorted(f"order {i}" for i in range(200))
@@ -462,17 +482,21 @@ def test_instrumented_app_sends_every_signal_to_a_healthy_collector(tmp_path: Pa
     assert run.report["meter_provider"] == "MeterProvider"
 
 
-def test_never_answering_collector_for_every_signal_does_not_delay_exit(tmp_path: Path) -> None:
-    with FakeOTLPBackend(Mode.HANG) as backend:
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_never_answering_collector_for_every_signal_does_not_delay_exit(
+    tmp_path: Path, protocol: str
+) -> None:
+    with _backend(protocol, Mode.HANG) as backend:
         env = _base_env(
             **_ALL_SIGNALS,
-            OTEL_EXPORTER_OTLP_ENDPOINT=backend.base_url,
+            OTEL_EXPORTER_OTLP_ENDPOINT=_base_url(backend),
+            OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
             OTEL_NONBLOCKING_EXIT_TIMEOUT="1000",
         )
         run = _run_all_signals(tmp_path, env)
-        paths = {r.path for r in backend.requests}
-    print(f"all three signals, never answering: exited {run.exit_seconds:.2f} s after main")
-    assert {"/v1/traces", "/v1/logs", "/v1/metrics"} <= paths  # each signal did try
+        seen = _signals_seen(backend)
+    print(f"all three signals over {protocol}, never answering: exited {run.exit_seconds:.2f} s")
+    assert {"traces", "logs", "metrics"} <= seen  # each signal did try
     assert run.exit_seconds < 1.0 + EXIT_MARGIN
 
 

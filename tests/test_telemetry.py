@@ -15,7 +15,7 @@ from opentelemetry import trace
 
 import otel_nonblocking as nb
 from otel_nonblocking import _state
-from otel_nonblocking.testing import FakeOTLPBackend, Mode, refused_endpoint
+from otel_nonblocking.testing import FakeGrpcBackend, FakeOTLPBackend, Mode, refused_endpoint
 from tests.conftest import run_bounded
 
 BUDGET_MARGIN = 0.5  # seconds a bounded call may take over its budget (thread hand-offs)
@@ -53,6 +53,20 @@ def test_configure_telemetry_sends_every_signal_to_a_healthy_collector() -> None
         assert backend.log_bodies(accepted=True) == [f"record {i}" for i in range(3)]
         assert "orders" in backend.metric_names(accepted=True)
         assert nb.configure_telemetry() is handle  # a second call keeps the first
+
+
+@pytest.mark.usefixtures("clean_globals")
+def test_configure_telemetry_sends_every_signal_over_grpc() -> None:
+    with FakeGrpcBackend() as backend:
+        handle = nb.configure_telemetry(
+            timeout=2, endpoint=backend.endpoint, protocol="grpc", log_handler=True
+        )
+        _emit()
+        result = handle.flush(5)
+        assert result.ok, result
+        assert backend.span_names(accepted=True) == ["work"] * 3
+        assert backend.log_bodies(accepted=True) == [f"record {i}" for i in range(3)]
+        assert "orders" in backend.metric_names(accepted=True)
 
 
 @pytest.mark.usefixtures("clean_globals")

@@ -138,7 +138,8 @@ _INSTRUMENT_VARIABLES: tuple[tuple[str, str, str], ...] = (
     (
         "`OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, `OTEL_EXPORTER_OTLP_PROTOCOL`",
         "`http/protobuf`",
-        "Only `http/protobuf` is supported; another value logs a warning and is ignored.",
+        "`http/protobuf` or `grpc` (the `grpc` extra; see the `*_protocol` settings above "
+        "and docs/grpc.md). Another value logs a warning naming the variable and is ignored.",
     ),
     (
         "`OTEL_METRICS_EXPORTER`, `OTEL_LOGS_EXPORTER`",

@@ -32,6 +32,7 @@ __all__ = [
     "LogRecordProcessor",
     "LogsSdk",
     "ProbeResult",
+    "adopt_grpc_client",
     "batch_exporter",
     "batch_exporter_slot",
     "batch_processor",
@@ -372,6 +373,29 @@ def client_sender(exporter: object) -> Callable[[bytes], Any] | None:
     return send if callable(send) else None
 
 
+def adopt_grpc_client(exporter: object, client: object) -> bool:
+    """Put ``client`` (``Export`` and ``close``) where an SDK OTLP/gRPC exporter keeps its
+    stub and channel (``_client``, ``_channel``: 1.33 through 1.45), closing the channel it
+    made; False, with one warning, where a release keeps them elsewhere."""
+    slots = vars(exporter) if hasattr(exporter, "__dict__") else {}
+    if "_client" not in slots or "_channel" not in slots:
+        name = type(exporter).__name__
+        _state.warn_once(
+            ("grpc_channel_missing", name),
+            "otel_nonblocking: OTLP/gRPC exports abandoned at their deadline cannot be "
+            "cancelled: no gRPC channel found in %s; an upgrade of the OTLP exporter?",
+            name,
+        )
+        return False
+    channel = slots["_channel"]
+    close = getattr(channel, "close", None)
+    if callable(close):
+        close()
+    exporter._channel = client  # type: ignore[attr-defined]
+    exporter._client = client  # type: ignore[attr-defined]
+    return True
+
+
 def exporter_endpoint(exporter: object) -> str | None:
     endpoint = getattr(exporter, "_endpoint", None)
     return endpoint if isinstance(endpoint, str) else None
@@ -483,6 +507,7 @@ def probe() -> list[ProbeResult]:
     queued = batch_queue(processor) is not None
     try:
         return [
+            _grpc_probe(),
             ProbeResult("span layout", "ReadableSpan fields" if check_sdk_layout() else None),
             ProbeResult("configurator base", _where([("_BaseConfigurator", _has_configurator())])),
             ProbeResult(
@@ -579,6 +604,25 @@ def probe() -> list[ProbeResult]:
     finally:
         provider.shutdown()
         session.close()
+
+
+def _grpc_probe() -> ProbeResult:
+    """Where an SDK OTLP/gRPC exporter keeps its stub and channel (with the grpc extra)."""
+    try:
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+            OTLPSpanExporter as GrpcSpanExporter,
+        )
+    except ImportError:
+        return ProbeResult(
+            "grpc channel", None, required=False, lacking="SDK installs without the grpc extra"
+        )
+    exporter = GrpcSpanExporter(endpoint="http://127.0.0.1:9", insecure=True, headers={"a": "b"})
+    try:
+        slots = vars(exporter)
+        found = "_client" in slots and "_channel" in slots
+        return ProbeResult("grpc channel", _where([("exporter._client/_channel", found)]))
+    finally:
+        exporter.shutdown()
 
 
 def _has_configurator() -> bool:

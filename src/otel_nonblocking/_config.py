@@ -698,6 +698,43 @@ METRIC_EXPORT_TIMEOUT_MILLIS: Final = Setting(
     arg="export_timeout_millis",
 )
 
+#: The OTLP transports the exporters speak (``grpc`` needs the ``grpc`` extra).
+PROTOCOLS: Final = ("http/protobuf", "grpc")
+_PROTOCOL_DOC: Final = (
+    "http/protobuf or grpc (needs the grpc extra: pip install 'otel-nonblocking[grpc]'; "
+    "without it, grpc from the environment warns once and http/protobuf is used)"
+)
+
+
+OTLP_PROTOCOL_VAR: Final = "OTEL_EXPORTER_OTLP_PROTOCOL"
+TRACES_PROTOCOL: Final = Setting(
+    "traces_protocol",
+    ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", OTLP_PROTOCOL_VAR),
+    str,
+    "http/protobuf",
+    "",
+    f"OTLP transport of traces: {_PROTOCOL_DOC}. Set in code by protocol= of otlp_span_exporter().",
+    _one_of(*PROTOCOLS),
+    _parse_lower,
+    arg="protocol",
+)
+
+
+def _signal_protocol(signal: str, factory: str) -> Setting[str]:
+    var = f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL"
+    return replace(
+        TRACES_PROTOCOL,
+        name=f"{signal}_protocol",
+        env_vars=(var,),
+        fallback_vars=(OTLP_PROTOCOL_VAR,),
+        doc=f"OTLP transport of {signal}: {_PROTOCOL_DOC}; {var}, then {OTLP_PROTOCOL_VAR}. "
+        f"Set in code by protocol= of {factory}().",
+    )
+
+
+LOGS_PROTOCOL: Final = _signal_protocol("logs", "otlp_log_exporter")
+METRICS_PROTOCOL: Final = _signal_protocol("metrics", "otlp_metric_exporter")
+
 SETTINGS: Final[tuple[Setting[Any], ...]] = (
     MAX_QUEUE_SIZE,
     MAX_QUEUE_BYTES,
@@ -729,6 +766,9 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     LOG_MAX_EXPORT_BATCH_SIZE,
     LOG_SCHEDULE_DELAY_MILLIS,
     LOG_EXPORT_TIMEOUT_MILLIS,
+    TRACES_PROTOCOL,
+    LOGS_PROTOCOL,
+    METRICS_PROTOCOL,
 )
 
 

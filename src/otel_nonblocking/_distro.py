@@ -37,8 +37,26 @@ EXPORTER_VARS = {
     "metrics": "OTEL_METRICS_EXPORTER",
     "logs": "OTEL_LOGS_EXPORTER",
 }
-_OTLP_NAMES = ("otlp", "otlp_proto_http", "otlp_proto_grpc")
-_OTLP = "otlp"  # a place in a list that the signal's OTLP factory fills
+# The SDK's OTLP exporter names, and the protocol each asks for (None: the
+# OTEL_EXPORTER_OTLP_[SIGNAL_]PROTOCOL variables decide).
+_OTLP_NAMES: dict[str, str | None] = {
+    "otlp": None,
+    "otlp_proto_http": "http/protobuf",
+    "otlp_proto_grpc": "grpc",
+}
+
+
+class _Otlp:
+    """A place in a list of exporters that the signal's OTLP factory fills."""
+
+    def __init__(self, protocol: str | None) -> None:
+        self.protocol = protocol
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Otlp) and other.protocol == self.protocol
+
+    def __hash__(self) -> int:
+        return hash(self.protocol)
 
 
 class OtelNonblockingDistro(BaseDistro):  # type: ignore[misc,unused-ignore]
@@ -77,14 +95,14 @@ def _console(signal: str) -> Any:
     return None if console_class is None else console_class()
 
 
-def _otlp(signal: str) -> Any:
+def _otlp(signal: str, protocol: str | None) -> Any:
     from . import _otlp
 
     if signal == "traces":
-        return _otlp.otlp_span_exporter()
+        return _otlp.otlp_span_exporter(protocol=protocol)
     if signal == "logs":
-        return _otlp.otlp_log_exporter()
-    return _otlp.otlp_metric_exporter()
+        return _otlp.otlp_log_exporter(protocol=protocol)
+    return _otlp.otlp_metric_exporter(protocol=protocol)
 
 
 def exporters_from_env(signal: str) -> list[Any] | None:
@@ -97,39 +115,25 @@ def exporters_from_env(signal: str) -> list[Any] | None:
     var = EXPORTER_VARS[signal]
     places: list[Any] = []
     for name in names:
-        exporter = _OTLP if name in _OTLP_NAMES else None
+        exporter = _Otlp(_OTLP_NAMES[name]) if name in _OTLP_NAMES else None
         if name == "console":
             exporter = _console(signal)
         if exporter is None:
             _state.warn_once(
                 ("exporter-name", var),
-                "%s names an exporter otel_nonblocking does not support (otlp, console, "
-                "none); using otlp in its place",
+                "%s names an exporter otel_nonblocking does not support (otlp, "
+                "otlp_proto_http, otlp_proto_grpc, console, none); using otlp in its place",
                 var,
             )
-            exporter = _OTLP
-        if exporter is _OTLP and _OTLP in places:
-            continue  # one OTLP pipeline per signal, as one otlp entry point
+            exporter = _Otlp(None)
+        if isinstance(exporter, _Otlp) and exporter in places:
+            continue  # one pipeline per OTLP entry, as one entry point per name
         places.append(exporter)
-    if _OTLP in places:  # OTLP first: the pipeline configure_tracing()'s handle holds
-        places.remove(_OTLP)
-        places.insert(0, _OTLP)
-    if places == [_OTLP]:
-        return []
-    return [_otlp(signal) if e is _OTLP else e for e in places]
-
-
-def _warn_unsupported_protocol(signal: str) -> None:
-    for var in (f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
-        protocol = os.environ.get(var, "").strip().lower()
-        if protocol:
-            if protocol != "http/protobuf":  # named, never quoted (see _config)
-                _state.warn_once(
-                    ("protocol", var),
-                    "otel_nonblocking exports OTLP over http/protobuf only; ignoring %s",
-                    var,
-                )
-            return
+    # OTLP first: the pipeline configure_tracing()'s handle holds.
+    places.sort(key=lambda e: not isinstance(e, _Otlp))
+    if places == [_Otlp(None)]:
+        return []  # configure_telemetry() builds it
+    return [_otlp(signal, e.protocol) if isinstance(e, _Otlp) else e for e in places]
 
 
 class OtelNonblockingConfigurator(BaseConfigurator):
@@ -145,9 +149,6 @@ class OtelNonblockingConfigurator(BaseConfigurator):
             chosen = {signal: exporters_from_env(signal) for signal in EXPORTER_VARS}
             if all(exporters is None for exporters in chosen.values()):
                 return
-            for signal, exporters in chosen.items():
-                if exporters is not None:
-                    _warn_unsupported_protocol(signal)
             from ._telemetry import configure_telemetry
 
             configure_telemetry(

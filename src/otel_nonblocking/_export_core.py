@@ -112,6 +112,19 @@ def _in_probe() -> bool:
     return bool(getattr(_probing, "active", False))
 
 
+# Set on a runner thread while it runs an export: that export's deadline.
+_attempt = threading.local()
+
+
+def attempt_seconds_left() -> float | None:
+    """On a runner thread running an export: the seconds its deadline leaves; else None.
+
+    For an inner exporter that sets a network deadline of its own (the OTLP/gRPC client
+    gives each RPC what is left of the export's deadline)."""
+    deadline: Deadline | None = getattr(_attempt, "deadline", None)
+    return None if deadline is None else deadline.remaining()
+
+
 #: ``cutoff()``: seconds an export already running may still take, or None (no new limit).
 Cutoff = Callable[[], "float | None"]
 # How often a running export polls its cutoff.
@@ -160,6 +173,15 @@ T = TypeVar("T")
 #: ``call(batch, deadline)``: the inner exporter's export of ``batch``; it may pass the
 #: time ``deadline`` leaves on to an inner exporter that takes a timeout.
 InnerCall = Callable[[list[T], Deadline], object]
+
+
+def told_retry_after(error: BaseException | None) -> float | None:
+    """The back-off the backend asked for, carried by an exporter's error as ``retry_after``
+    seconds (the OTLP/gRPC client's errors carry the RetryInfo so), else None."""
+    value = getattr(error, "retry_after", None)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if 0 <= value < float("inf") else None
 
 
 def _result_name(result: object) -> str | None:
@@ -391,6 +413,8 @@ class DeadlineExporter(Generic[T]):
         if session is not None and outcome is not ExportOutcome.CIRCUIT_OPEN:
             status, retry_after = session.last_status, session.last_retry_after
             size, connection_error = session.last_request_bytes, session.last_connection_error
+        if retry_after is None and outcome is ExportOutcome.FAILED:
+            retry_after = told_retry_after(error)  # no HTTP session: the error may say
         if outcome is ExportOutcome.SUCCESS or outcome is ExportOutcome.SHUTDOWN:
             transient = False
         elif outcome is not ExportOutcome.FAILED:
@@ -433,10 +457,12 @@ class DeadlineExporter(Generic[T]):
             if session is not None:
                 session.begin_attempt()
             _probing.active = probing
+            outer, _attempt.deadline = getattr(_attempt, "deadline", None), deadline
             try:
                 return work(deadline)
             finally:
                 _probing.active = False
+                _attempt.deadline = outer
 
         started = self._clock()
         attempt = self._runner.try_submit(call)
@@ -477,7 +503,9 @@ class DeadlineExporter(Generic[T]):
         if session is not None and session.last_status in _DATA_STATUSES:
             self._breaker.record_success()  # the backend is up; it refused this batch only
         else:
-            retry_after = session.last_retry_after if session is not None else None
+            retry_after = (
+                session.last_retry_after if session is not None else told_retry_after(attempt.error)
+            )
             self._breaker.record_failure(retry_after=retry_after)
         detail = type(attempt.error).__name__ if attempt.error is not None else "failure"
         error = attempt.error

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from opentelemetry.exporter.otlp.proto.http import Compression
 
-from . import _compat_sdk, _config
+from . import _compat_sdk, _config, _otlp_grpc
 from ._config import UNSET, _Unset
 from ._errors import ConfigurationError
 from ._exporter import DeadlineSpanExporter
@@ -159,6 +159,7 @@ def otlp_span_exporter(
     *,
     encoder: str | None = None,
     max_request_bytes: int | None = None,
+    protocol: str | None = None,
 ) -> DeadlineSpanExporter:
     """An OTLP/HTTP span exporter whose ``timeout`` (seconds, default 2) is a real deadline.
 
@@ -178,8 +179,19 @@ def otlp_span_exporter(
     :class:`ConfigurationError` (URL without user-info or query, header value never
     shown); a bad variable warns once, naming it, and is left out.
 
+    ``protocol`` is ``"http/protobuf"`` or ``"grpc"`` (else ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL``
+    / ``OTEL_EXPORTER_OTLP_PROTOCOL``, else http/protobuf). Over gRPC (the ``grpc`` extra)
+    the endpoint is ``host:port`` or a URL without path (default ``http://localhost:4317``),
+    and ``encoder`` / ``max_request_bytes`` do not apply: see docs/grpc.md.
+
     >>> exporter = otlp_span_exporter("http://127.0.0.1:4318/v1/traces", timeout=2)
     """
+    if _otlp_grpc.wants_grpc("traces", protocol):
+        named = compression.value if isinstance(compression, Compression) else compression
+        exporter: DeadlineSpanExporter = _otlp_grpc.otlp_grpc_exporter(
+            "traces", endpoint, headers, timeout, named
+        )
+        return exporter
     timeout_millis = _config.OTLP_TIMEOUT_MILLIS.resolve_seconds(timeout)
     url = _config.otlp_endpoint_from_env() if endpoint is None else checked_endpoint(endpoint)
     sent = _config.otlp_headers_from_env() if headers is None else checked_headers(headers)
@@ -214,6 +226,8 @@ def otlp_log_exporter(
     headers: Mapping[str, str] | None = None,
     timeout: float | _Unset = UNSET,
     compression: str | Compression | None = None,
+    *,
+    protocol: str | None = None,
 ) -> DeadlineLogExporter:
     """An OTLP/HTTP log exporter whose ``timeout`` (seconds, default 2) is a real deadline.
 
@@ -224,8 +238,17 @@ def otlp_log_exporter(
     ``OTEL_EXPORTER_OTLP_LOGS_HEADERS`` / ``OTEL_EXPORTER_OTLP_HEADERS``; ``compression`` to
     ``OTEL_EXPORTER_OTLP_LOGS_COMPRESSION`` / ``OTEL_EXPORTER_OTLP_COMPRESSION``.
 
+    ``protocol``: ``"http/protobuf"`` or ``"grpc"`` (else ``OTEL_EXPORTER_OTLP_LOGS_PROTOCOL`` /
+    ``OTEL_EXPORTER_OTLP_PROTOCOL``, else http/protobuf); see :func:`otlp_span_exporter`.
+
     >>> exporter = otlp_log_exporter("http://127.0.0.1:4318/v1/logs", timeout=2)
     """
+    if _otlp_grpc.wants_grpc("logs", protocol):
+        named = compression.value if isinstance(compression, Compression) else compression
+        grpc_exporter: DeadlineLogExporter = _otlp_grpc.otlp_grpc_exporter(
+            "logs", endpoint, headers, timeout, named
+        )
+        return grpc_exporter
     from ._exporter_logs import DeadlineLogExporter
 
     timeout_millis = _config.OTLP_LOGS_TIMEOUT_MILLIS.resolve_seconds(timeout)
@@ -245,6 +268,8 @@ def otlp_metric_exporter(
     headers: Mapping[str, str] | None = None,
     timeout: float | _Unset = UNSET,
     compression: str | Compression | None = None,
+    *,
+    protocol: str | None = None,
 ) -> DeadlineMetricExporter:
     """An OTLP/HTTP metric exporter whose ``timeout`` (seconds, default 2) is a real deadline.
 
@@ -254,8 +279,17 @@ def otlp_metric_exporter(
     ``OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION``; the wrapper hands its
     choice on to the metric reader.
 
+    ``protocol``: ``"http/protobuf"`` or ``"grpc"`` (else ``OTEL_EXPORTER_OTLP_METRICS_PROTOCOL`` /
+    ``OTEL_EXPORTER_OTLP_PROTOCOL``, else http/protobuf); see :func:`otlp_span_exporter`.
+
     >>> exporter = otlp_metric_exporter("http://127.0.0.1:4318/v1/metrics", timeout=2)
     """
+    if _otlp_grpc.wants_grpc("metrics", protocol):
+        named = compression.value if isinstance(compression, Compression) else compression
+        grpc_exporter: DeadlineMetricExporter = _otlp_grpc.otlp_grpc_exporter(
+            "metrics", endpoint, headers, timeout, named
+        )
+        return grpc_exporter
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
     from ._exporter_metrics import DeadlineMetricExporter

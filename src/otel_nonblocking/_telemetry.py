@@ -157,6 +157,7 @@ def configure_telemetry(
     headers: Mapping[str, str] | None = None,
     service_name: str | None = None,
     compression: str | None = None,
+    protocol: str | None = None,
     span_exporter: SpanExporter | Sequence[SpanExporter] | None = None,
     log_exporter: Exporters = None,
     metric_exporter: MetricExporter | Sequence[MetricExporter] | None = None,
@@ -171,9 +172,11 @@ def configure_telemetry(
     and the default budget of the handle's ``flush()`` and ``shutdown()``;
     ``exit_timeout`` (seconds, default ``OTEL_NONBLOCKING_EXIT_TIMEOUT``, 2) the budget
     of everything the package installed at interpreter exit, all signals together.
-    ``endpoint`` is the collector's base URL, as ``OTEL_EXPORTER_OTLP_ENDPOINT``: each
-    signal's path (``/v1/traces``, ``/v1/logs``, ``/v1/metrics``) is appended; without it
-    the ``OTEL_EXPORTER_OTLP_[SIGNAL_]*`` variables apply, protocol included.
+    ``endpoint`` is the collector's base URL, as ``OTEL_EXPORTER_OTLP_ENDPOINT``: over
+    http/protobuf each signal's path (``/v1/traces``, ``/v1/logs``, ``/v1/metrics``) is
+    appended; without it the ``OTEL_EXPORTER_OTLP_[SIGNAL_]*`` variables apply.
+    ``protocol`` (``"http/protobuf"`` or ``"grpc"``, the ``grpc`` extra) applies to every
+    signal; without it ``OTEL_EXPORTER_OTLP_[SIGNAL_]PROTOCOL``, else http/protobuf.
     ``span_exporter``/``log_exporter``/``metric_exporter`` (one, or a list: one
     pipeline each) replace the OTLP exporter of that signal. ``log_handler`` puts a
     ``LoggingHandler`` on the root logger, so that stdlib ``logging`` records are
@@ -213,22 +216,23 @@ def configure_telemetry(
         extra_spans: list[NonBlockingSpanProcessor] = []
         if traces:
             tracing, extra_spans = _traces(
-                timeout, endpoint, headers, service_name, compression, span_exporter, exit_timeout
-            )
+                timeout, endpoint, headers, service_name, compression, protocol,
+                span_exporter, exit_timeout,
+            )  # fmt: skip
         resource = _resource(tracing, service_name)
         logger_provider: Any = None
         log_processors: list[NonBlockingLogRecordProcessor] = []
         handler: logging.Handler | None = None
         if logs:
             logger_provider, log_processors, handler = _logs(
-                timeout, endpoint, headers, compression, log_exporter, log_handler, resource,
-                export_millis,
+                timeout, endpoint, headers, compression, protocol, log_exporter, log_handler,
+                resource, export_millis,
             )  # fmt: skip
         meter_provider: MeterProvider | None = None
         readers: list[NonBlockingMetricReader] = []
         if metrics:
             meter_provider, readers = _metrics(
-                timeout, endpoint, headers, compression, metric_exporter, resource,
+                timeout, endpoint, headers, compression, protocol, metric_exporter, resource,
                 interval_millis,
             )  # fmt: skip
         handle = TelemetryHandle(
@@ -253,12 +257,17 @@ def _as_list(exporters: Any) -> list[Any]:
     return [exporters]
 
 
-def _signal_endpoint(endpoint: str | None, signal: str) -> str | None:
-    """The signal's URL under the collector's base URL ``endpoint`` (None: the variables)."""
+def _signal_endpoint(endpoint: str | None, signal: str, protocol: str | None) -> str | None:
+    """The signal's URL under the collector's base URL ``endpoint`` (None: the variables);
+    over gRPC the base URL itself."""
     if endpoint is None:
         return None
     if not isinstance(endpoint, str):
         raise ConfigurationError(f"endpoint must be a string URL, got {type(endpoint).__name__}")
+    from . import _otlp_grpc
+
+    if _otlp_grpc.wants_grpc(signal, protocol):
+        return endpoint.strip()
     return f"{endpoint.strip().rstrip('/')}/v1/{signal}"
 
 
@@ -268,13 +277,19 @@ def _traces(
     headers: Mapping[str, str] | None,
     service_name: str | None,
     compression: str | None,
+    protocol: str | None,
     exporters: Any,
     exit_timeout: float | _Unset,
 ) -> tuple[TracingHandle, list[NonBlockingSpanProcessor]]:
     given = _as_list(exporters)
+    url = _signal_endpoint(endpoint, "traces", protocol)
+    if not given and protocol is not None:  # configure_tracing() takes no protocol
+        from ._otlp import otlp_span_exporter
+
+        given = [otlp_span_exporter(url, headers, timeout, compression, protocol=protocol)]
     tracing = _setup.configure_tracing(
         timeout,
-        endpoint=_signal_endpoint(endpoint, "traces"),
+        endpoint=url,
         headers=headers,
         service_name=service_name,
         exporter=given[0] if given else None,
@@ -304,6 +319,7 @@ def _logs(
     endpoint: str | None,
     headers: Mapping[str, str] | None,
     compression: str | None,
+    protocol: str | None,
     exporters: Any,
     log_handler: bool | None,
     resource: Resource,
@@ -320,7 +336,11 @@ def _logs(
 
     given = _as_list(exporters) or [
         otlp_log_exporter(
-            _signal_endpoint(endpoint, "logs"), headers, timeout=timeout, compression=compression
+            _signal_endpoint(endpoint, "logs", protocol),
+            headers,
+            timeout=timeout,
+            compression=compression,
+            protocol=protocol,
         )
     ]
     processors = [
@@ -361,6 +381,7 @@ def _metrics(
     endpoint: str | None,
     headers: Mapping[str, str] | None,
     compression: str | None,
+    protocol: str | None,
     exporters: Any,
     resource: Resource,
     interval_millis: float | _Unset,
@@ -378,10 +399,11 @@ def _metrics(
 
     given = _as_list(exporters) or [
         otlp_metric_exporter(
-            _signal_endpoint(endpoint, "metrics"),
+            _signal_endpoint(endpoint, "metrics", protocol),
             headers,
             timeout=timeout,
             compression=compression,
+            protocol=protocol,
         )
     ]
     export_millis: float | _Unset = (

@@ -2,6 +2,8 @@
 and demos (hanging, dripping, resetting collectors), and :func:`reset` of global state.
 
 Standard library only (plus ``opentelemetry-proto`` for decoding); everything binds 127.0.0.1.
+:class:`FakeGrpcBackend` (an OTLP/gRPC collector for traces, logs and metrics) is loaded
+on first use and needs the ``grpc`` extra.
 
 Example::
 
@@ -36,9 +38,11 @@ from otel_nonblocking.testing._process import ProcessBackend
 from otel_nonblocking.testing._reset import reset
 
 __all__ = [
+    "FakeGrpcBackend",
     "FakeLangfuse",
     "FakeOTLPBackend",
     "FakeTLSStallListener",
+    "GrpcRequest",
     "LangfuseRequest",
     "Mode",
     "ProcessBackend",
@@ -47,6 +51,25 @@ __all__ = [
     "reset",
 ]
 
+_NEEDS_GRPC = ("FakeGrpcBackend", "GrpcRequest")  # loaded on first use: the grpc extra
+
 for _name in __all__:  # public names report this module, not the private one they live in
-    _publish(globals()[_name], __name__)
+    if _name not in _NEEDS_GRPC:
+        _publish(globals()[_name], __name__)
 del _name
+
+
+def __getattr__(name: str) -> object:
+    if name not in _NEEDS_GRPC:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from otel_nonblocking.testing import _grpc_backend
+
+    for loaded in _NEEDS_GRPC:
+        value = getattr(_grpc_backend, loaded)
+        _publish(value, __name__)
+        globals()[loaded] = value
+    return globals()[name]
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -1,0 +1,685 @@
+"""OTLP/gRPC: the protocol choice per signal, real deadlines against a fake gRPC collector,
+no thread pile-up, fork safety, and one clear line when the grpc extra is missing."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+    OTLPSpanExporter as GrpcSpanExporter,
+)
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+
+import otel_nonblocking as nb
+from otel_nonblocking import (
+    ConfigurationError,
+    ExportOutcome,
+    NonBlockingSpanProcessor,
+    _compat_sdk,
+    otlp_log_exporter,
+    otlp_metric_exporter,
+    otlp_span_exporter,
+)
+from otel_nonblocking import _otlp_grpc as grpc_module
+from otel_nonblocking._distro import OtelNonblockingConfigurator
+from otel_nonblocking._otlp_grpc import (
+    GrpcExportError,
+    GrpcTransientError,
+    grpc_exporter_parts,
+    protocol_for,
+)
+from otel_nonblocking.testing import FakeGrpcBackend, FakeTLSStallListener, Mode
+
+SLACK = 0.5  # the bound every timing assertion allows past its budget
+_PROTOCOL_VARS = (
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_protocol_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in _PROTOCOL_VARS:
+        monkeypatch.delenv(var, raising=False)
+    # Every export is a real attempt (the breaker would fail the later ones fast).
+    monkeypatch.setenv("OTEL_NONBLOCKING_BREAKER_FAILURES", "1000")
+
+
+@pytest.fixture
+def backend() -> Iterator[FakeGrpcBackend]:
+    with FakeGrpcBackend(delay=30.0, hang_limit=30.0) as fake:
+        yield fake
+
+
+def _spans(count: int = 2) -> list[ReadableSpan]:
+    provider = TracerProvider(resource=Resource.create({"service.name": "svc"}))
+    spans = []
+    for i in range(count):
+        span = provider.get_tracer("grpc-test").start_span(f"span-{i}")
+        span.end()
+        spans.append(span)
+    return spans  # type: ignore[return-value]
+
+
+def _log_batch(body: str = "hello") -> Any:
+    """What the installed SDK hands a log exporter (LogData or ReadableLogRecord)."""
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs import export as logs_export
+
+    memory = (
+        getattr(logs_export, "InMemoryLogRecordExporter", None) or logs_export.InMemoryLogExporter
+    )
+    exporter = memory()
+    provider = LoggerProvider()
+    provider.add_log_record_processor(logs_export.SimpleLogRecordProcessor(exporter))
+    logger = logging.Logger("grpc-test")  # not registered: nothing else sees it
+    with warnings.catch_warnings():  # deprecated in SDK 1.45 (moved to contrib), fine here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        logger.addHandler(LoggingHandler(logger_provider=provider))
+    logger.warning(body)
+    provider.shutdown()
+    return exporter.get_finished_logs()
+
+
+def _metrics_data() -> Any:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    provider.get_meter("grpc-test").create_counter("requests").add(3)
+    data = reader.get_metrics_data()
+    provider.shutdown()
+    return data
+
+
+def _export(signal: str, inner: Any) -> object:
+    """One export through the SDK exporter (the client makes its one RPC)."""
+    if signal == "traces":
+        return inner.export(_spans())
+    if signal == "logs":
+        return inner.export(_log_batch())
+    return inner.export(_metrics_data(), timeout_millis=10_000)
+
+
+_FACTORIES: dict[str, Any] = {
+    "traces": otlp_span_exporter,
+    "logs": otlp_log_exporter,
+    "metrics": otlp_metric_exporter,
+}
+
+
+def _items(signal: str) -> list[Any]:
+    """One batch for the signal's deadline exporter's ``export_report``."""
+    if signal == "traces":
+        return _spans()
+    if signal == "logs":
+        return list(_log_batch())
+    return [_metrics_data()]
+
+
+def _delivered(signal: str, fake: FakeGrpcBackend) -> list[str]:
+    return {
+        "traces": fake.span_names,
+        "logs": fake.log_bodies,
+        "metrics": fake.metric_names,
+    }[signal](accepted=True)
+
+
+# -- the protocol, per signal ------------------------------------------------------------
+
+
+def test_protocol_argument_beats_signal_variable_beats_generic_variable_beats_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert protocol_for("traces") == ("http/protobuf", None)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    assert protocol_for("logs") == ("grpc", "OTEL_EXPORTER_OTLP_PROTOCOL")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "http/protobuf")
+    assert protocol_for("logs") == ("http/protobuf", "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL")
+    assert protocol_for("metrics") == ("grpc", "OTEL_EXPORTER_OTLP_PROTOCOL")
+    assert protocol_for("logs", "grpc") == ("grpc", None)
+
+
+def test_an_unsupported_protocol_variable_warns_once_naming_it_and_falls_back(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    with caplog.at_level(logging.WARNING, logger="otel_nonblocking"):
+        assert protocol_for("traces") == ("grpc", "OTEL_EXPORTER_OTLP_PROTOCOL")
+        assert protocol_for("traces") == ("grpc", "OTEL_EXPORTER_OTLP_PROTOCOL")
+    lines = [r.getMessage() for r in caplog.records if "TRACES_PROTOCOL" in r.getMessage()]
+    assert len(lines) == 1
+    assert "http/json" not in lines[0]
+
+
+def test_a_bad_protocol_argument_raises() -> None:
+    with pytest.raises(ConfigurationError, match="protocol"):
+        otlp_span_exporter("http://127.0.0.1:9", protocol="http/json")
+
+
+def test_grpc_from_the_environment_builds_the_grpc_exporter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1:9")
+    exporter = otlp_span_exporter(timeout=1)
+    try:
+        assert isinstance(exporter.inner, GrpcSpanExporter)
+    finally:
+        exporter.shutdown(timeout_millis=500)
+    # The signal's own variable wins over the generic one.
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf")
+    exporter = otlp_span_exporter(timeout=1)
+    try:
+        assert isinstance(exporter.inner, OTLPSpanExporter)
+    finally:
+        exporter.shutdown(timeout_millis=500)
+
+
+def test_without_the_extra_an_argument_raises_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(grpc_module, "grpc_available", lambda: False)
+    with pytest.raises(ConfigurationError) as raised:
+        otlp_span_exporter("http://127.0.0.1:9", protocol="grpc")
+    message = str(raised.value)
+    assert "pip install 'otel-nonblocking[grpc]'" in message
+    assert "\n" not in message
+
+
+def test_without_the_extra_a_variable_warns_once_and_sends_http(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(grpc_module, "grpc_available", lambda: False)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    with caplog.at_level(logging.WARNING, logger="otel_nonblocking"):
+        first = otlp_span_exporter("http://127.0.0.1:9/v1/traces", timeout=1)
+        second = otlp_span_exporter("http://127.0.0.1:9/v1/traces", timeout=1)
+    assert isinstance(first.inner, OTLPSpanExporter)
+    lines = [r.getMessage() for r in caplog.records if "grpc extra" in r.getMessage()]
+    assert len(lines) == 1
+    assert "OTEL_EXPORTER_OTLP_PROTOCOL" in lines[0]
+    assert "pip install 'otel-nonblocking[grpc]'" in lines[0]
+    for exporter in (first, second):
+        exporter.shutdown(timeout_millis=500)
+
+
+def test_grpc_endpoint_and_insecure_follow_the_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
+    target_and_insecure = grpc_module.target_and_insecure
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_INSECURE", raising=False)
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_INSECURE", raising=False)
+    assert target_and_insecure("http://collector:4317", "traces", None) == ("collector:4317", True)
+    assert target_and_insecure("https://collector:4317", "traces", True) == (
+        "collector:4317",
+        False,
+    )
+    assert target_and_insecure("collector:4317", "traces", None) == ("collector:4317", False)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
+    assert target_and_insecure("collector:4317", "traces", None) == ("collector:4317", True)
+    with pytest.raises(ConfigurationError) as raised:
+        otlp_span_exporter("http://user:pw@bad host:1", protocol="grpc")
+    assert "pw" not in str(raised.value)
+
+
+@pytest.mark.parametrize("signal", ["traces", "logs", "metrics"])
+@pytest.mark.parametrize("raw", ["2.5", "soon"])
+def test_a_timeout_variable_the_sdk_cannot_parse_does_not_break_the_exporter(
+    signal: str, raw: str, backend: FakeGrpcBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SDK 1.33 reads these with int(), 1.45 with float(), even when given a timeout.
+    var = f"OTEL_EXPORTER_OTLP_{signal.upper()}_TIMEOUT"
+    monkeypatch.setenv(var, raw)
+    exporter = _FACTORIES[signal](backend.endpoint, protocol="grpc")
+    try:
+        assert exporter.timeout_seconds == (2.5 if raw == "2.5" else 2.0)
+        assert os.environ[var] == raw  # hidden from the SDK only while it was built
+        assert exporter.export_report(_items(signal)).outcome is ExportOutcome.SUCCESS
+    finally:
+        exporter.shutdown(timeout_millis=1000)
+
+
+@pytest.mark.usefixtures("clean_globals")
+def test_the_configurator_sends_traces_over_grpc_when_the_environment_says_so(
+    monkeypatch: pytest.MonkeyPatch, backend: FakeGrpcBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", backend.endpoint)
+    OtelNonblockingConfigurator().configure()
+    [handle] = nb.installed()
+    assert handle.processor is not None
+    assert isinstance(handle.processor.exporter.inner, GrpcSpanExporter)
+    with trace.get_tracer("grpc-door").start_as_current_span("through-the-door"):
+        pass
+    assert handle.flush(timeout=5).pending == 0
+    assert backend.span_names(accepted=True) == ["through-the-door"]
+    assert not [r for r in caplog.records if "PROTOCOL" in r.getMessage()]
+
+
+# -- every signal over gRPC: delivery and deadlines -----------------------------------
+
+
+@pytest.mark.parametrize("signal", ["traces", "logs", "metrics"])
+def test_a_healthy_grpc_backend_receives_each_signal(signal: str, backend: FakeGrpcBackend) -> None:
+    inner, client, _ = grpc_exporter_parts(signal, backend.endpoint, {"x-key": "k"}, timeout=2)
+    try:
+        assert client is not None
+        _export(signal, inner)
+        assert _delivered(signal, backend)
+        assert backend.requests[0].metadata["x-key"] == "k"
+    finally:
+        inner.shutdown()
+
+
+@pytest.mark.parametrize("signal", ["traces", "logs", "metrics"])
+@pytest.mark.parametrize("mode", [Mode.HANG, Mode.SLOW, Mode.UNAVAILABLE, Mode.RESET])
+def test_each_signal_returns_within_its_deadline_whatever_the_backend_does(
+    signal: str, mode: Mode, backend: FakeGrpcBackend
+) -> None:
+    backend.mode = mode
+    inner, _, _ = grpc_exporter_parts(signal, backend.endpoint, timeout=1)
+    try:
+        started = time.monotonic()
+        with pytest.raises(GrpcExportError) as raised:
+            _export(signal, inner)
+        assert time.monotonic() - started < 1 + SLACK
+        assert isinstance(raised.value, GrpcTransientError)  # all four may be sent again
+        assert not _delivered(signal, backend)
+    finally:
+        inner.shutdown()
+
+
+@pytest.mark.parametrize("signal", ["traces", "logs", "metrics"])
+def test_each_factory_sends_its_signal_over_grpc_when_asked(
+    signal: str, backend: FakeGrpcBackend
+) -> None:
+    exporter = _FACTORIES[signal](backend.endpoint, timeout=2, protocol="grpc")
+    try:
+        assert exporter.export_report(_items(signal)).outcome is ExportOutcome.SUCCESS
+        assert _delivered(signal, backend)
+    finally:
+        exporter.shutdown(timeout_millis=1000)
+
+
+@pytest.mark.parametrize("signal", ["traces", "logs", "metrics"])
+def test_the_signal_variable_chooses_grpc_for_that_signal_only(
+    signal: str, backend: FakeGrpcBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL", "grpc")
+    exporter = _FACTORIES[signal](backend.endpoint, timeout=2)
+    others = [_FACTORIES[other](timeout=1) for other in _FACTORIES if other != signal]
+    try:
+        assert exporter.inner.__module__.startswith("opentelemetry.exporter.otlp.proto.grpc")
+        assert all(".grpc" not in other.inner.__module__ for other in others)
+        assert exporter.export_report(_items(signal)).outcome is ExportOutcome.SUCCESS
+    finally:
+        for each in (exporter, *others):
+            each.shutdown(timeout_millis=500)
+
+
+@pytest.mark.parametrize("signal", ["traces", "logs", "metrics"])
+@pytest.mark.parametrize("mode", [Mode.HANG, Mode.SLOW, Mode.UNAVAILABLE, Mode.RESET])
+def test_each_deadline_exporter_and_its_flush_return_within_budget(
+    signal: str, mode: Mode, backend: FakeGrpcBackend
+) -> None:
+    backend.mode = mode
+    exporter = _FACTORIES[signal](backend.endpoint, timeout=1, protocol="grpc")
+    try:
+        started = time.monotonic()
+        report = exporter.export_report(_items(signal))
+        assert time.monotonic() - started < 1 + SLACK
+        assert report.outcome in (ExportOutcome.TIMEOUT, ExportOutcome.FAILED)
+        assert report.transient
+        started = time.monotonic()
+        exporter.force_flush(timeout_millis=1000)
+        assert time.monotonic() - started < 1 + SLACK
+    finally:
+        started = time.monotonic()
+        exporter.shutdown(timeout_millis=1000)
+        assert time.monotonic() - started < 1 + SLACK
+
+
+def test_unavailable_carries_the_backends_retry_info(backend: FakeGrpcBackend) -> None:
+    backend.mode = Mode.UNAVAILABLE
+    backend.retry_after = 7.5
+    inner, _, _ = grpc_exporter_parts("traces", backend.endpoint, timeout=2)
+    try:
+        with pytest.raises(GrpcTransientError) as raised:
+            inner.export(_spans())
+        assert raised.value.code == "UNAVAILABLE"
+        assert raised.value.retry_after == 7.5
+        assert backend.call_count == 1  # no in-process retry: the pipeline decides
+    finally:
+        inner.shutdown()
+
+
+def test_the_backends_retry_info_becomes_the_reports_retry_after_and_the_breakers_wait(
+    backend: FakeGrpcBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_NONBLOCKING_BREAKER_FAILURES", "1")
+    backend.mode = Mode.UNAVAILABLE
+    backend.retry_after = 7.5
+    exporter = otlp_span_exporter(backend.endpoint, protocol="grpc", timeout=2)
+    try:
+        report = exporter.export_report(_spans())
+        assert report.outcome is ExportOutcome.FAILED
+        assert report.transient
+        assert report.retry_after == 7.5
+        assert 5 < exporter.available_in() <= 7.5  # the breaker waits as the backend asked
+    finally:
+        exporter.shutdown(timeout_millis=1000)
+
+
+@pytest.mark.parametrize("mode", [Mode.HANG, Mode.SLOW, Mode.UNAVAILABLE, Mode.RESET])
+def test_the_span_exporter_and_a_flush_return_within_budget(
+    mode: Mode, backend: FakeGrpcBackend
+) -> None:
+    backend.mode = mode
+    exporter = otlp_span_exporter(backend.endpoint, protocol="grpc", timeout=1)
+    processor = NonBlockingSpanProcessor(exporter, schedule_delay_millis=60_000)
+    try:
+        started = time.monotonic()
+        report = exporter.export_report(_spans())
+        assert time.monotonic() - started < 1 + SLACK
+        assert report.outcome in (ExportOutcome.TIMEOUT, ExportOutcome.FAILED)
+        assert report.transient
+        for span in _spans(5):
+            processor.on_end(span)
+        started = time.monotonic()
+        processor.force_flush(timeout_millis=1500)
+        assert time.monotonic() - started < 1.5 + SLACK
+    finally:
+        processor.shutdown()
+
+
+@pytest.mark.parametrize("signal", ["traces", "logs", "metrics"])
+def test_the_rpc_deadline_is_what_is_left_of_the_exports(
+    signal: str, backend: FakeGrpcBackend
+) -> None:
+    exporter = _FACTORIES[signal](backend.endpoint, timeout=10, protocol="grpc")
+    try:
+        report = exporter.export_report(_items(signal), timeout=2)  # a flush's budget, say
+        assert report.outcome is ExportOutcome.SUCCESS
+        [request] = backend.requests
+        assert request.deadline_seconds is not None
+        assert 0 < request.deadline_seconds <= 2.1  # 0.1 s past ours, not the exporter's 10 s
+    finally:
+        exporter.shutdown(timeout_millis=1000)
+
+
+def test_a_cut_deadline_cancels_the_rpc_and_the_next_export_gets_through(
+    backend: FakeGrpcBackend,
+) -> None:
+    backend.mode = Mode.HANG
+    exporter = otlp_span_exporter(backend.endpoint, protocol="grpc", timeout=5)
+    try:
+        started = time.monotonic()
+
+        def cutoff() -> float:  # cut short after the RPC went out with its 5 s deadline
+            return max(started + 0.5 - time.monotonic(), 0.0)
+
+        report = exporter.export_report(_spans(), cutoff=cutoff)
+        assert report.outcome is ExportOutcome.TIMEOUT
+        assert time.monotonic() - started < 0.5 + SLACK
+        # Cancelled at once, not left to run out its own 5 s deadline.
+        assert report.attempt is not None
+        assert exporter.resolve(report.attempt, 1.0) is False
+        backend.mode = Mode.OK
+        assert exporter.export_report(_spans()).outcome is ExportOutcome.SUCCESS
+        assert backend.span_names(accepted=True) == ["span-0", "span-1"]
+    finally:
+        exporter.shutdown(timeout_millis=1000)
+
+
+def test_abandon_spares_a_call_about_to_end_and_cancels_a_longer_one() -> None:
+    class Call:
+        cancelled = False
+
+        def cancel(self) -> None:
+            self.cancelled = True
+
+    client = grpc_module.GrpcClient(
+        "127.0.0.1:9", "/x", credentials=None, compression=None, metadata=(), timeout_seconds=1
+    )
+    call = Call()
+    client._call = call
+    client._call_ends = time.monotonic() + 0.1  # the RPC's own deadline ends it soon
+    client.abandon()
+    assert not call.cancelled  # its answer decides whether the batch went out
+    client._call_ends = time.monotonic() + 5.0  # a flush cut the export short
+    client.abandon()
+    assert call.cancelled
+
+
+def test_no_thread_pile_up_over_20_exports_against_a_hanging_backend(
+    backend: FakeGrpcBackend,
+) -> None:
+    backend.mode = Mode.HANG
+    exporter = otlp_span_exporter(backend.endpoint, protocol="grpc", timeout=0.2)
+    try:
+        exporter.export_report(_spans())  # the runner thread and the channel exist now
+        before = threading.active_count()
+        started = time.monotonic()
+        reports = [exporter.export_report(_spans()) for _ in range(20)]
+        assert time.monotonic() - started < 20 * (0.2 + 0.25) + SLACK
+        # At the deadline, either ours fired first (TIMEOUT) or the RPC's own gRPC deadline,
+        # the same instant, did (FAILED: DEADLINE_EXCEEDED); both may be sent again.
+        assert {r.outcome for r in reports} <= {
+            ExportOutcome.TIMEOUT,
+            ExportOutcome.BUSY,
+            ExportOutcome.FAILED,
+        }
+        assert all(r.transient for r in reports)
+        assert threading.active_count() <= before + 2
+        assert backend.call_count >= 10  # each abandoned call was cancelled, not left stuck
+    finally:
+        exporter.shutdown(timeout_millis=1000)
+
+
+def test_a_forked_child_exports_on_a_channel_of_its_own(backend: FakeGrpcBackend) -> None:
+    exporter = otlp_span_exporter(backend.endpoint, protocol="grpc", timeout=2)
+    client = exporter.inner._client  # type: ignore[attr-defined]
+    assert exporter.export_report(_spans(1)).outcome is ExportOutcome.SUCCESS
+    assert client.channels_made == 1  # the parent's channel is in use before the fork
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit status
+        code = 1
+        try:
+            report = exporter.export_report(_spans(3))
+            ok = report.outcome is ExportOutcome.SUCCESS and client.channels_made == 1
+            code = 0 if ok else 2
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 15
+    status = None
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung on gRPC")
+    try:
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert backend.wait_for(lambda: len(backend.span_names(accepted=True)) == 4)
+        # The parent's channel still works after the fork.
+        assert exporter.export_report(_spans(1)).outcome is ExportOutcome.SUCCESS
+    finally:
+        exporter.shutdown(timeout_millis=1000)
+
+
+# -- the fake collector itself -----------------------------------------------------------
+
+
+def test_the_fake_refuses_the_http_only_modes() -> None:
+    with pytest.raises(ValueError, match="drip"):
+        FakeGrpcBackend(Mode.DRIP)
+
+
+def test_the_fake_records_what_it_received_and_what_it_accepted(
+    backend: FakeGrpcBackend,
+) -> None:
+    inner, _, _ = grpc_exporter_parts("traces", backend.endpoint, timeout=0.3)
+    try:
+        backend.mode = Mode.HANG
+        with pytest.raises(GrpcTransientError):
+            inner.export(_spans(1))
+        backend.mode = Mode.OK
+        inner.export(_spans(2))
+    finally:
+        inner.shutdown()
+    assert backend.wait_for(lambda: len(backend.requests) == 2)
+    assert backend.span_names() == ["span-0", "span-0", "span-1"]
+    assert backend.span_names(accepted=True) == ["span-0", "span-1"]
+    assert backend.call_count == 2
+    assert [r.mode for r in backend.requests] == [Mode.HANG, Mode.OK]
+
+
+def test_stop_returns_in_time_with_a_call_hanging() -> None:
+    fake = FakeGrpcBackend(Mode.HANG, hang_limit=60).start()
+    inner, _, _ = grpc_exporter_parts("traces", fake.endpoint, timeout=10)
+    result: list[object] = []
+    caller = threading.Thread(target=lambda: result.append(_raises(inner)), daemon=True)
+    caller.start()
+    assert fake.wait_for(lambda: fake.call_count == 1)
+    started = time.monotonic()
+    fake.stop(timeout=2.0)
+    assert time.monotonic() - started < 2.0 + SLACK
+    caller.join(2.0)
+    assert result  # the hanging call ended with the server
+    inner.shutdown()
+
+
+def _raises(inner: Any) -> object:
+    try:
+        return inner.export(_spans(1))
+    except GrpcExportError as error:
+        return error
+
+
+def test_a_collector_that_accepts_and_never_speaks_costs_one_deadline() -> None:
+    # The channel's connect (the HTTP/2 handshake) never completes: the RPC's deadline ends it.
+    with FakeTLSStallListener() as stall:
+        exporter = otlp_span_exporter(
+            f"http://127.0.0.1:{stall.port}", protocol="grpc", timeout=0.5
+        )
+        try:
+            for _ in range(2):
+                started = time.monotonic()
+                report = exporter.export_report(_spans())
+                assert time.monotonic() - started < 0.5 + SLACK
+                assert report.transient
+        finally:
+            exporter.shutdown(timeout_millis=500)
+
+
+def test_a_release_that_moved_the_channel_is_told_once_and_keeps_the_sdks_channel(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Moved:
+        """An SDK gRPC exporter of a future release, its channel kept somewhere new."""
+
+    with caplog.at_level(logging.WARNING, logger="otel_nonblocking"):
+        assert _compat_sdk.adopt_grpc_client(Moved(), object()) is False
+        assert _compat_sdk.adopt_grpc_client(Moved(), object()) is False
+    lines = [r.getMessage() for r in caplog.records if "gRPC channel" in r.getMessage()]
+    assert len(lines) == 1
+    assert "Moved" in lines[0]
+
+
+# -- through the pipelines: the log processor and the metric reader over gRPC ------------
+
+
+def _log_pipeline(endpoint: str) -> tuple[Any, Any, logging.Logger]:
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+
+    from otel_nonblocking import NonBlockingLogRecordProcessor
+
+    provider = LoggerProvider(shutdown_on_exit=False)
+    processor = NonBlockingLogRecordProcessor(
+        otlp_log_exporter(endpoint, timeout=1, protocol="grpc"), schedule_delay_millis=60_000
+    )
+    provider.add_log_record_processor(processor)
+    logger = logging.Logger("grpc-pipeline")  # not registered: nothing else sees it
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        logger.addHandler(LoggingHandler(logger_provider=provider))
+    return provider, processor, logger
+
+
+def _metric_pipeline(endpoint: str) -> tuple[Any, Any]:
+    from otel_nonblocking import NonBlockingMetricReader
+
+    reader = NonBlockingMetricReader(
+        otlp_metric_exporter(endpoint, timeout=1, protocol="grpc"),
+        export_interval_millis=60_000,
+    )
+    provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    provider.get_meter("grpc-pipeline").create_counter("requests").add(2)
+    return provider, reader
+
+
+def test_the_log_processor_delivers_over_grpc(backend: FakeGrpcBackend) -> None:
+    provider, processor, logger = _log_pipeline(backend.endpoint)
+    try:
+        logger.warning("over grpc")
+        assert processor.force_flush(timeout_millis=3000) is True
+        assert backend.log_bodies(accepted=True) == ["over grpc"]
+    finally:
+        provider.shutdown()
+
+
+def test_the_metric_reader_delivers_over_grpc(backend: FakeGrpcBackend) -> None:
+    provider, reader = _metric_pipeline(backend.endpoint)
+    try:
+        assert reader.force_flush(timeout_millis=3000) is True
+        assert backend.metric_names(accepted=True) == ["requests"]
+    finally:
+        provider.shutdown(timeout_millis=1000)
+
+
+@pytest.mark.parametrize("mode", [Mode.HANG, Mode.UNAVAILABLE])
+def test_the_log_processors_flush_and_shutdown_keep_their_budget_over_grpc(
+    mode: Mode, backend: FakeGrpcBackend
+) -> None:
+    backend.mode = mode
+    provider, processor, logger = _log_pipeline(backend.endpoint)
+    for i in range(20):
+        logger.warning("record %d", i)
+    started = time.monotonic()
+    processor.force_flush(timeout_millis=1500)
+    assert time.monotonic() - started < 1.5 + SLACK
+    started = time.monotonic()
+    processor.shutdown(timeout_millis=1500)
+    assert time.monotonic() - started < 1.5 + SLACK
+    assert not backend.log_bodies(accepted=True)
+    provider.shutdown()  # the processor is shut down already: returns at once
+
+
+@pytest.mark.parametrize("mode", [Mode.HANG, Mode.UNAVAILABLE])
+def test_the_metric_readers_flush_and_shutdown_keep_their_budget_over_grpc(
+    mode: Mode, backend: FakeGrpcBackend
+) -> None:
+    backend.mode = mode
+    provider, reader = _metric_pipeline(backend.endpoint)
+    started = time.monotonic()
+    reader.force_flush(timeout_millis=1500)
+    assert time.monotonic() - started < 1.5 + SLACK
+    started = time.monotonic()
+    provider.shutdown(timeout_millis=1500)
+    assert time.monotonic() - started < 1.5 + SLACK
+    assert not backend.metric_names(accepted=True)
