@@ -89,6 +89,29 @@ def test_module_flush_covers_logs_and_metrics_and_is_not_ok_when_records_are_stu
         assert [r for r in backend.log_bodies(accepted=True) if r.startswith("record")]
 
 
+@pytest.mark.parametrize("shutdown", [False, True])
+@pytest.mark.usefixtures("clean_globals")
+def test_a_never_answering_span_collector_leaves_the_logs_their_share(
+    monkeypatch: pytest.MonkeyPatch, shutdown: bool
+) -> None:
+    monkeypatch.setenv("OTEL_BLRP_SCHEDULE_DELAY", "30000")  # records go out when asked
+    with FakeOTLPBackend(Mode.HANG) as hanging, FakeOTLPBackend() as healthy:
+        handle = nb.configure_telemetry(
+            endpoint=healthy.base_url,
+            span_exporter=nb.otlp_span_exporter(hanging.endpoint, timeout=30),
+            metrics=False,
+            log_handler=True,
+        )
+        _emit(spans=3, records=3)
+        started = time.monotonic()
+        result = nb.shutdown(1.5) if shutdown else nb.flush(1.5)
+        assert time.monotonic() - started < 1.5 + BUDGET_MARGIN
+        assert not result.ok  # the spans were not delivered
+        assert result.signals["logs"].exported == 3, result
+        assert healthy.log_bodies(accepted=True) == [f"record {i}" for i in range(3)]
+        assert handle.log_processors[0].stats().pending == 0
+
+
 @pytest.mark.usefixtures("clean_globals")
 def test_module_shutdown_shares_one_deadline_across_every_signal() -> None:
     with FakeOTLPBackend(Mode.HANG) as backend:

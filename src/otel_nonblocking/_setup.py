@@ -32,7 +32,7 @@ from ._processor import MAYBE_DELIVERED, SHUTDOWN, NonBlockingSpanProcessor, Pro
 
 if TYPE_CHECKING:
     from ._log_processor import NonBlockingLogRecordProcessor
-    from ._metric_reader import NonBlockingMetricReader
+    from ._metric_reader import MetricReaderStats, NonBlockingMetricReader
 
 _logger = logging.getLogger("otel_nonblocking")
 
@@ -153,12 +153,21 @@ def _flush_within(
         + len(metric_readers)
         + (1 if flushables and _state.flushables() else 0),
     )
-    spans = _ledger_flush(processors, shares, shutdown=shutdown)
+    # Every "before" is read first: what a later part's worker exports on its own while
+    # an earlier part has its turn counts as exported during the call too.
+    spans_before = _snapshot(processors, deadline)
+    logs_before = _snapshot(log_processors, deadline)
+    metrics_before = [r.stats() for r in metric_readers]
+    spans = _ledger_flush(processors, spans_before, shares, shutdown=shutdown)
     signals: dict[str, SignalResult] = {}
     if log_processors:
-        signals["logs"] = _ledger_flush(log_processors, shares, shutdown=shutdown).counts()
+        signals["logs"] = _ledger_flush(
+            log_processors, logs_before, shares, shutdown=shutdown
+        ).counts()
     if metric_readers:
-        signals["metrics"] = _metrics_flush(metric_readers, shares, shutdown=shutdown)
+        signals["metrics"] = _metrics_flush(
+            metric_readers, metrics_before, shares, shutdown=shutdown
+        )
     reasons = spans.reasons
     pending = spans.pending
     extra = _state.FlushCounts()
@@ -254,14 +263,24 @@ class _LedgerCounts:
         )
 
 
+def _snapshot(processors: Sequence[_Ledgered], deadline: Deadline) -> tuple[int, Counter[str]]:
+    """Exported and dropped so far. Reading the counters waits for the lock only within
+    the budget, too."""
+    exported, dropped, _ = _totals(p._stats_within(deadline.remaining()) for p in processors)
+    return exported, dropped
+
+
 def _ledger_flush(
-    processors: Sequence[_Ledgered], shares: _Shares, *, shutdown: bool
+    processors: Sequence[_Ledgered],
+    before: tuple[int, Counter[str]],
+    shares: _Shares,
+    *,
+    shutdown: bool,
 ) -> _LedgerCounts:
     """Flush (or shut down) processors that keep a ledger, each within its share; what
-    changed meanwhile."""
+    changed since ``before`` (:func:`_snapshot`)."""
     deadline = shares.deadline
-    # Reading the counters waits for the lock only within the budget, too.
-    exported0, dropped0, _ = _totals(p._stats_within(deadline.remaining()) for p in processors)
+    exported0, dropped0 = before
     complete = True
     earlier: Counter[str] = Counter()  # dropped during the call, given up on before it
     for processor in processors:
@@ -282,11 +301,14 @@ def _ledger_flush(
 
 
 def _metrics_flush(
-    readers: Sequence[NonBlockingMetricReader], shares: _Shares, *, shutdown: bool
+    readers: Sequence[NonBlockingMetricReader],
+    before: Sequence[MetricReaderStats],
+    shares: _Shares,
+    *,
+    shutdown: bool,
 ) -> SignalResult:
     """Flush (or shut down) metric readers, each within its share: one collection and
-    export each."""
-    before = [r.stats() for r in readers]
+    export each; the exports counted since ``before``."""
     complete = True
     for reader in readers:
         share = Deadline.after(shares.take())
