@@ -114,6 +114,30 @@ def test_force_flush_and_shutdown_keep_their_budget(fault, endpoint_for) -> None
         assert stats.exported == 300
 
 
+@pytest.mark.parametrize("fault", FAULTS)
+def test_a_report_says_whether_the_backend_could_judge_the_batch(fault, endpoint_for) -> None:
+    # Only a request that never got out (refused: nothing listens) leaves the backend
+    # nothing to judge; one that hung, trickled, was reset or answered reached it.
+    exporter = otlp_span_exporter(endpoint_for(fault), timeout=0.5)
+    try:
+        report = exporter.export_report(_spans())
+        assert report.reached is (fault != "refused"), report
+    finally:
+        exporter.shutdown(timeout_millis=500)
+
+
+def test_an_export_the_open_breaker_kept_back_reached_nothing(monkeypatch) -> None:
+    monkeypatch.setenv("OTEL_NONBLOCKING_BREAKER_FAILURES", "1")
+    monkeypatch.setenv("OTEL_NONBLOCKING_BREAKER_BACKOFF", "30000")
+    with FakeOTLPBackend(Mode.UNAVAILABLE, retry_after=None) as backend:
+        exporter = otlp_span_exporter(backend.endpoint, timeout=0.5)
+        assert exporter.export_report(_spans()).reached  # a 503: the breaker opens
+        report = exporter.export_report(_spans())
+        assert report.outcome is ExportOutcome.CIRCUIT_OPEN
+        assert not report.reached
+        exporter.shutdown(timeout_millis=500)
+
+
 def test_ok_backend_receives_the_spans(endpoint_for) -> None:
     backend = FakeOTLPBackend(Mode.OK).start()
     try:
