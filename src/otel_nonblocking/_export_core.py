@@ -400,8 +400,6 @@ class DeadlineExporter(Generic[T]):
         if session is not None and outcome is not ExportOutcome.CIRCUIT_OPEN:
             status, retry_after = session.last_status, session.last_retry_after
             size, connection_error = session.last_request_bytes, session.last_connection_error
-        # Could the backend judge the batch? Without a session to tell, assume it could.
-        reached = outcome not in _NOTHING_SENT and (session is None or session.reached)
         if outcome is ExportOutcome.SUCCESS or outcome is ExportOutcome.SHUTDOWN:
             transient = False
         elif outcome is not ExportOutcome.FAILED:
@@ -414,6 +412,8 @@ class DeadlineExporter(Generic[T]):
             # FAILURE without an HTTP answer: a refused or reset connection where the
             # session saw one; from an exporter we cannot see into, assume transient.
             transient = connection_error or session is None
+        # Could the backend judge the batch? Without a session to tell, assume it could.
+        reached = outcome not in _NOTHING_SENT and (session is None or session.reached)
         return ExportReport(
             outcome, status, retry_after, size, transient, attempt=attempt, reached=reached
         )
