@@ -114,6 +114,63 @@ def test_force_flush_and_shutdown_keep_their_budget(fault, endpoint_for) -> None
         assert stats.exported == 300
 
 
+@pytest.mark.parametrize("fault", FAULTS)
+def test_a_report_says_whether_the_backend_could_judge_the_batch(fault, endpoint_for) -> None:
+    # Only a request that never got out (refused: nothing listens) leaves the backend
+    # nothing to judge; one that hung, trickled, was reset or answered reached it.
+    exporter = otlp_span_exporter(endpoint_for(fault), timeout=0.5)
+    try:
+        report = exporter.export_report(_spans())
+        assert report.reached is (fault != "refused"), report
+    finally:
+        exporter.shutdown(timeout_millis=500)
+
+
+def test_an_export_cut_in_its_tls_handshake_reached_nothing() -> None:
+    # Connected, but the handshake stalls until the deadline: no byte of the request
+    # went out, so nothing about the batch can have caused the failure.
+    listener = FakeTLSStallListener().start()
+    try:
+        exporter = otlp_span_exporter(listener.endpoint, timeout=0.5)
+        report = exporter.export_report(_spans(1))
+        assert report.outcome is ExportOutcome.TIMEOUT
+        assert not report.reached
+        exporter.shutdown(timeout_millis=500)
+    finally:
+        listener.stop()
+
+
+def test_an_export_whose_host_does_not_resolve_reached_nothing(monkeypatch) -> None:
+    real_getaddrinfo = socket.getaddrinfo
+
+    def failing_getaddrinfo(host, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if host == "collector.gone.test":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", failing_getaddrinfo)
+    exporter = otlp_span_exporter("http://collector.gone.test:4318/v1/traces", timeout=0.5)
+    try:
+        report = exporter.export_report(_spans(1))
+        assert report.outcome is not ExportOutcome.SUCCESS
+        assert report.transient  # sent again later, and ...
+        assert not report.reached  # ... not charged an attempt for it
+    finally:
+        exporter.shutdown(timeout_millis=500)
+
+
+def test_an_export_the_open_breaker_kept_back_reached_nothing(monkeypatch) -> None:
+    monkeypatch.setenv("OTEL_NONBLOCKING_BREAKER_FAILURES", "1")
+    monkeypatch.setenv("OTEL_NONBLOCKING_BREAKER_BACKOFF", "30000")
+    with FakeOTLPBackend(Mode.UNAVAILABLE, retry_after=None) as backend:
+        exporter = otlp_span_exporter(backend.endpoint, timeout=0.5)
+        assert exporter.export_report(_spans()).reached  # a 503: the breaker opens
+        report = exporter.export_report(_spans())
+        assert report.outcome is ExportOutcome.CIRCUIT_OPEN
+        assert not report.reached
+        exporter.shutdown(timeout_millis=500)
+
+
 def test_ok_backend_receives_the_spans(endpoint_for) -> None:
     backend = FakeOTLPBackend(Mode.OK).start()
     try:

@@ -171,14 +171,63 @@ def test_shutdown_that_runs_out_of_budget_says_it_timed_out(monkeypatch) -> None
         assert set(result.dropped_reasons) <= {"shutdown", "maybe_delivered"}
 
 
-def test_retries_exhausted_through_an_outage_are_dropped_as_backend_unavailable() -> None:
-    processor, provider, _ = _pipeline(refused_endpoint(), max_export_attempts=2)
+@pytest.mark.parametrize("down", [Mode.UNAVAILABLE, Mode.RESET, Mode.HANG])
+def test_retries_exhausted_through_an_outage_are_dropped_as_backend_unavailable(
+    down, monkeypatch
+) -> None:
+    # Each attempt reached the backend (it answered 503, or reset or held the connection
+    # after the request went out): the backend could judge the batch, so each is charged,
+    # and a batch it keeps failing (a poison batch, for all the client can tell) ends.
+    monkeypatch.setenv("OTEL_NONBLOCKING_BREAKER_BACKOFF", "50")
+    with FakeOTLPBackend(down, retry_after=None, hang_limit=30) as backend:
+        processor, provider, _ = _pipeline(backend.endpoint, max_export_attempts=2)
+        try:
+            end_spans(provider, 10)
+            settled = _wait_for(lambda: processor.stats().dropped_total == 10, timeout=10)
+            assert settled is not None, processor.stats()
+            assert processor.stats().dropped == {"backend_unavailable": 10}  # not export_failed
+        finally:
+            processor.shutdown(timeout_millis=200)
+
+
+def _failed_exports(processor: NonBlockingSpanProcessor) -> int:
+    """Exports that went out (not kept back by the open breaker) and failed."""
+    outcomes = processor.exporter.stats().outcomes
+    return outcomes.get("export_failed", 0) + outcomes.get("export_timeout", 0)
+
+
+def test_a_collector_restart_costs_no_span_however_many_probes_it_refuses(monkeypatch) -> None:
+    # The collector crashes and comes back on its port. Meanwhile every export (the breaker's
+    # probe, every ~50 ms here) is refused: nothing reached it, so nothing it could have
+    # held against the batch. Far more refusals than max_export_attempts, and still every
+    # span is delivered once after the restart (before: dropped as backend_unavailable
+    # after 2 refused probes, as after 6 in a 6 s MLflow restart with the defaults).
+    monkeypatch.setenv("OTEL_NONBLOCKING_BREAKER_BACKOFF", "50")
+    first = FakeOTLPBackend(Mode.OK).start()
+    second: FakeOTLPBackend | None = None
+    processor, provider, handle = _pipeline(first.endpoint, max_export_attempts=2)
     try:
         end_spans(provider, 10)
-        assert _wait_for(lambda: processor.stats().dropped_total == 10, timeout=5) is not None
-        assert processor.stats().dropped == {"backend_unavailable": 10}  # not export_failed
+        assert handle.flush(3.0).ok
+        first.stop()  # crashed: its connections are cut, its port refuses
+        end_spans(provider, 30)
+        refused = _wait_for(
+            lambda: _failed_exports(processor) >= 10 or processor.stats().dropped_total > 0,
+            timeout=10,
+        )
+        assert refused is not None, processor.exporter.stats()
+        assert dict(processor.stats().dropped) == {}
+        second = FakeOTLPBackend(Mode.OK, port=first.port).start()  # back on its port
+        assert _wait_for(lambda: processor.stats().pending == 0, timeout=10) is not None
+        stats = processor.stats()
+        assert (stats.exported, dict(stats.dropped)) == (40, {}), stats
+        delivered = [span.span_id for span in second.accepted_spans()]
+        assert len(delivered) == len(set(delivered)) == 30  # each span once
     finally:
-        processor.shutdown(timeout_millis=200)
+        processor.shutdown(timeout_millis=500)
+        first.stop()
+        if second is not None:
+            second.stop()
 
 
 def test_a_rejected_batch_keeps_its_status_as_the_reason() -> None:

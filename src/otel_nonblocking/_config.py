@@ -383,8 +383,11 @@ MAX_EXPORT_ATTEMPTS: Final = Setting(
     int,
     6,
     "attempts",
-    "Times one batch is sent before a transient failure drops it; attempts the "
-    "breaker or a Retry-After held back do not count.",
+    "Times one batch is sent before a transient failure drops it. Only attempts the "
+    "backend could judge count (it answered, or the request went out and then hung or "
+    "was reset): not those the breaker or a Retry-After held back, nor those that never "
+    "reached it (refused, DNS failure, connect timeout): a collector that is down costs "
+    "no span while the queue and the retry buffer have room.",
     _positive,
 )
 SPOOL_DIR: Final = Setting(

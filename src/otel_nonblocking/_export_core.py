@@ -59,6 +59,9 @@ class ExportOutcome(str, enum.Enum):
     SHUTDOWN = "shutdown"  # the exporter was shut down
 
 
+# Outcomes of an export that never started: nothing of the batch went out.
+_NOTHING_SENT = frozenset({ExportOutcome.CIRCUIT_OPEN, ExportOutcome.BUSY, ExportOutcome.SHUTDOWN})
+
 _NO_CODEC = object()  # codec not looked up yet
 
 #: HTTP statuses after which the OTLP specification says the batch may be sent again.
@@ -101,6 +104,12 @@ class ExportReport:
     #: On SUCCESS with ``may_split``: nothing was sent, the batch is over the request size
     #: limit and goes out once split (each of its items fits alone).
     too_large: bool = False
+    #: Whether the backend could have judged the batch: a request of it began to go out
+    #: (it may have hung or been reset after), or an answer came. False when nothing went
+    #: out: the breaker was open, an attempt still ran, or every request failed before its
+    #: first byte (refused, DNS failure, connect timeout: an outage, whatever the batch
+    #: held). Without an :class:`InterruptibleSession` to tell, True.
+    reached: bool = True
 
 
 # Set on a runner thread while it runs a probe: a deadline exporter nested inside (a
@@ -427,7 +436,11 @@ class DeadlineExporter(Generic[T]):
             # FAILURE without an HTTP answer: a refused or reset connection where the
             # session saw one; from an exporter we cannot see into, assume transient.
             transient = connection_error or session is None
-        return ExportReport(outcome, status, retry_after, size, transient, attempt=attempt)
+        # Could the backend judge the batch? Without a session to tell, assume it could.
+        reached = outcome not in _NOTHING_SENT and (session is None or session.reached)
+        return ExportReport(
+            outcome, status, retry_after, size, transient, attempt=attempt, reached=reached
+        )
 
     def _export(
         self,

@@ -29,8 +29,9 @@ from ._retry import Batch, RetryBuffer
 QUEUE_FULL = "queue_full"
 EXPORT_FAILED = "export_failed"
 EXPORT_TIMEOUT = "export_timeout"
-# The backend could not be reached (refused, reset, timed out, 429/502/503/504) on any
-# of the batch's attempts, or at shutdown when its probe failed: an outage, not a rejection.
+# The backend failed each of the batch's attempts that reached it (429/502/503/504, or a
+# request reset or timed out after it went out; a refused connection costs no attempt), or
+# at shutdown when its probe failed: an outage, not a rejection.
 BACKEND_UNAVAILABLE = "backend_unavailable"
 RETRY_BUFFER_FULL = "retry_buffer_full"
 SHUTDOWN = "shutdown"

@@ -67,6 +67,8 @@ class _Tracker:
         self._handles: weakref.WeakValueDictionary[int, _Handle] = weakref.WeakValueDictionary()
         self._next = 0
         self.aborted = False
+        #: A request of the current attempt has begun to go out (the session's ``reached``).
+        self.sent = False
 
     def check(self) -> None:
         if self.aborted:
@@ -110,6 +112,7 @@ class _Tracker:
 
     def reset(self) -> None:
         self.aborted = False
+        self.sent = False
 
 
 class _Handle:
@@ -163,7 +166,7 @@ class _Handle:
             return
         with self._lock:
             tracker.check()
-            self.sent = True
+            self.sent = tracker.sent = True
 
     def cut(self, *, spare_sent: bool = False) -> int:
         with self._lock:
@@ -349,6 +352,14 @@ class InterruptibleSession(requests.Session):
     @property
     def aborted(self) -> bool:
         return self._tracker.aborted
+
+    @property
+    def reached(self) -> bool:
+        """Whether the current attempt reached the backend: a request of it began to go
+        out, or an answer came. False when every request failed before its first byte
+        (refused, DNS failure, connect timeout, TLS handshake, a connection reset before
+        sending): nothing the backend could judge, whatever the batch held."""
+        return self._tracker.sent or self.last_status is not None
 
 
 def find_session(exporter: object) -> InterruptibleSession | None:

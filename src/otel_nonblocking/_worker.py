@@ -302,7 +302,10 @@ class Worker:
             and outcome is not ExportOutcome.BUSY
             and not report.too_large  # nothing sent: the batch is to be split first
         )
-        if went_out:
+        if went_out and report.reached:
+            # An attempt is charged only when the backend could have judged the batch: a
+            # connection refused (a collector restarting) says nothing about it, and a
+            # batch waits out such an outage for as long as the retry buffer has room.
             batch.attempts += 1
         batch.doubt = report.attempt  # a timed-out attempt may still deliver the batch
         self.hold_for(report)
@@ -345,7 +348,7 @@ class Worker:
             return failure_reason(report)  # rejected (http_<status>), or retries are off
         if self.door.closed and self.out_of_time():
             return SHUTDOWN  # it might have gone out later: the budget ran out
-        return BACKEND_UNAVAILABLE  # out of attempts: the backend stayed unreachable
+        return BACKEND_UNAVAILABLE  # out of attempts: each one that reached it failed
 
     def _may_retry(self, batch: Batch) -> bool:
         settings = self.settings

@@ -330,7 +330,7 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, backend: FakeOTLPBackend) -> None:
         self.backend = backend
-        super().__init__((_HOST, 0), backend._handler_class)
+        super().__init__((_HOST, backend._bind_port), backend._handler_class)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind() calls socket.getfqdn(), a reverse DNS lookup that
@@ -595,6 +595,7 @@ class FakeOTLPBackend:
         idle_timeout: float = 60.0,
         max_body_bytes: int = 64 * 1024 * 1024,
         max_records: int = 100_000,
+        port: int = 0,
     ) -> None:
         """Configure (but do not start) the backend.
 
@@ -612,7 +613,10 @@ class FakeOTLPBackend:
             idle_timeout: socket timeout for reading requests on a connection.
             max_body_bytes: larger request bodies (or decompressed payloads) are refused.
             max_records: older request records are dropped beyond this many.
+            port: the port to bind on 127.0.0.1; 0 (the default) picks a free one. Give
+                a stopped backend's ``port`` to a new one to restart "the" collector.
         """
+        self._bind_port = port
         self._lock = threading.Condition()
         self._mode = Mode(mode)
         self.path = _check_path(path)
@@ -644,7 +648,8 @@ class FakeOTLPBackend:
     # -- lifecycle -------------------------------------------------------------
 
     def start(self) -> FakeOTLPBackend:
-        """Bind 127.0.0.1:0 and serve in a daemon thread; returns self. Start only once."""
+        """Bind 127.0.0.1 (on ``port``; 0: a free one) and serve in a daemon thread;
+        returns self. Start only once."""
         with self._lock:
             if self._server is not None or self._stopped:
                 raise RuntimeError("FakeOTLPBackend can only be started once")
