@@ -16,7 +16,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import TracerProvider
 
 import otel_nonblocking as nb
-from otel_nonblocking import _state, _telemetry
+from otel_nonblocking import _distro, _state, _telemetry
 from otel_nonblocking._distro import OtelNonblockingConfigurator, OtelNonblockingDistro
 from otel_nonblocking.testing import FakeGrpcBackend, FakeOTLPBackend, Mode, refused_endpoint
 from tests.conftest import run_bounded
@@ -534,3 +534,16 @@ def test_configurator_warns_about_an_unsupported_exporter_of_any_signal_and_uses
     assert len(parts) == 1  # OTLP in its place: not silently off
     messages = [r.getMessage() for r in caplog.records if r.name == "otel_nonblocking"]
     assert [m for m in messages if var in m]
+
+
+@pytest.mark.usefixtures("clean_globals")
+def test_exporter_names_choose_the_protocol_per_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", refused_endpoint().rsplit("/v1/", 1)[0])
+    monkeypatch.setenv("OTEL_LOGS_EXPORTER", "otlp_proto_grpc, otlp_proto_http, otlp_proto_grpc")
+    exporters = _distro.exporters_from_env("logs")
+    assert exporters is not None
+    modules = [type(e.inner).__module__ for e in exporters]
+    assert modules == [  # one pipeline per distinct entry, in the order given
+        "opentelemetry.exporter.otlp.proto.grpc._log_exporter",
+        "opentelemetry.exporter.otlp.proto.http._log_exporter",
+    ]
