@@ -111,14 +111,29 @@ def caplog_nb(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 
 @pytest.fixture
 def clean_globals() -> Iterator[None]:
-    """No global tracer provider and nothing installed, before and after the test."""
+    """No global tracer, logger or meter provider, nothing installed and no handler of
+    ours on the root logger, before and after the test."""
     from opentelemetry import trace
+    from opentelemetry._logs import _internal as logs_api
+    from opentelemetry.metrics import _internal as meters_api
     from opentelemetry.util._once import Once
+
+    root = logging.getLogger()
+    handlers = list(root.handlers)
 
     def forget_provider() -> None:
         reset()  # first: shuts down what is installed, while the provider is still set
         trace._TRACER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
         trace._TRACER_PROVIDER = None  # type: ignore[attr-defined]
+        # What configure_telemetry() and the configurator install for logs and metrics.
+        logs_api._LOGGER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
+        logs_api._LOGGER_PROVIDER = None  # type: ignore[attr-defined]
+        meters_api._METER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
+        meters_api._METER_PROVIDER = None  # type: ignore[attr-defined]
+        meters_api._PROXY_METER_PROVIDER = meters_api._ProxyMeterProvider()  # type: ignore[attr-defined]
+        for handler in list(root.handlers):
+            if handler not in handlers:  # a LoggingHandler the test's configuration added
+                root.removeHandler(handler)
 
     forget_provider()
     yield

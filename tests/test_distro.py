@@ -16,9 +16,9 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import TracerProvider
 
 import otel_nonblocking as nb
-from otel_nonblocking import _distro
+from otel_nonblocking import _distro, _state, _telemetry
 from otel_nonblocking._distro import OtelNonblockingConfigurator, OtelNonblockingDistro
-from otel_nonblocking.testing import FakeOTLPBackend, Mode, refused_endpoint
+from otel_nonblocking.testing import FakeGrpcBackend, FakeOTLPBackend, Mode, refused_endpoint
 from tests.conftest import run_bounded
 
 INSTRUMENT = Path(sys.executable).parent / "opentelemetry-instrument"
@@ -73,11 +73,25 @@ main()
 """
 
 
+# The tests of one signal switch the others off (the distro's default is otlp for all
+# three, to the default endpoint); the tests of all three set them.
+_TRACES_ONLY = {"OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"}
+
+
 def _base_env(**overrides: str) -> dict[str, str]:
-    """The test process's environment without any OTEL_* variable, plus ``overrides``."""
+    """The test process's environment without any OTEL_* variable, with metrics and logs
+    off, plus ``overrides``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update(_TRACES_ONLY)
     env.update(overrides)
     return env
+
+
+@pytest.fixture(autouse=True)
+def _traces_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In process too: metrics and logs off unless a test sets them."""
+    for var, value in _TRACES_ONLY.items():
+        monkeypatch.setenv(var, value)
 
 
 class AppRun:
@@ -109,7 +123,7 @@ def _run_app(tmp_path: Path, env: dict[str, str], *, instrument: bool = True) ->
 
 
 def _resource_attributes(backend: FakeOTLPBackend) -> dict[str, str]:
-    request = backend.requests[0]
+    request = next(r for r in backend.requests if r.path.endswith("/v1/traces"))
     assert request.decoded is not None
     resource = request.decoded.resource_spans[0].resource
     return {kv.key: kv.value.string_value for kv in resource.attributes}
@@ -134,11 +148,11 @@ def test_opentelemetry_instrument_is_installed_next_to_the_interpreter() -> None
     assert INSTRUMENT.is_file()
 
 
-_DISTRO_DEFAULTS = {
+_DISTRO_DEFAULTS = {  # opentelemetry-distro's, but http/protobuf (it sets grpc)
     "OTEL_TRACES_EXPORTER": "otlp",
     "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-    "OTEL_METRICS_EXPORTER": "none",
-    "OTEL_LOGS_EXPORTER": "none",
+    "OTEL_METRICS_EXPORTER": "otlp",
+    "OTEL_LOGS_EXPORTER": "otlp",
 }
 
 
@@ -264,11 +278,12 @@ def test_configurator_never_raises_into_the_host(
     def broken(**kwargs: object) -> None:
         raise RuntimeError("configure bug")
 
-    monkeypatch.setattr(_distro, "configure_tracing", broken)
+    monkeypatch.setattr(_telemetry, "configure_telemetry", broken)
     OtelNonblockingConfigurator().configure()
     assert nb.installed() == []
     assert any(
-        r.levelno == logging.WARNING and "tracing is off" in r.getMessage() for r in caplog.records
+        r.levelno == logging.WARNING and "telemetry is off" in r.getMessage()
+        for r in caplog.records
     )
 
 
@@ -387,3 +402,148 @@ def test_disabled_installs_nothing_under_opentelemetry_instrument(tmp_path: Path
         assert backend.request_count == 0
     assert run.report["provider"] == "ProxyTracerProvider"
     assert run.processors == []
+
+
+# -- every signal: traces, logs and metrics ------------------------------------------------
+
+# 200 spans, 200 log records (stdlib logging, through the LoggingHandler the SDK's variable
+# asks for) and a counter.
+APP_ALL_SIGNALS = """
+import json, logging, time
+from opentelemetry import metrics, trace
+
+def main():
+    tracer = trace.get_tracer("app")
+    log = logging.getLogger("app")
+    counter = metrics.get_meter("app").create_counter("orders")
+    for i in range(200):
+        with tracer.start_as_current_span("handle-request"):
+            log.warning("order %d", i)
+            counter.add(1)
+    report = {
+        "tracer_provider": type(trace.get_tracer_provider()).__name__,
+        "meter_provider": type(metrics.get_meter_provider()).__name__,
+        "ended_at": time.time(),
+    }
+    print("APP-REPORT " + json.dumps(report), flush=True)
+
+main()
+"""
+
+_ALL_SIGNALS = {
+    "OTEL_TRACES_EXPORTER": "otlp",
+    "OTEL_METRICS_EXPORTER": "otlp",
+    "OTEL_LOGS_EXPORTER": "otlp",
+    "OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED": "true",
+}
+
+
+def _run_all_signals(tmp_path: Path, env: dict[str, str]) -> AppRun:
+    app = tmp_path / "app_all.py"
+    app.write_text(APP_ALL_SIGNALS, encoding="utf-8")
+    stdout, stderr, exited_at = run_bounded(
+        [str(INSTRUMENT), sys.executable, str(app)], env, cwd=tmp_path
+    )
+    reports = [line for line in stdout.splitlines() if line.startswith("APP-REPORT ")]
+    assert len(reports) == 1, (stdout[-2000:], stderr[-2000:])
+    return AppRun(json.loads(reports[0].removeprefix("APP-REPORT ")), exited_at, stdout, stderr)
+
+
+def _backend(protocol: str, mode: Mode = Mode.OK) -> FakeOTLPBackend | FakeGrpcBackend:
+    return FakeGrpcBackend(mode) if protocol == "grpc" else FakeOTLPBackend(mode)
+
+
+def _base_url(backend: FakeOTLPBackend | FakeGrpcBackend) -> str:
+    return backend.endpoint if isinstance(backend, FakeGrpcBackend) else backend.base_url
+
+
+def _signals_seen(backend: FakeOTLPBackend | FakeGrpcBackend) -> set[str]:
+    if isinstance(backend, FakeGrpcBackend):
+        return {r.signal for r in backend.requests}
+    return {r.path.rsplit("/", 1)[-1] for r in backend.requests}
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_instrumented_app_sends_every_signal_to_a_healthy_collector(
+    tmp_path: Path, protocol: str
+) -> None:
+    with _backend(protocol) as backend:
+        env = _base_env(
+            **_ALL_SIGNALS,
+            OTEL_EXPORTER_OTLP_ENDPOINT=_base_url(backend),
+            OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
+        )
+        run = _run_all_signals(tmp_path, env)
+        assert backend.span_names(accepted=True) == ["handle-request"] * 200
+        bodies = [b for b in backend.log_bodies(accepted=True) if b.startswith("order ")]
+        assert sorted(bodies) == sorted(f"order {i}" for i in range(200))
+        assert "orders" in backend.metric_names(accepted=True)
+    assert run.report["tracer_provider"] == "TracerProvider"
+    assert run.report["meter_provider"] == "MeterProvider"
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_never_answering_collector_for_every_signal_does_not_delay_exit(
+    tmp_path: Path, protocol: str
+) -> None:
+    with _backend(protocol, Mode.HANG) as backend:
+        env = _base_env(
+            **_ALL_SIGNALS,
+            OTEL_EXPORTER_OTLP_ENDPOINT=_base_url(backend),
+            OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
+            OTEL_NONBLOCKING_EXIT_TIMEOUT="1000",
+        )
+        run = _run_all_signals(tmp_path, env)
+        seen = _signals_seen(backend)
+    print(f"all three signals over {protocol}, never answering: exited {run.exit_seconds:.2f} s")
+    assert {"traces", "logs", "metrics"} <= seen  # each signal did try
+    assert run.exit_seconds < 1.0 + EXIT_MARGIN
+
+
+@pytest.mark.usefixtures("clean_globals")
+def test_configurator_installs_every_signal_with_one_pipeline_per_listed_exporter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from opentelemetry import metrics as metrics_api
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", refused_endpoint().rsplit("/v1/", 1)[0])
+    monkeypatch.setenv("OTEL_LOGS_EXPORTER", "otlp,console")
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "console, otlp")
+    OtelNonblockingConfigurator().configure()
+    [handle] = [h for h in _state.installed_handles() if isinstance(h, nb.TelemetryHandle)]
+    inner = [type(p.exporter.inner).__name__ for p in handle.log_processors]
+    assert inner[0] == "OTLPLogExporter"
+    assert inner[1].startswith("ConsoleLog")  # ConsoleLogExporter before SDK 1.36
+    assert [type(r.exporter.inner).__name__ for r in handle.metric_readers] == [
+        "OTLPMetricExporter",
+        "ConsoleMetricExporter",
+    ]
+    assert metrics_api.get_meter_provider() is handle.meter_provider
+
+
+@pytest.mark.parametrize("var", ["OTEL_LOGS_EXPORTER", "OTEL_METRICS_EXPORTER"])
+@pytest.mark.usefixtures("clean_globals")
+def test_configurator_warns_about_an_unsupported_exporter_of_any_signal_and_uses_otlp(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, var: str
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", refused_endpoint().rsplit("/v1/", 1)[0])
+    monkeypatch.setenv(var, "prometheus")
+    OtelNonblockingConfigurator().configure()
+    [handle] = [h for h in _state.installed_handles() if isinstance(h, nb.TelemetryHandle)]
+    parts = handle.log_processors if var == "OTEL_LOGS_EXPORTER" else handle.metric_readers
+    assert len(parts) == 1  # OTLP in its place: not silently off
+    messages = [r.getMessage() for r in caplog.records if r.name == "otel_nonblocking"]
+    assert [m for m in messages if var in m]
+
+
+@pytest.mark.usefixtures("clean_globals")
+def test_exporter_names_choose_the_protocol_per_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", refused_endpoint().rsplit("/v1/", 1)[0])
+    monkeypatch.setenv("OTEL_LOGS_EXPORTER", "otlp_proto_grpc, otlp_proto_http, otlp_proto_grpc")
+    exporters = _distro.exporters_from_env("logs")
+    assert exporters is not None
+    modules = [type(e.inner).__module__ for e in exporters]
+    assert modules == [  # one pipeline per distinct entry, in the order given
+        "opentelemetry.exporter.otlp.proto.grpc._log_exporter",
+        "opentelemetry.exporter.otlp.proto.http._log_exporter",
+    ]

@@ -130,21 +130,27 @@ _SDK_VARIABLES: tuple[tuple[str, str, str], ...] = (
 
 _INSTRUMENT_VARIABLES: tuple[tuple[str, str, str], ...] = (
     (
-        "`OTEL_TRACES_EXPORTER`",
+        "`OTEL_TRACES_EXPORTER`, `OTEL_METRICS_EXPORTER`, `OTEL_LOGS_EXPORTER`",
         "`otlp`",
-        "`otlp` (the deadline OTLP/HTTP exporter), `console`, or `none` (install "
-        "nothing). Other names log a warning and use `otlp`.",
+        "`otlp` (the deadline OTLP exporter; also `otlp_proto_http`, `otlp_proto_grpc`), "
+        "`console`, `none` (that signal off), or a comma list: one bounded pipeline per "
+        "exporter. Other names log a warning naming the variable and use `otlp`. The "
+        "defaults are opentelemetry-distro's; unset (without the distro) also means `otlp`, "
+        "the specification's default.",
     ),
     (
-        "`OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, `OTEL_EXPORTER_OTLP_PROTOCOL`",
+        "`OTEL_EXPORTER_OTLP_[SIGNAL_]PROTOCOL`",
         "`http/protobuf`",
         "`http/protobuf` or `grpc` (the `grpc` extra; see the `*_protocol` settings above "
-        "and docs/grpc.md). Another value logs a warning naming the variable and is ignored.",
+        "and docs/grpc.md). Another value logs a warning naming the variable and is ignored. "
+        "opentelemetry-distro defaults to `grpc`; this distro to `http/protobuf`, which "
+        "needs no extra.",
     ),
     (
-        "`OTEL_METRICS_EXPORTER`, `OTEL_LOGS_EXPORTER`",
-        "`none`",
-        "This package configures traces only.",
+        "`OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED`",
+        "(unset: false)",
+        "`true` puts the SDK's `LoggingHandler` on the root logger, so that stdlib "
+        "`logging` records are exported, as the stock configurator does.",
     ),
     (
         "`OTEL_PYTHON_DISTRO`, `OTEL_PYTHON_CONFIGURATOR`",
@@ -166,7 +172,7 @@ _INSTRUMENT_INTRO = """\
 
 The package registers an `opentelemetry_distro` and an `opentelemetry_configurator` entry
 point, both named `otel_nonblocking`, so `opentelemetry-instrument python app.py` sends
-traces through `NonBlockingSpanProcessor` and the deadline OTLP exporter, configured
+traces, logs and metrics through the package's bounded pipelines, configured
 from all of the variables on this page. The distro only fills in defaults; a variable
 you set always wins.
 """

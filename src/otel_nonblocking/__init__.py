@@ -31,6 +31,7 @@ if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time __geta
     from ._serverless import FlushAfter, InvocationContext, flush_after
     from ._setup import (
         FlushResult,
+        SignalResult,
         TracingHandle,
         aflush,
         configure_tracing,
@@ -38,6 +39,7 @@ if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time __geta
         installed,
         shutdown,
     )
+    from ._telemetry import TelemetryHandle, configure_telemetry
 
 __all__ = [
     "UNSET",
@@ -57,10 +59,13 @@ __all__ = [
     "NonBlockingMetricReader",
     "NonBlockingSpanProcessor",
     "ProcessorStats",
+    "SignalResult",
+    "TelemetryHandle",
     "TracingHandle",
     "UnsetType",
     "__version__",
     "aflush",
+    "configure_telemetry",
     "configure_tracing",
     "flush",
     "flush_after",
@@ -90,9 +95,12 @@ _HOMES: dict[str, str] = {
     "NonBlockingMetricReader": "_metric_reader",
     "NonBlockingSpanProcessor": "_processor",
     "ProcessorStats": "_processor",
+    "SignalResult": "_setup",
+    "TelemetryHandle": "_telemetry",
     "TracingHandle": "_setup",
     "UnsetType": "_config",
     "aflush": "_setup",
+    "configure_telemetry": "_telemetry",
     "configure_tracing": "_setup",
     "flush": "_setup",
     "flush_after": "_serverless",

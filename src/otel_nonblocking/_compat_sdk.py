@@ -30,6 +30,7 @@ __all__ = [
     "LogExportResult",
     "LogExporterBase",
     "LogRecordProcessor",
+    "LogsSdk",
     "ProbeResult",
     "adopt_grpc_client",
     "batch_exporter",
@@ -41,6 +42,7 @@ __all__ = [
     "check_sdk_layout",
     "client_headers",
     "client_sender",
+    "console_log_exporter_class",
     "exporter_endpoint",
     "exporter_session",
     "has_session",
@@ -48,6 +50,7 @@ __all__ = [
     "is_otlp_http_exporter",
     "is_shut_down",
     "log_export_result_types",
+    "logs_sdk",
     "max_request_size",
     "metric_preferences",
     "otlp_http_log_exporter_class",
@@ -746,3 +749,40 @@ def _log_probes() -> list[ProbeResult]:
             lacking="SDK 1.33.1 and the others whose processors and exporters both take LogData",
         ),
     ]
+
+
+class LogsSdk(NamedTuple):
+    """The logs SDK's and API's entry points the doors install a LoggerProvider with."""
+
+    logger_provider: type[Any]
+    logging_handler: type[Any]
+    get_logger_provider: Callable[[], Any]
+    set_logger_provider: Callable[[Any], None]
+
+
+def logs_sdk() -> LogsSdk | None:
+    """The logs SDK (``opentelemetry.sdk._logs``) and API (``opentelemetry._logs``), or
+    None when the installed release has neither where every supported one keeps them."""
+    try:
+        from opentelemetry._logs import get_logger_provider, set_logger_provider
+        from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    except ImportError:
+        return None
+    return LogsSdk(LoggerProvider, LoggingHandler, get_logger_provider, set_logger_provider)
+
+
+def console_log_exporter_class() -> type[Any] | None:
+    """The SDK's ``ConsoleLogRecordExporter`` (``ConsoleLogExporter`` before it was renamed),
+    or None when the installed release has neither."""
+    import importlib
+
+    for module_name in _LOG_EXPORT_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        for name in ("ConsoleLogRecordExporter", "ConsoleLogExporter"):
+            found = getattr(module, name, None)
+            if isinstance(found, type):
+                return found
+    return None

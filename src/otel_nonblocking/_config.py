@@ -630,7 +630,8 @@ DISABLED: Final = Setting(
     bool,
     False,
     "bool",
-    "Kill switch: configure_tracing() and the configurator install nothing "
+    "Kill switch: configure_tracing(), configure_telemetry() and the configurator "
+    "install nothing "
     "(OTEL_SDK_DISABLED=true does the same).",
 )
 SDK_DISABLED: Final = Setting(
@@ -647,9 +648,9 @@ FLUSH_TIMEOUT: Final = Setting(
     float,
     2.0,
     "s",
-    "Default budget of flush() and shutdown() on the handle configure_tracing() returns "
-    "(and of flush_after()). Set in code by timeout= of configure_tracing(), which also "
-    "sets otlp_timeout_millis and export_timeout_millis.",
+    "Default budget of flush() and shutdown() on the handle configure_tracing() or "
+    "configure_telemetry() returns (and of flush_after()). Set in code by timeout= of "
+    "either, which also sets the export deadlines of every signal they install.",
     _positive_seconds,
     arg="timeout",
 )
@@ -660,8 +661,10 @@ EXIT_TIMEOUT_MILLIS: Final = Setting(
     2000,
     "ms",
     "Budget of the package's one exit hook, shared by everything it installed (every "
-    "processor, handle and integration), also in multiprocessing children made by fork. "
-    "Set in code by exit_timeout= of configure_tracing(), in seconds.",
+    "span and log record processor, metric reader, handle and integration, each part "
+    "an equal share of what is left), also in multiprocessing children made by fork. "
+    "Set in code by exit_timeout= of configure_tracing() or configure_telemetry(), in "
+    "seconds.",
     _non_negative_millis,
 )
 _state.set_exit_budget_source(lambda: EXIT_TIMEOUT_MILLIS.resolve() / 1000)

@@ -412,6 +412,8 @@ def explanation(result: DemoResult) -> str:
         if row.pipeline == "stock" and not (row.flush.finished and row.shutdown.finished)
     )
     text = (
+        "The demo shows traces only; logs and metrics go through the same bounded "
+        "pipeline (configure_telemetry(), see docs/getting-started.md). "
         f"Each pipeline handles {result.requests} requests of {SPANS_PER_REQUEST} spans "
         f"per backend, taking turns (stock = {stock}; ours = {ours}), then ends "
         f"{FINAL_BURST_SPANS} more spans right before flushing, both with an "

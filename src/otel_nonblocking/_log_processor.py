@@ -217,6 +217,10 @@ class NonBlockingLogRecordProcessor(LogRecordProcessor):
         """The exit hook's turn: shut down within ``seconds`` or the shutdown budget."""
         self.shutdown(timeout_millis=min(seconds, self._settings.shutdown_timeout) * 1000)
 
+    def _stats_within(self, wait: float) -> ProcessorStats:
+        """:meth:`stats`, waiting at most ``wait`` seconds for the lock (module ``flush()``)."""
+        return self._pipeline.stats_within(wait)
+
     def stats(self) -> ProcessorStats:
         """A consistent snapshot of the counters (best effort when the lock is not to be
         had within half a second): ``enqueued == exported + dropped_total + pending``."""

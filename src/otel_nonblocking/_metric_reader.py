@@ -21,7 +21,9 @@ from __future__ import annotations
 import math
 import threading
 import time
+import weakref
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,6 +149,10 @@ class NonBlockingMetricReader(MetricReader):
         self._final = Deadline(math.inf, clock)  # set by shutdown: when the exports end
         self._start_worker()
         _state.after_fork_in_child(self._after_fork)
+        # The package's one exit hook closes it within the exit budget while it lives,
+        # whether or not its MeterProvider shuts down at exit.
+        self._remove_exit_hook = _state.on_exit(_weak_exit_hook(self))
+        weakref.finalize(self, self._remove_exit_hook)
 
     def _start_worker(self) -> None:
         # Written by _receive_metrics on whatever thread collected, taken by the worker.
@@ -222,6 +228,7 @@ class NonBlockingMetricReader(MetricReader):
         # deadline exporter cuts an export still running and bounds the inner shutdown.
         self._exporter.shutdown(timeout_millis=deadline.remaining() * 1000)
         self._warn.maybe_emit(force=True)
+        self._remove_exit_hook()
 
     def close_at_exit(self, seconds: float) -> None:
         """The exit hook's turn: shut down within ``seconds``."""
@@ -347,3 +354,15 @@ class NonBlockingMetricReader(MetricReader):
         except Exception as error:  # noqa: BLE001
             self._warn.add(f"exporter force_flush raised {type(error).__name__}")
             return False
+
+
+def _weak_exit_hook(reader: NonBlockingMetricReader) -> Callable[[float], None]:
+    """An exit hook that does not keep ``reader`` alive."""
+    ref = weakref.ref(reader)
+
+    def hook(seconds: float) -> None:
+        live = ref()
+        if live is not None:
+            live.close_at_exit(seconds)
+
+    return hook

@@ -46,11 +46,17 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from ._deadline import Deadline
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     from opentelemetry.metrics import MeterProvider
 
     from ._processor import NonBlockingSpanProcessor
     from ._setup import TracingHandle
+    from ._telemetry import TelemetryHandle
     from .metrics import SelfMetrics
+
+    #: What configure_tracing() and configure_telemetry() install.
+    InstalledHandle: TypeAlias = TracingHandle | TelemetryHandle
 
 _logger = logging.getLogger("otel_nonblocking")
 
@@ -290,17 +296,17 @@ def run_flushables(deadline: Deadline, *, shutdown: bool) -> FlushCounts:
     return total
 
 
-# -- what configure_tracing() installed ------------------------------------------------
+# -- what configure_tracing() and configure_telemetry() installed -----------------------
 
 # Held by configure_tracing() from "is anything installed?" to the registration, so that
 # racing first calls install one processor; reentrant, so that it can never deadlock.
 configure_lock = threading.RLock()
-_installed: list[TracingHandle] = []
+_installed: list[InstalledHandle] = []
 _installed_lock = threading.Lock()
 _installed_exit: Callable[[], None] | None = None  # removes the handles' exit hook
 
 
-def add_installed(handle: TracingHandle, exit_seconds: float, hook: ExitHook) -> None:
+def add_installed(handle: InstalledHandle, exit_seconds: float, hook: ExitHook) -> None:
     """Remember ``handle``. The first one joins the exit with ``hook``, with its budget
     ``exit_seconds`` for the whole exit; the handles then get their turn first."""
     global _installed_exit
@@ -311,14 +317,15 @@ def add_installed(handle: TracingHandle, exit_seconds: float, hook: ExitHook) ->
             _installed_exit = on_exit(hook)
 
 
-def forget_installed(handle: TracingHandle) -> None:
+def forget_installed(handle: InstalledHandle) -> None:
     # No lock: shutdown() may run in a signal handler; list.remove is one C call.
     with contextlib.suppress(ValueError):
         _installed.remove(handle)
 
 
-def installed_handles() -> list[TracingHandle]:
-    """The handles of everything configure_tracing() installed and that is still running."""
+def installed_handles() -> list[InstalledHandle]:
+    """The handles of everything configure_tracing() and configure_telemetry() installed
+    and that is still running, oldest first."""
     return list(_installed)  # no lock: one C call, and flush() may run in a signal handler
 
 

@@ -11,12 +11,13 @@ def reset(timeout: float = 0.5) -> None:
     Call it between tests (like structlog's ``reset_defaults()``) so that nothing one test
     installed leaks into the next. Within about ``timeout`` seconds in all it unbinds a
     bound Langfuse client (``bound_langfuse_flush``) and shuts down everything
-    ``configure_tracing()`` installed; then it forgets the exit hooks and the exit budget,
-    the flushables, which one-time warnings were given, and the self-metrics handles
-    (disabled first: a ``MeterProvider`` that outlives the test reports nothing twice).
-    Processors, exporters and spools that a test still holds are left alone: they are
-    held weakly and leave with their objects. OpenTelemetry's own globals (the global
-    tracer and meter providers) are not the package's and are not touched.
+    ``configure_tracing()`` and ``configure_telemetry()`` installed; then it forgets the
+    exit hooks and the exit budget, the flushables, which one-time warnings were given,
+    and the self-metrics handles (disabled first: a ``MeterProvider`` that outlives the
+    test reports nothing twice). Processors, exporters and spools that a test still holds
+    are left alone: they are held weakly and leave with their objects. OpenTelemetry's
+    own globals (the global tracer and meter providers) are not the package's and are
+    not touched.
 
     >>> from otel_nonblocking.testing import reset
     >>> reset()

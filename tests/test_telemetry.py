@@ -1,0 +1,234 @@
+"""configure_telemetry(): every signal through one call, one budget; module flush() and
+shutdown() cover logs and metrics too, and say so when log records were lost."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from opentelemetry import metrics as metrics_api
+from opentelemetry import trace
+
+import otel_nonblocking as nb
+from otel_nonblocking import _state
+from otel_nonblocking.testing import FakeGrpcBackend, FakeOTLPBackend, Mode, refused_endpoint
+from tests.conftest import run_bounded
+
+BUDGET_MARGIN = 0.5  # seconds a bounded call may take over its budget (thread hand-offs)
+
+
+def _emit(spans: int = 3, records: int = 3) -> None:
+    tracer = trace.get_tracer("tests")
+    for _ in range(spans):
+        with tracer.start_as_current_span("work"):
+            pass
+    app_logger = logging.getLogger("tests.app")
+    for i in range(records):
+        app_logger.warning("record %d", i)
+    metrics_api.get_meter("tests").create_counter("orders").add(3)
+
+
+@pytest.mark.usefixtures("clean_globals")
+def test_configure_telemetry_sends_every_signal_to_a_healthy_collector() -> None:
+    with FakeOTLPBackend() as backend:
+        handle = nb.configure_telemetry(
+            timeout=2, endpoint=backend.base_url, service_name="shop", log_handler=True
+        )
+        assert handle.enabled
+        assert handle.tracing is not None
+        assert handle.tracing.provider is trace.get_tracer_provider()
+        assert metrics_api.get_meter_provider() is handle.meter_provider
+        assert handle.log_handler in logging.getLogger().handlers
+        _emit()
+        result = handle.flush(5)
+        assert result.ok, result
+        assert result.exported == 3
+        assert result.signals["logs"].exported == 3
+        assert result.signals["metrics"].exported >= 1
+        assert backend.span_names(accepted=True) == ["work"] * 3
+        assert backend.log_bodies(accepted=True) == [f"record {i}" for i in range(3)]
+        assert "orders" in backend.metric_names(accepted=True)
+        assert nb.configure_telemetry() is handle  # a second call keeps the first
+
+
+@pytest.mark.usefixtures("clean_globals")
+def test_configure_telemetry_sends_every_signal_over_grpc() -> None:
+    with FakeGrpcBackend() as backend:
+        handle = nb.configure_telemetry(
+            timeout=2, endpoint=backend.endpoint, protocol="grpc", log_handler=True
+        )
+        _emit()
+        result = handle.flush(5)
+        assert result.ok, result
+        assert backend.span_names(accepted=True) == ["work"] * 3
+        assert backend.log_bodies(accepted=True) == [f"record {i}" for i in range(3)]
+        assert "orders" in backend.metric_names(accepted=True)
+
+
+@pytest.mark.usefixtures("clean_globals")
+def test_module_flush_covers_logs_and_metrics_and_is_not_ok_when_records_are_stuck() -> None:
+    with FakeOTLPBackend(Mode.HANG) as backend:
+        nb.configure_telemetry(
+            timeout=30, endpoint=backend.base_url, traces=False, log_handler=True
+        )
+        _emit(spans=0, records=5)
+        started = time.monotonic()
+        result = nb.flush(0.5)
+        assert time.monotonic() - started < 0.5 + BUDGET_MARGIN
+        assert not result.ok
+        assert result.timed_out
+        assert result.signals["logs"].pending + result.signals["logs"].dropped == 5
+        assert not result.signals["metrics"].ok
+        backend.mode = Mode.OK
+        result = nb.flush(5)
+        assert result.signals["logs"].exported == 5, result
+        assert [r for r in backend.log_bodies(accepted=True) if r.startswith("record")]
+
+
+@pytest.mark.parametrize("shutdown", [False, True])
+@pytest.mark.usefixtures("clean_globals")
+def test_a_never_answering_span_collector_leaves_the_logs_their_share(
+    monkeypatch: pytest.MonkeyPatch, shutdown: bool
+) -> None:
+    monkeypatch.setenv("OTEL_BLRP_SCHEDULE_DELAY", "30000")  # records go out when asked
+    with FakeOTLPBackend(Mode.HANG) as hanging, FakeOTLPBackend() as healthy:
+        handle = nb.configure_telemetry(
+            endpoint=healthy.base_url,
+            span_exporter=nb.otlp_span_exporter(hanging.endpoint, timeout=30),
+            metrics=False,
+            log_handler=True,
+        )
+        _emit(spans=3, records=3)
+        started = time.monotonic()
+        result = nb.shutdown(1.5) if shutdown else nb.flush(1.5)
+        assert time.monotonic() - started < 1.5 + BUDGET_MARGIN
+        assert not result.ok  # the spans were not delivered
+        assert result.signals["logs"].exported == 3, result
+        assert healthy.log_bodies(accepted=True) == [f"record {i}" for i in range(3)]
+        assert handle.log_processors[0].stats().pending == 0
+
+
+@pytest.mark.usefixtures("clean_globals")
+def test_module_shutdown_shares_one_deadline_across_every_signal() -> None:
+    with FakeOTLPBackend(Mode.HANG) as backend:
+        handle = nb.configure_telemetry(timeout=30, endpoint=backend.base_url, log_handler=True)
+        _emit()
+        started = time.monotonic()
+        result = nb.shutdown(1.0)
+        assert time.monotonic() - started < 1.0 + BUDGET_MARGIN
+        assert not result.ok
+        assert set(result.signals) == {"logs", "metrics"}
+        assert not result.signals["logs"].ok
+        logs = result.signals["logs"]
+        assert logs.pending + logs.dropped == 3  # none of the 3 records is counted as sent
+        assert all(r.stats().shut_down for r in handle.metric_readers)
+        assert _state.installed_handles() == []
+
+
+@pytest.mark.usefixtures("clean_globals")
+def test_switched_off_signals_install_nothing() -> None:
+    handle = nb.configure_telemetry(
+        endpoint=refused_endpoint(), traces=False, logs=False, metrics=True
+    )
+    assert handle.tracing is None
+    assert handle.log_processors == []
+    assert len(handle.metric_readers) == 1
+    assert handle.meter_provider is metrics_api.get_meter_provider()
+
+
+@pytest.mark.parametrize("env", ["true", "false", None])
+@pytest.mark.usefixtures("clean_globals")
+def test_log_handler_follows_the_sdks_variable_unless_given(
+    monkeypatch: pytest.MonkeyPatch, env: str | None
+) -> None:
+    if env is None:
+        monkeypatch.delenv("OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED", raising=False)
+    else:
+        monkeypatch.setenv("OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED", env)
+    handle = nb.configure_telemetry(endpoint=refused_endpoint(), traces=False, metrics=False)
+    assert (handle.log_handler is not None) == (env == "true")
+
+
+@pytest.mark.usefixtures("clean_globals")
+def test_disabled_sdk_installs_no_signal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    handle = nb.configure_telemetry(endpoint=refused_endpoint(), log_handler=True)
+    assert not handle.enabled
+    assert handle.log_handler is None
+    assert handle.meter_provider is None
+    assert _state.installed_handles() == []
+
+
+@pytest.mark.usefixtures("clean_globals")
+def test_bad_arguments_raise_configuration_error() -> None:
+    with pytest.raises(nb.ConfigurationError):
+        nb.configure_telemetry(endpoint=refused_endpoint(), log_handler="yes")  # type: ignore[arg-type]
+    with pytest.raises(nb.ConfigurationError):
+        nb.configure_telemetry(endpoint=refused_endpoint(), metric_export_interval=-1)
+
+
+# -- the exit: every signal in one budget ----------------------------------------------
+
+PROGRAM = """
+import logging, sys, time
+import otel_nonblocking
+from opentelemetry import metrics, trace
+
+def main():
+    otel_nonblocking.configure_telemetry(
+        30, endpoint=sys.argv[1], service_name="exit-test", log_handler=True
+    )
+    tracer = trace.get_tracer("exit-test")
+    log = logging.getLogger("exit-test")
+    counter = metrics.get_meter("exit-test").create_counter("orders")
+    for i in range(200):
+        with tracer.start_as_current_span("exit-span"):
+            log.warning("record %d", i)
+            counter.add(1)
+    print("RETURNED-AT", repr(time.time()), flush=True)
+
+main()
+"""
+
+
+def _env(**overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update(overrides)
+    return env
+
+
+@pytest.mark.parametrize("budget", [1.0, 2.0])
+def test_exit_with_every_signal_keeps_one_budget(tmp_path: Path, budget: float) -> None:
+    script = tmp_path / "program.py"
+    script.write_text(PROGRAM, encoding="utf-8")
+    env = _env(OTEL_NONBLOCKING_EXIT_TIMEOUT=str(int(budget * 1000)))
+    with FakeOTLPBackend(Mode.HANG) as backend:
+        stdout, _, exited_at = run_bounded([sys.executable, str(script), backend.base_url], env)
+        paths = {r.path for r in backend.requests}
+    [line] = [line for line in stdout.splitlines() if line.startswith("RETURNED-AT ")]
+    seconds = exited_at - float(line.split()[1])
+    print(f"all three signals, budget {budget} s: exited {seconds:.2f} s after main returned")
+    assert {"/v1/traces", "/v1/logs", "/v1/metrics"} <= paths  # each signal had its turn
+    assert seconds < budget + BUDGET_MARGIN
+
+
+@pytest.mark.usefixtures("clean_globals")
+def test_a_bare_metric_reader_joins_the_one_exit_hook_and_leaves_it_at_shutdown() -> None:
+    import io
+    import math
+
+    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+
+    before = len(_state.exit_hooks())
+    reader = nb.NonBlockingMetricReader(
+        ConsoleMetricExporter(out=io.StringIO()), export_interval_millis=math.inf
+    )
+    hooks = _state.exit_hooks()
+    assert len(hooks) == before + 1
+    hooks[-1](0.5)  # the exit hook's turn
+    assert reader.stats().shut_down
+    assert len(_state.exit_hooks()) == before
