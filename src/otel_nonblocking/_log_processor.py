@@ -196,26 +196,13 @@ class NonBlockingLogRecordProcessor(LogRecordProcessor):
         calls it without one), and at exit to at most the time left of the package's one
         exit budget (``OTEL_NONBLOCKING_EXIT_TIMEOUT``). Idempotent.
         """
-        with self._pipeline.call() as entered:
-            if not entered:
-                return
-            lock = self._pipeline.lock
-            if lock.held_here():  # left held by an exception a signal handler raised
-                lock.release()
-            budget: float | None = (
-                self._settings.shutdown_timeout
-                if timeout_millis is None
-                else millis_to_seconds(timeout_millis)
-            )
-            if timeout_millis is None and _state.exiting():
-                exit_left = _state.exit_deadline().remaining()
-                budget = exit_left if budget is None else min(budget, exit_left)
-            self._pipeline.close(budget)
+        self._pipeline.shutdown(timeout_millis)
         self._remove_exit_hook()
 
     def close_at_exit(self, seconds: float) -> None:
         """The exit hook's turn: shut down within ``seconds`` or the shutdown budget."""
-        self.shutdown(timeout_millis=min(seconds, self._settings.shutdown_timeout) * 1000)
+        self._pipeline.close_at_exit(seconds)
+        self._remove_exit_hook()
 
     def _stats_within(self, wait: float) -> ProcessorStats:
         """:meth:`stats`, waiting at most ``wait`` seconds for the lock (module ``flush()``)."""

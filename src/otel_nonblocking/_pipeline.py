@@ -13,7 +13,8 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
-from ._deadline import Clock, Deadline
+from . import _state
+from ._deadline import Clock, Deadline, millis_to_seconds
 from ._door import Door
 from ._exporter import DeadlineSpanExporter
 from ._guard import GuardedLock
@@ -141,6 +142,36 @@ class Pipeline:
                 lock.release()
         # A request left in the list is dropped by the worker once its items are settled.
         return request.report(done)
+
+    def shutdown(self, timeout_millis: float | None) -> None:
+        """A processor's ``shutdown(timeout_millis)``: :meth:`close` within that budget.
+
+        ``None`` means ``shutdown_timeout`` (as a provider calls it), and at exit at most
+        the time left of the package's one exit budget. Returns at once when it interrupted
+        a call of ours on this thread (a signal handler's): the exit hook closes it later.
+        """
+        with self.call() as entered:
+            if not entered:
+                return
+            if self.lock.held_here():
+                # Not inside a call of ours, yet this thread holds the lock: an exception a
+                # signal handler raised (SystemExit, say) left a call of ours after it took
+                # the lock and before it could let go. Nothing of ours runs on it any more.
+                self.lock.release()
+            budget: float | None = (
+                self.settings.shutdown_timeout
+                if timeout_millis is None
+                else millis_to_seconds(timeout_millis)
+            )
+            if timeout_millis is None and _state.exiting():
+                # A provider's own exit callback: the package's one exit budget holds.
+                exit_left = _state.exit_deadline().remaining()
+                budget = exit_left if budget is None else min(budget, exit_left)
+            self.close(budget)
+
+    def close_at_exit(self, seconds: float) -> None:
+        """The exit hook's turn: close within ``seconds`` or the shutdown budget."""
+        self.shutdown(min(seconds, self.settings.shutdown_timeout) * 1000)
 
     def close(self, budget: float | None) -> None:
         """Export what is pending within ``budget`` seconds, then drop the rest."""

@@ -159,10 +159,6 @@ class NonBlockingSpanProcessor(SpanProcessor):
         return self._settings.export_timeout
 
     @property
-    def _shutdown_budget(self) -> float:
-        return self._settings.shutdown_timeout
-
-    @property
     def _lock(self) -> GuardedLock:
         return self._pipeline.lock
 
@@ -245,28 +241,11 @@ class NonBlockingSpanProcessor(SpanProcessor):
         flush or shutdown on the same thread (from a signal handler): the exit hook shuts
         it down later.
         """
-        with self._pipeline.call() as entered:
-            if not entered:
-                return
-            if self._lock.held_here():
-                # Not inside a call of ours, yet this thread holds the lock: an exception a
-                # signal handler raised (SystemExit, say) left a call of ours after it took
-                # the lock and before it could let go. Nothing of ours runs on it any more.
-                self._lock.release()
-            budget = (
-                self._shutdown_budget
-                if timeout_millis is None
-                else millis_to_seconds(timeout_millis)
-            )
-            if timeout_millis is None and _state.exiting():
-                # A TracerProvider's own exit callback: the package's one exit budget holds.
-                exit_left = _state.exit_deadline().remaining()
-                budget = exit_left if budget is None else min(budget, exit_left)
-            self._pipeline.close(budget)
+        self._pipeline.shutdown(timeout_millis)
 
     def close_at_exit(self, seconds: float) -> None:
         """The exit hook's turn: shut down within ``seconds`` or the shutdown budget."""
-        self.shutdown(timeout_millis=min(seconds, self._shutdown_budget) * 1000)
+        self._pipeline.close_at_exit(seconds)
 
     def stats(self) -> ProcessorStats:
         """A consistent snapshot of the counters.
