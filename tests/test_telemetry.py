@@ -129,6 +129,31 @@ def test_module_shutdown_shares_one_deadline_across_every_signal() -> None:
         assert _state.installed_handles() == []
 
 
+@pytest.mark.parametrize("how", ["module_shutdown", "exit_hook"])
+@pytest.mark.usefixtures("clean_globals")
+def test_module_shutdown_and_the_exit_hook_take_our_log_handler_off_the_root_logger(
+    how: str,
+) -> None:
+    root = logging.getLogger()
+    theirs = logging.StreamHandler()  # the application's own handler: not ours to remove
+    root.addHandler(theirs)
+    try:
+        handle = nb.configure_telemetry(
+            timeout=1, endpoint=refused_endpoint(), metrics=False, log_handler=True
+        )
+        ours = handle.log_handler
+        assert ours is not None
+        assert ours in root.handlers
+        if how == "module_shutdown":
+            nb.shutdown(1.0)
+        else:
+            _state.run_exit_hooks(1.0)
+        assert ours not in root.handlers
+        assert theirs in root.handlers
+    finally:
+        root.removeHandler(theirs)
+
+
 @pytest.mark.usefixtures("clean_globals")
 def test_switched_off_signals_install_nothing() -> None:
     handle = nb.configure_telemetry(
