@@ -675,8 +675,9 @@ SELF_METRICS: Final = Setting(
     bool,
     True,
     "bool",
-    "Publish the processor's and exporter's counters through the OpenTelemetry metrics "
-    "API (configure_tracing() and the configurator); see docs/observability.md.",
+    "Publish the counters of every span and log record processor, metric reader and "
+    "their exporters through the OpenTelemetry metrics API (configure_tracing(), "
+    "configure_telemetry() and the configurator); see docs/observability.md.",
 )
 
 METRIC_EXPORT_INTERVAL_MILLIS: Final = Setting(

@@ -122,6 +122,7 @@ class NonBlockingLogRecordProcessor(LogRecordProcessor):
         # The package's one exit hook closes it within the exit budget while it lives.
         self._remove_exit_hook = _state.on_exit(_weak_exit_hook(self))
         weakref.finalize(self, self._remove_exit_hook)
+        _state.track_component(self)  # self-metrics observe it (otel_nonblocking.metrics)
 
     def _after_fork(self) -> None:
         self._pipeline.after_fork()

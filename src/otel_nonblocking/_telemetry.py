@@ -252,6 +252,10 @@ def configure_telemetry(
             metric_readers=readers,
         )
         _setup._register(handle, exit_millis)
+    if _config.SELF_METRICS.resolve():
+        # Now, not at the first collection: the export listeners of the log processors
+        # and metric readers made above count from their first export.
+        _setup._enable_self_metrics()
     return handle
 
 
