@@ -18,7 +18,6 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
@@ -27,7 +26,6 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from . import _state
 from ._config import UNSET, _Unset
 from ._deadline import Clock, millis_to_seconds
-from ._errors import ConfigurationError
 from ._exporter import DeadlineSpanExporter
 from ._guard import GuardedLock
 from ._ledger import BACKEND_UNAVAILABLE as BACKEND_UNAVAILABLE
@@ -43,9 +41,8 @@ from ._ledger import TOO_LARGE as TOO_LARGE
 from ._ledger import UNENCODABLE as UNENCODABLE
 from ._ledger import FlushReport as FlushReport
 from ._ledger import ProcessorStats as ProcessorStats
-from ._log import logger
 from ._pipeline import Pipeline
-from ._settings import PipelineSettings
+from ._settings import PipelineSettings, spool_checked
 from ._spool import SpoolStats
 
 # Memory of one queued span, on top of its encoded size (measured: about 3.4 KiB for a
@@ -277,15 +274,13 @@ def _spool_checked(
 ) -> PipelineSettings:
     """The spool writes OTLP request bodies: without an OTLP/HTTP exporter, a spool_dir
     argument raises and the variable is ignored (with a warning)."""
-    if not settings.spool_dir or exporter.codec is not None:
-        return settings
-    if not isinstance(given, _Unset):
-        raise ConfigurationError(
-            "spool_dir needs an OTLP/HTTP exporter (otlp_span_exporter() or the "
-            f"SDK's OTLPSpanExporter), not {type(exporter.inner).__name__}"
-        )
-    logger.warning("OTEL_NONBLOCKING_SPOOL_DIR ignored: the spool needs an OTLP/HTTP exporter")
-    return replace(settings, spool_dir="")
+    return spool_checked(
+        settings,
+        has_codec=exporter.codec is not None,
+        given=given,
+        exporters="otlp_span_exporter() or the SDK's OTLPSpanExporter",
+        exporter_name=type(exporter.inner).__name__,
+    )
 
 
 def _sampled(span: object) -> bool:
