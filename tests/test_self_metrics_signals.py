@@ -87,6 +87,7 @@ def test_log_record_metrics_move_as_records_are_emitted_dropped_and_exported(
     assert got.values(PROCESSED, processor) == {None: 100 - dropped, "queue_full": dropped}
     assert got.values(LOG_INFLIGHT, exporter) == {None: 0}
     assert sum(got.counts(DURATION, exporter).values()) == processor.stats().export_count
+    assert got.counts("otel_nonblocking.processor.flush.duration", processor) == {None: 1}
     assert component_attributes(processor)["otel.component.type"] == (
         "otel_nonblocking.NonBlockingLogRecordProcessor"
     )

@@ -29,7 +29,7 @@ from ._errors import ConfigurationError
 from ._exporter import Cutoff, ExportReport
 from ._ledger import FlushReport, ProcessorStats
 from ._log import logger
-from ._pipeline import Pipeline
+from ._pipeline import FlushListener, Pipeline
 from ._runner import Attempt
 from ._settings import LOGS, PipelineSettings, spool_checked
 from ._spool import LOGS as LOGS_SPOOL
@@ -199,7 +199,11 @@ class NonBlockingLogRecordProcessor(LogRecordProcessor):
         with self._pipeline.call() as entered:
             if not entered:  # a signal handler interrupted this thread's flush: no nesting
                 return FlushReport(ok=False, done=False)
-            return self._pipeline.flush(millis_to_seconds(timeout_millis))
+            return self._pipeline.timed_flush(millis_to_seconds(timeout_millis))
+
+    def add_flush_listener(self, listener: FlushListener) -> None:
+        """Call ``listener(flushed_ok, seconds)`` after every ``force_flush`` (caller's thread)."""
+        self._pipeline.flush_listeners = (*self._pipeline.flush_listeners, listener)
 
     def busy_here(self) -> bool:
         """True when the calling thread is inside this processor's flush, shutdown or

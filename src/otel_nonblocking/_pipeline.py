@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from . import _state
 from ._deadline import Clock, Deadline, millis_to_seconds
@@ -34,6 +34,9 @@ from ._spool import SPANS, Spool, SpoolKind, SpoolStats
 from ._spooler import DiskSpooler, NoSpool, SpoolSender
 from ._worker import Sender, Worker
 
+#: ``listener(flushed_ok, seconds)``, called after each ``force_flush``.
+FlushListener = Callable[[bool, float], object]
+
 # The longest shutdown() waits to settle its counts when its own budget is spent.
 _BOOKKEEPING_GRACE_SECONDS = 0.02
 
@@ -53,6 +56,8 @@ class Pipeline:
     ) -> None:
         self.sender = sender
         self._spool_kind = spool_kind
+        #: ``listener(flushed_ok, seconds)`` after each :meth:`timed_flush` (kept across fork).
+        self.flush_listeners: tuple[FlushListener, ...] = ()
         self.settings = settings
         self.clock = clock
         self._item_overhead = item_overhead
@@ -144,6 +149,18 @@ class Pipeline:
                 lock.release()
         # A request left in the list is dropped by the worker once its items are settled.
         return request.report(done)
+
+    def timed_flush(self, seconds: float | None) -> FlushReport:
+        """A processor's ``force_flush``: :meth:`flush`, then each of
+        :attr:`flush_listeners` told how it went and how long it took (caller's thread)."""
+        started = self.clock()
+        report = self.flush(seconds)
+        for listener in self.flush_listeners:
+            try:
+                listener(report.ok, self.clock() - started)
+            except Exception as error:  # noqa: BLE001 - a listener must not break flush
+                self.warn.add(f"flush listener raised {type(error).__name__}")
+        return report
 
     def shutdown(self, timeout_millis: float | None) -> None:
         """A processor's ``shutdown(timeout_millis)``: :meth:`close` within that budget.

@@ -301,8 +301,8 @@ INSTRUMENTS: Final[tuple[InstrumentSpec, ...]] = (
         PROCESSOR_FLUSH_DURATION,
         _HISTOGRAM,
         "s",
-        "Duration of each force_flush of a span processor; error.type incomplete when it "
-        "returned False.",
+        "Duration of each force_flush of a span or log record processor; error.type "
+        "incomplete when it returned False.",
         (*_COMPONENT, ERROR_TYPE),
     ),
     *_exporter_instruments(_SPANS),
@@ -579,7 +579,7 @@ class SelfMetrics:
         self._export_taps: weakref.WeakKeyDictionary[DeadlineExporter[Any], _ExportTap] = (
             weakref.WeakKeyDictionary()
         )
-        self._flush_taps: weakref.WeakKeyDictionary[NonBlockingSpanProcessor, _FlushTap] = (
+        self._flush_taps: weakref.WeakKeyDictionary[_Processor, _FlushTap] = (
             weakref.WeakKeyDictionary()
         )
         self._collection_taps: weakref.WeakKeyDictionary[object, _CollectionTap] = (
@@ -686,8 +686,8 @@ class SelfMetrics:
             if not self._active:
                 return []
             for processor in processors:
-                if signal is _SPANS and processor not in self._flush_taps:
-                    tap = _FlushTap(self, _PROCESSOR_NAMES.attributes(processor))
+                if processor not in self._flush_taps:
+                    tap = _FlushTap(self, component_attributes(processor))
                     self._flush_taps[processor] = tap
                     processor.add_flush_listener(tap)
                 self._tap_exporter(processor.exporter)
