@@ -187,7 +187,8 @@ class NonBlockingMetricReader(MetricReader):
 
     @property
     def data_points_in_flight(self) -> int:
-        """Data points of the export running now (0 between exports)."""
+        """Data points of the export running now (0 between exports), counted while a
+        collection listener (self-metrics) observes this reader."""
         return self._inflight_points
 
     def add_collection_listener(self, listener: CollectionListener) -> None:
