@@ -225,3 +225,97 @@ def test_the_log_spool_directory_comes_from_the_environment_under_logs(
         spans.shutdown(timeout_millis=500)
     assert (tmp_path / "env" / "logs").is_dir()
     assert (tmp_path / "env" / "logs").stat().st_mode & 0o077 == 0
+
+
+def _wait_for(predicate: Any, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return bool(predicate())
+
+
+def test_records_spooled_in_an_outage_are_delivered_by_the_same_processor_once_back(
+    tmp_path: Path, backend: FakeOTLPBackend, logs: LoggerProvider
+) -> None:
+    backend.mode = Mode.UNAVAILABLE
+    backend.retry_after = 1  # 503 with Retry-After: 1 holds exports back; the queue fills
+    processor = _processor(backend.logs_endpoint, tmp_path, max_queue_size=40)
+    logs.add_log_record_processor(processor)
+    try:
+        for start in range(0, 100, 25):
+            _emit(logs, 25, name=f"tests.logs.{start}")
+            assert _wait_for(lambda: processor.stats().queue_depth <= 20)
+        assert _wait_for(lambda: processor.stats().spooled >= 40)
+        assert _files(tmp_path / "logs")
+        backend.mode = Mode.OK
+        assert _wait_for(lambda: processor.stats().exported == 100, timeout=15)
+        stats = processor.stats()
+        assert (stats.spooled, stats.dropped_total, stats.recovered) == (0, 0, 0)
+        assert _settled(processor)
+        assert _files(tmp_path / "logs") == []
+        received = Counter(backend.log_bodies(accepted=True))
+        assert sum(received.values()) == 100  # 4 x "record 0".."record 24", none twice
+        assert received == Counter(f"record {i}" for _ in range(4) for i in range(25))
+    finally:
+        processor.shutdown(timeout_millis=1000)
+
+
+class _Answer:
+    def __init__(self, ok: bool) -> None:
+        self.ok = self.success = ok
+
+
+class _ClientShaped:
+    """A log exporter of the newer SDKs' shape: ``_client.export(data)`` -> ``.success``."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self._client = self
+
+    def export(self, data: bytes) -> _Answer:
+        self.sent.append(data)
+        return _Answer(True)
+
+
+class _PostShaped:
+    """SDK 1.33's shape: ``_export(data)``, one POST whose response says ``ok``."""
+
+    def __init__(self, ok: bool) -> None:
+        self.sent: list[bytes] = []
+        self.answer_ok = ok
+
+    def _export(self, data: bytes) -> _Answer:
+        self.sent.append(data)
+        return _Answer(self.answer_ok)
+
+
+class _TimedPostShaped(_PostShaped):
+    """A shape whose ``_export`` takes the time left too."""
+
+    def _export(self, data: bytes, timeout: float | None = None) -> _Answer:  # type: ignore[override]
+        self.timeouts = [*getattr(self, "timeouts", []), timeout]
+        return super()._export(data)
+
+
+def test_the_log_body_sender_knows_each_sdk_shape() -> None:
+    from otel_nonblocking._compat_sdk import log_body_sender
+
+    client = _ClientShaped()
+    send = log_body_sender(client)
+    assert send is not None
+    assert send(b"body", 1.0) is True
+    assert client.sent == [b"body"]
+    for ok in (True, False):
+        post = _PostShaped(ok)
+        send = log_body_sender(post)
+        assert send is not None
+        assert send(b"body", None) is ok
+        assert post.sent == [b"body"]
+    timed = _TimedPostShaped(True)
+    send = log_body_sender(timed)
+    assert send is not None
+    assert send(b"body", 0.7) is True
+    assert timed.timeouts == [0.7]
+    assert log_body_sender(object()) is None
