@@ -206,11 +206,33 @@ def test_metrics_match_stats_after_a_run_that_drops_retries_and_times_out(
 
 
 def test_every_instrument_is_published_with_its_unit_and_kind(metered, pipeline) -> None:
+    import io
+    import math
+
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+
+    from otel_nonblocking import NonBlockingLogRecordProcessor, NonBlockingMetricReader
+    from tests.test_log_processor import FailingExporter, _emit
+
     processor, provider = pipeline(RaisingExporter())  # every export fails: a drop
+    logs = LoggerProvider(shutdown_on_exit=False)
+    log_processor = NonBlockingLogRecordProcessor(FailingExporter(), retry_buffer_size=0)
+    logs.add_log_record_processor(log_processor)
+    reader = NonBlockingMetricReader(
+        ConsoleMetricExporter(out=io.StringIO()), export_interval_millis=math.inf
+    )
+    app = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    app.get_meter("tests").create_counter("orders").add(1)
     metered.enable()
     end_spans(provider, 3)
+    _emit(logs, 3)
     assert processor.force_flush(2000) is False
+    assert log_processor.force_flush(2000) is False
+    assert reader.force_flush(2000)
     got = metered.read()
+    app.shutdown(timeout_millis=1000)
+    logs.shutdown()
     kinds = {
         "observable_counter": ("Sum", True),
         "observable_up_down_counter": ("Sum", False),

@@ -130,6 +130,52 @@ def test_module_shutdown_shares_one_deadline_across_every_signal() -> None:
 
 
 @pytest.mark.usefixtures("clean_globals")
+def test_configure_telemetry_publishes_self_metrics_of_every_signal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OTEL_NONBLOCKING_SELF_METRICS", raising=False)
+    monkeypatch.delenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", raising=False)
+    with FakeOTLPBackend() as backend:
+        handle = nb.configure_telemetry(timeout=2, endpoint=backend.base_url, log_handler=True)
+        _emit()
+        assert handle.flush(5).ok
+        assert handle.flush(5).ok  # the second collection sees the first one's export
+        names = set(backend.metric_names(accepted=True))
+    assert {
+        "otel.sdk.processor.span.processed",
+        "otel.sdk.processor.log.processed",
+        "otel.sdk.exporter.log.exported",
+        "otel.sdk.exporter.metric_data_point.exported",
+        "otel.sdk.metric_reader.collection.duration",
+    } <= names
+
+
+@pytest.mark.parametrize("how", ["module_shutdown", "exit_hook"])
+@pytest.mark.usefixtures("clean_globals")
+def test_module_shutdown_and_the_exit_hook_take_our_log_handler_off_the_root_logger(
+    how: str,
+) -> None:
+    root = logging.getLogger()
+    theirs = logging.StreamHandler()  # the application's own handler: not ours to remove
+    root.addHandler(theirs)
+    try:
+        handle = nb.configure_telemetry(
+            timeout=1, endpoint=refused_endpoint(), metrics=False, log_handler=True
+        )
+        ours = handle.log_handler
+        assert ours is not None
+        assert ours in root.handlers
+        if how == "module_shutdown":
+            nb.shutdown(1.0)
+        else:
+            _state.run_exit_hooks(1.0)
+        assert ours not in root.handlers
+        assert theirs in root.handlers
+    finally:
+        root.removeHandler(theirs)
+
+
+@pytest.mark.usefixtures("clean_globals")
 def test_switched_off_signals_install_nothing() -> None:
     handle = nb.configure_telemetry(
         endpoint=refused_endpoint(), traces=False, logs=False, metrics=True

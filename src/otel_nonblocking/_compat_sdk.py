@@ -10,6 +10,7 @@ stay inline for speed; :func:`check_sdk_layout` is their probe.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -43,12 +44,14 @@ __all__ = [
     "client_headers",
     "client_sender",
     "console_log_exporter_class",
+    "encode_log_records",
     "exporter_endpoint",
     "exporter_session",
     "has_session",
     "has_shutdown_flag",
     "is_otlp_http_exporter",
     "is_shut_down",
+    "log_body_sender",
     "log_export_result_types",
     "logs_sdk",
     "max_request_size",
@@ -270,6 +273,15 @@ def otlp_http_log_exporter_class() -> type[OTLPLogExporter]:
     return OTLPLogExporter
 
 
+def encode_log_records(records: Sequence[Any]) -> bytes:
+    """``records`` (as a log record processor holds them) as one ``ExportLogsServiceRequest``
+    body, by the SDK's own encoder (its module is private in every release so far)."""
+    from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+
+    data: bytes = encode_logs(readable_log_records(records)).SerializeToString()
+    return data
+
+
 # --- metric exporters ---------------------------------------------------------------------
 
 
@@ -371,6 +383,29 @@ def client_sender(exporter: object) -> Callable[[bytes], Any] | None:
     """Newer SDKs: the HTTP client's ``export(data)`` (its result has ``.success``)."""
     send = getattr(getattr(exporter, "_client", None), "export", None)
     return send if callable(send) else None
+
+
+def log_body_sender(exporter: object) -> Callable[[bytes, float | None], bool] | None:
+    """How an SDK OTLP/HTTP log exporter sends an encoded request body once (the disk
+    spool's path): ``send(data, seconds_left)``, True when the backend took it. Newer SDKs:
+    the HTTP client's ``export(data)``; 1.33-1.38: ``_export(data[, timeout])``, one POST
+    whose ``requests.Response`` says ``ok``. None when neither shape is there."""
+    client_send = client_sender(exporter)
+    if client_send is not None:
+        return lambda data, _left: bool(getattr(client_send(data), "success", False))
+    post = getattr(exporter, "_export", None)
+    if not callable(post):
+        return None
+    try:
+        takes_timeout = len(inspect.signature(post).parameters) >= 2
+    except (TypeError, ValueError):  # pragma: no cover - a bound method always has one
+        return None
+    if takes_timeout:
+        default = getattr(exporter, "_timeout", 10.0)
+        return lambda data, left: bool(
+            getattr(post(data, default if left is None else left), "ok", False)
+        )
+    return lambda data, _left: bool(getattr(post(data), "ok", False))
 
 
 def adopt_grpc_client(exporter: object, client: object) -> bool:
@@ -727,6 +762,9 @@ def readable_log_records(records: Sequence[Any]) -> Sequence[Any]:
 
 
 def _log_probes() -> list[ProbeResult]:
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+
+    log_exporter = OTLPLogExporter(endpoint="http://127.0.0.1:9/v1/logs")
     base = _log_processor_base()
     emits = [n for n in ("on_emit", "emit") if getattr(base, n, None) is not None]
     try:
@@ -747,6 +785,17 @@ def _log_probes() -> list[ProbeResult]:
             ),
             required=read_write,
             lacking="SDK 1.33.1 and the others whose processors and exporters both take LogData",
+        ),
+        ProbeResult(
+            "send encoded log bytes",
+            _where(
+                [
+                    ("log exporter._client.export", client_sender(log_exporter) is not None),
+                    ("log exporter._export", callable(getattr(log_exporter, "_export", None))),
+                ]
+            )
+            if log_body_sender(log_exporter) is not None
+            else None,
         ),
     ]
 

@@ -401,8 +401,9 @@ SPOOL_DIR: Final = Setting(
     "batches that could not be delivered "
     "before the retry buffer or the shutdown budget ran out are written there, encoded, and "
     "sent once the backend takes spans again, by this process or the next one that starts "
-    "with the same directory. Empty: no spool. Needs an OTLP/HTTP exporter. A relative "
-    "path is resolved once, against the working directory, and the absolute path logged.",
+    "with the same directory. Log records spool in its logs subdirectory. Empty: no "
+    "spool. Needs an OTLP/HTTP exporter. A relative path is resolved once, against the "
+    "working directory, and the absolute path logged.",
     convert=_absolute_path,
 )
 SPOOL_MAX_BYTES: Final = Setting(
@@ -413,8 +414,8 @@ SPOOL_MAX_BYTES: Final = Setting(
     "bytes",
     "Size cap of the disk spool, which OTEL_NONBLOCKING_SPOOL_DIR (or the spool_dir "
     "argument) turns on: batches that could not be delivered are written there and sent "
-    "later. When a new batch does not fit, the oldest files are deleted and "
-    "their spans counted (spool_full).",
+    "later. Spans and log records each have a cap of this size. When a new batch does "
+    "not fit, the oldest files are deleted and their items counted (spool_full).",
     _positive,
 )
 MAX_EXPORT_BATCH_SIZE: Final = Setting(
@@ -675,8 +676,9 @@ SELF_METRICS: Final = Setting(
     bool,
     True,
     "bool",
-    "Publish the processor's and exporter's counters through the OpenTelemetry metrics "
-    "API (configure_tracing() and the configurator); see docs/observability.md.",
+    "Publish the counters of every span and log record processor, metric reader and "
+    "their exporters through the OpenTelemetry metrics API (configure_tracing(), "
+    "configure_telemetry() and the configurator); see docs/observability.md.",
 )
 
 METRIC_EXPORT_INTERVAL_MILLIS: Final = Setting(

@@ -331,7 +331,11 @@ class DeadlineExporter(Generic[T]):
         if codec is None or not codec.exports:
             call = self._call
             return self._run_report(
-                lambda deadline: call(batch, deadline), len(batch), timeout, cutoff, probe=probe
+                lambda deadline: call(batch, deadline),
+                lambda: self.count_items(batch),
+                timeout,
+                cutoff,
+                probe=probe,
             )
         encoded: list[EncodedBatch] = []
 
@@ -357,6 +361,12 @@ class DeadlineExporter(Generic[T]):
                 self._warn.add(f"{self._noun}s left out: {reason}", count)
         sent = report.request_bytes if plan.requests else None
         return replace(report, request_bytes=sent, rejected=plan.rejected)
+
+    def count_items(self, batch: Sequence[T]) -> int:
+        """How many telemetry items ``batch`` holds, as export listeners are told (spans
+        and log records: one each; a metric exporter counts data points). Called on the
+        exporting thread, only when a listener is attached."""
+        return len(batch)
 
     @property
     def codec(self) -> OTLPCodec | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _compat_sdk, _config
 from ._compat_sdk import LogExporterBase, LogExportResult
@@ -17,6 +17,9 @@ from ._config import UNSET, _Unset
 from ._deadline import Clock, Deadline
 from ._errors import ConfigurationError
 from ._export_core import DeadlineExporter, ExportOutcome
+
+if TYPE_CHECKING:
+    from ._otlp_codec import OTLPCodec
 
 __all__ = ["DeadlineLogExporter"]
 
@@ -63,6 +66,12 @@ class DeadlineLogExporter(DeadlineExporter[Any], LogExporterBase):
             on_abandon=on_abandon,
             clock=clock,
         )
+
+    def _find_codec(self) -> OTLPCodec | None:
+        """The codec of an SDK OTLP/HTTP log exporter (the disk spool needs it)."""
+        from ._otlp_log_codec import otlp_log_codec
+
+        return otlp_log_codec(self._inner)
 
     def export(self, batch: Sequence[Any]) -> LogExportResult:
         if self.export_outcome(batch) is ExportOutcome.SUCCESS:

@@ -9,7 +9,7 @@ the wrapper's, so a reader over the wrapper collects what the inner exporter ask
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
@@ -19,7 +19,7 @@ from ._config import UNSET, _Unset
 from ._deadline import Clock, Deadline, millis_to_seconds
 from ._export_core import DeadlineExporter, ExportOutcome
 
-__all__ = ["DeadlineMetricExporter", "merge_metrics_data"]
+__all__ = ["DeadlineMetricExporter", "count_data_points", "merge_metrics_data"]
 
 
 def merge_metrics_data(batch: list[MetricsData]) -> MetricsData:
@@ -27,6 +27,17 @@ def merge_metrics_data(batch: list[MetricsData]) -> MetricsData:
     if len(batch) == 1:
         return batch[0]
     return MetricsData(resource_metrics=[rm for data in batch for rm in data.resource_metrics])
+
+
+def count_data_points(batch: Sequence[MetricsData]) -> int:
+    """The data points of every metric in ``batch`` (what a metric export carries)."""
+    return sum(
+        len(getattr(metric.data, "data_points", ()))
+        for data in batch
+        for resource_metrics in data.resource_metrics
+        for scope_metrics in resource_metrics.scope_metrics
+        for metric in scope_metrics.metrics
+    )
 
 
 def _export_metrics(exporter: MetricExporter) -> Callable[[list[MetricsData], Deadline], object]:
@@ -78,6 +89,10 @@ class DeadlineMetricExporter(DeadlineExporter[MetricsData], MetricExporter):
             clock=clock,
         )
         self._preferences = (temporality, aggregation)
+
+    def count_items(self, batch: Sequence[MetricsData]) -> int:
+        """Export listeners are told the data points a batch carries."""
+        return count_data_points(batch)
 
     @property
     def inner(self) -> MetricExporter:

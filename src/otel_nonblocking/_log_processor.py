@@ -6,12 +6,14 @@ drop reasons, ``stats()``). What is particular to log records is here: the ``OTE
 settings, the records this door turns away (the package's own warnings, and whatever is
 logged on a thread with instrumentation suppressed, such as the exporter's own warnings
 on our export threads: they would feed the pipeline they are about), and handing the
-exporter the record type the installed SDK's exporters take (on the worker). Log records
-have no disk spool: the spool holds OTLP span requests only.
+exporter the record type the installed SDK's exporters take (on the worker). With
+``spool_dir``, log records that cannot be delivered in time go to the ``logs``
+subdirectory of the spool (``_spool.LOGS``), never among span requests.
 """
 
 from __future__ import annotations
 
+import os
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -27,9 +29,12 @@ from ._errors import ConfigurationError
 from ._exporter import Cutoff, ExportReport
 from ._ledger import FlushReport, ProcessorStats
 from ._log import logger
-from ._pipeline import Pipeline
+from ._pipeline import FlushListener, Pipeline
 from ._runner import Attempt
-from ._settings import LOGS, PipelineSettings
+from ._settings import LOGS, PipelineSettings, spool_checked
+from ._spool import LOGS as LOGS_SPOOL
+from ._spool import SpoolStats
+from ._spooler import SpoolCodec, SpoolSender
 from ._suppress import SUPPRESS_KEYS
 from ._tally import Tally
 from ._worker import Sender
@@ -93,9 +98,11 @@ class NonBlockingLogRecordProcessor(LogRecordProcessor):
         max_queue_bytes: int | _Unset = UNSET,
         retry_buffer_size: int | _Unset = UNSET,
         max_export_attempts: int | _Unset = UNSET,
+        spool_dir: str | os.PathLike[str] | _Unset | None = UNSET,
+        spool_max_bytes: int | _Unset = UNSET,
         clock: Clock = time.monotonic,
     ) -> None:
-        self._settings = PipelineSettings.resolve(
+        settings = PipelineSettings.resolve(
             signal=LOGS,
             max_queue_size=_given(max_queue_size),
             max_export_batch_size=_given(max_export_batch_size),
@@ -105,9 +112,17 @@ class NonBlockingLogRecordProcessor(LogRecordProcessor):
             max_queue_bytes=max_queue_bytes,
             retry_buffer_size=retry_buffer_size,
             max_export_attempts=max_export_attempts,
-            spool_dir=None,  # the spool holds span requests only
+            spool_dir=spool_dir,
+            spool_max_bytes=spool_max_bytes,
         )
-        self._exporter = _deadline_exporter(exporter, self._settings.export_timeout * 1000, clock)
+        self._exporter = _deadline_exporter(exporter, settings.export_timeout * 1000, clock)
+        self._settings = spool_checked(
+            settings,
+            has_codec=_spool_codec(self._exporter) is not None,
+            given=spool_dir,
+            exporters="otlp_log_exporter() or the SDK's OTLP/HTTP OTLPLogExporter",
+            exporter_name=type(getattr(self._exporter, "inner", self._exporter)).__name__,
+        )
         self._clock = clock
         self._pipeline = Pipeline(
             _Readable(self._exporter),
@@ -115,6 +130,7 @@ class NonBlockingLogRecordProcessor(LogRecordProcessor):
             item_overhead=_RECORD_OVERHEAD_BYTES,
             what="log records",
             clock=clock,
+            spool_kind=LOGS_SPOOL,
         )
         self._door = self._pipeline.door  # what on_emit touches, one attribute away
         self._turned_away = Tally()  # records of ours, or emitted with instrumentation off
@@ -122,6 +138,7 @@ class NonBlockingLogRecordProcessor(LogRecordProcessor):
         # The package's one exit hook closes it within the exit budget while it lives.
         self._remove_exit_hook = _state.on_exit(_weak_exit_hook(self))
         weakref.finalize(self, self._remove_exit_hook)
+        _state.track_component(self)  # self-metrics observe it (otel_nonblocking.metrics)
 
     def _after_fork(self) -> None:
         self._pipeline.after_fork()
@@ -182,7 +199,11 @@ class NonBlockingLogRecordProcessor(LogRecordProcessor):
         with self._pipeline.call() as entered:
             if not entered:  # a signal handler interrupted this thread's flush: no nesting
                 return FlushReport(ok=False, done=False)
-            return self._pipeline.flush(millis_to_seconds(timeout_millis))
+            return self._pipeline.timed_flush(millis_to_seconds(timeout_millis))
+
+    def add_flush_listener(self, listener: FlushListener) -> None:
+        """Call ``listener(flushed_ok, seconds)`` after every ``force_flush`` (caller's thread)."""
+        self._pipeline.flush_listeners = (*self._pipeline.flush_listeners, listener)
 
     def busy_here(self) -> bool:
         """True when the calling thread is inside this processor's flush, shutdown or
@@ -210,8 +231,13 @@ class NonBlockingLogRecordProcessor(LogRecordProcessor):
 
     def stats(self) -> ProcessorStats:
         """A consistent snapshot of the counters (best effort when the lock is not to be
-        had within half a second): ``enqueued == exported + dropped_total + pending``."""
+        had within half a second): ``enqueued == exported + dropped_total + pending +
+        spooled``."""
         return self._pipeline.stats_within(_STATS_WAIT_SECONDS)
+
+    def spool_stats(self) -> SpoolStats | None:
+        """The disk spool's counters (in log records), or None when there is no spool."""
+        return self._pipeline.spool_stats()
 
 
 def _given(value: int | _Unset | None) -> int | _Unset:
@@ -229,6 +255,11 @@ def _deadline_exporter(exporter: object, timeout_millis: float, clock: Clock) ->
     from ._exporter_logs import DeadlineLogExporter
 
     return DeadlineLogExporter(exporter, timeout_millis=timeout_millis, clock=clock)
+
+
+def _spool_codec(sender: object) -> SpoolCodec | None:
+    """The codec of ``sender`` when it has one (an OTLP/HTTP ``DeadlineLogExporter``)."""
+    return sender.codec if isinstance(sender, SpoolSender) else None
 
 
 def _weak_exit_hook(processor: NonBlockingLogRecordProcessor) -> Callable[[float], None]:
@@ -269,6 +300,25 @@ class _Readable:
 
     def resolve(self, attempt: Attempt[object], wait: float) -> bool | None:
         return self._sender.resolve(attempt, wait)
+
+    # -- what the disk spool needs (_spooler.SpoolSender): the codec converts the records
+    # itself, and a spooled body goes out under the same deadline and breaker --
+
+    @property
+    def codec(self) -> SpoolCodec | None:
+        return _spool_codec(self._sender)
+
+    def export_encoded_report(
+        self,
+        data: bytes,
+        item_count: int,
+        timeout: float | None = None,
+        *,
+        cutoff: Cutoff | None = None,
+    ) -> ExportReport:
+        if not isinstance(self._sender, SpoolSender):  # pragma: no cover - no codec: no spool
+            raise TypeError("this exporter cannot send encoded requests")
+        return self._sender.export_encoded_report(data, item_count, timeout, cutoff=cutoff)
 
     def peek(self, attempt: Attempt[object]) -> bool | None:
         return self._sender.peek(attempt)

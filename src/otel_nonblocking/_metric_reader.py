@@ -39,6 +39,10 @@ from ._suppress import start_thread
 
 __all__ = ["MetricReaderStats", "NonBlockingMetricReader"]
 
+#: ``listener(seconds, error_type)``, called after each collection (see
+#: :meth:`NonBlockingMetricReader.add_collection_listener`).
+CollectionListener = Callable[[float, "str | None"], object]
+
 # Of a shutdown's budget, the share the final export may use: the rest is the
 # exporter's own shutdown (a deadline exporter cuts an abandoned attempt there).
 _FINAL_EXPORT_SHARE = 0.9
@@ -144,6 +148,8 @@ class NonBlockingMetricReader(MetricReader):
             ),
             0,
         )
+        self._collection_listeners: tuple[CollectionListener, ...] = ()
+        self._inflight_points = 0  # data points of the export running now (the worker's)
         self._shutdown_once = threading.Lock()  # taken once, never released
         self._closing: Deadline | None = None
         self._final = Deadline(math.inf, clock)  # set by shutdown: when the exports end
@@ -153,6 +159,7 @@ class NonBlockingMetricReader(MetricReader):
         # whether or not its MeterProvider shuts down at exit.
         self._remove_exit_hook = _state.on_exit(_weak_exit_hook(self))
         weakref.finalize(self, self._remove_exit_hook)
+        _state.track_component(self)  # self-metrics observe it (otel_nonblocking.metrics)
 
     def _start_worker(self) -> None:
         # Written by _receive_metrics on whatever thread collected, taken by the worker.
@@ -177,6 +184,18 @@ class NonBlockingMetricReader(MetricReader):
     def exporter(self) -> DeadlineMetricExporter:
         """The deadline-wrapped exporter this reader exports through."""
         return self._exporter
+
+    @property
+    def data_points_in_flight(self) -> int:
+        """Data points of the export running now (0 between exports), counted while a
+        collection listener (self-metrics) observes this reader."""
+        return self._inflight_points
+
+    def add_collection_listener(self, listener: CollectionListener) -> None:
+        """Call ``listener(seconds, error_type)`` after every collection the reader makes,
+        on its thread; ``error_type`` is None, or the name of the exception that ended
+        the collection. An exception in a listener is counted and ignored."""
+        self._collection_listeners = (*self._collection_listeners, listener)
 
     # -- the application's side: append a request, wake the worker, wait with a bound --
 
@@ -310,16 +329,26 @@ class NonBlockingMetricReader(MetricReader):
         return due + (missed + 1) * self._interval
 
     def _collect_and_export(self, deadline: Deadline, *, probe: bool = False) -> bool:
+        started = self._clock()
         try:
             self.collect(timeout_millis=deadline.remaining() * 1000)
         except Exception as error:  # noqa: BLE001 - a callback's failure is not ours to raise
             self._counts["collections_failed"] += 1
             self._warn.add(f"collection failed: {type(error).__name__}")
+            self._collected_in(self._clock() - started, type(error).__name__)
             return False
+        self._collected_in(self._clock() - started, None)
         if self._collected is None:
             return True  # nothing recorded yet: nothing to send
         self._counts["collections"] += 1
         return self._export(deadline, probe=probe)
+
+    def _collected_in(self, seconds: float, error_type: str | None) -> None:
+        for listener in self._collection_listeners:
+            try:
+                listener(seconds, error_type)
+            except Exception as error:  # noqa: BLE001 - a listener must not stop collections
+                self._warn.add(f"collection listener raised {type(error).__name__}")
 
     def _export(self, deadline: Deadline, *, probe: bool = False) -> bool:
         data, self._collected = self._collected, None
@@ -328,6 +357,8 @@ class NonBlockingMetricReader(MetricReader):
         timeout = min(self._export_timeout, deadline.remaining())
         self._in_export = True
         try:
+            if self._collection_listeners:  # self-metrics observe this reader
+                self._inflight_points = self._exporter.count_items([data])
             report = self._exporter.export_report([data], timeout, cutoff=self._cutoff, probe=probe)
             outcome = report.outcome
         except Exception as error:  # noqa: BLE001 - a bug is counted, never raised here
@@ -335,6 +366,7 @@ class NonBlockingMetricReader(MetricReader):
             outcome = ExportOutcome.FAILED
         finally:
             self._in_export = False
+            self._inflight_points = 0
         if outcome is ExportOutcome.SUCCESS:
             self._counts["exports_ok"] += 1
             return True

@@ -3,20 +3,20 @@ the application's threads make into it (flush, close, stats), each bounded.
 
 It knows nothing about spans or log records: a signal's processor (``_processor.py``,
 ``_log_processor.py``) resolves the settings, appends to :attr:`Pipeline.door` on its hot
-path, and forwards the rest here. Only the optional disk spool is span-shaped (it writes
-OTLP span requests): it needs a :class:`DeadlineSpanExporter`.
+path, and forwards the rest here. The optional disk spool writes the signal's OTLP
+requests: it needs a sender with a codec (:class:`~._spooler.SpoolSender`), and the
+processor says which signal's spool (``spool_kind``) it is.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from . import _state
 from ._deadline import Clock, Deadline, millis_to_seconds
 from ._door import Door
-from ._exporter import DeadlineSpanExporter
 from ._guard import GuardedLock
 from ._ledger import (
     BACKEND_UNAVAILABLE,
@@ -30,9 +30,12 @@ from ._ledger import (
 from ._log import AggregatedWarning
 from ._retry import Batch
 from ._settings import PipelineSettings
-from ._spool import Spool, SpoolStats
-from ._spooler import DiskSpooler, NoSpool
+from ._spool import SPANS, Spool, SpoolKind, SpoolStats
+from ._spooler import DiskSpooler, NoSpool, SpoolSender
 from ._worker import Sender, Worker
+
+#: ``listener(flushed_ok, seconds)``, called after each ``force_flush``.
+FlushListener = Callable[[bool, float], object]
 
 # The longest shutdown() waits to settle its counts when its own budget is spent.
 _BOOKKEEPING_GRACE_SECONDS = 0.02
@@ -49,8 +52,12 @@ class Pipeline:
         item_overhead: int,
         what: str,
         clock: Clock,
+        spool_kind: SpoolKind = SPANS,
     ) -> None:
         self.sender = sender
+        self._spool_kind = spool_kind
+        #: ``listener(flushed_ok, seconds)`` after each :meth:`timed_flush` (kept across fork).
+        self.flush_listeners: tuple[FlushListener, ...] = ()
         self.settings = settings
         self.clock = clock
         self._item_overhead = item_overhead
@@ -70,9 +77,9 @@ class Pipeline:
         self.ledger = Ledger(settings.retry_buffer_size, self.warn)
         self.worker = Worker(self.door, self.ledger, self.sender, settings, self.clock)
         if settings.spool_dir:  # the worker opens it; only the worker touches it
-            if not isinstance(self.sender, DeadlineSpanExporter):
-                raise TypeError("the disk spool holds OTLP span requests only")
-            spool = Spool(settings.spool_dir, settings.spool_max_bytes)
+            if not isinstance(self.sender, SpoolSender):
+                raise TypeError("the disk spool needs a sender that can send encoded requests")
+            spool = Spool(settings.spool_dir, settings.spool_max_bytes, kind=self._spool_kind)
             self.worker.spooler = DiskSpooler(spool, self.worker, self.sender)
         else:
             self.worker.spooler = NoSpool(self.worker)
@@ -142,6 +149,18 @@ class Pipeline:
                 lock.release()
         # A request left in the list is dropped by the worker once its items are settled.
         return request.report(done)
+
+    def timed_flush(self, seconds: float | None) -> FlushReport:
+        """A processor's ``force_flush``: :meth:`flush`, then each of
+        :attr:`flush_listeners` told how it went and how long it took (caller's thread)."""
+        started = self.clock()
+        report = self.flush(seconds)
+        for listener in self.flush_listeners:
+            try:
+                listener(report.ok, self.clock() - started)
+            except Exception as error:  # noqa: BLE001 - a listener must not break flush
+                self.warn.add(f"flush listener raised {type(error).__name__}")
+        return report
 
     def shutdown(self, timeout_millis: float | None) -> None:
         """A processor's ``shutdown(timeout_millis)``: :meth:`close` within that budget.

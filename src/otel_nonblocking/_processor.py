@@ -17,8 +17,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import replace
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
@@ -27,7 +25,6 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from . import _state
 from ._config import UNSET, _Unset
 from ._deadline import Clock, millis_to_seconds
-from ._errors import ConfigurationError
 from ._exporter import DeadlineSpanExporter
 from ._guard import GuardedLock
 from ._ledger import BACKEND_UNAVAILABLE as BACKEND_UNAVAILABLE
@@ -43,9 +40,9 @@ from ._ledger import TOO_LARGE as TOO_LARGE
 from ._ledger import UNENCODABLE as UNENCODABLE
 from ._ledger import FlushReport as FlushReport
 from ._ledger import ProcessorStats as ProcessorStats
-from ._log import logger
+from ._pipeline import FlushListener as FlushListener
 from ._pipeline import Pipeline
-from ._settings import PipelineSettings
+from ._settings import PipelineSettings, spool_checked
 from ._spool import SpoolStats
 
 # Memory of one queued span, on top of its encoded size (measured: about 3.4 KiB for a
@@ -111,7 +108,6 @@ class NonBlockingSpanProcessor(SpanProcessor):
             )
         self._settings = _spool_checked(settings, self._exporter, given=spool_dir)
         self._clock = clock
-        self._flush_listeners: tuple[FlushListener, ...] = ()
         self._pipeline = Pipeline(
             self._exporter,
             self._settings,
@@ -199,7 +195,7 @@ class NonBlockingSpanProcessor(SpanProcessor):
 
     def add_flush_listener(self, listener: FlushListener) -> None:
         """Call ``listener(flushed_ok, seconds)`` after every ``force_flush`` (caller's thread)."""
-        self._flush_listeners = (*self._flush_listeners, listener)
+        self._pipeline.flush_listeners = (*self._pipeline.flush_listeners, listener)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Wait up to ``timeout_millis`` for every span ended before this call to be exported.
@@ -217,14 +213,7 @@ class NonBlockingSpanProcessor(SpanProcessor):
             if not entered:
                 # A signal handler interrupted this thread's flush: no nesting.
                 return FlushReport(ok=False, done=False)
-            started = self._clock()
-            report = self._pipeline.flush(millis_to_seconds(timeout_millis))
-            for listener in self._flush_listeners:
-                try:
-                    listener(report.ok, self._clock() - started)
-                except Exception as error:  # noqa: BLE001 - a listener must not break flush
-                    self._pipeline.warn.add(f"flush listener raised {type(error).__name__}")
-            return report
+            return self._pipeline.timed_flush(millis_to_seconds(timeout_millis))
 
     def busy_here(self) -> bool:
         """True when the calling thread is inside this processor's flush, shutdown or
@@ -277,15 +266,13 @@ def _spool_checked(
 ) -> PipelineSettings:
     """The spool writes OTLP request bodies: without an OTLP/HTTP exporter, a spool_dir
     argument raises and the variable is ignored (with a warning)."""
-    if not settings.spool_dir or exporter.codec is not None:
-        return settings
-    if not isinstance(given, _Unset):
-        raise ConfigurationError(
-            "spool_dir needs an OTLP/HTTP exporter (otlp_span_exporter() or the "
-            f"SDK's OTLPSpanExporter), not {type(exporter.inner).__name__}"
-        )
-    logger.warning("OTEL_NONBLOCKING_SPOOL_DIR ignored: the spool needs an OTLP/HTTP exporter")
-    return replace(settings, spool_dir="")
+    return spool_checked(
+        settings,
+        has_codec=exporter.codec is not None,
+        given=given,
+        exporters="otlp_span_exporter() or the SDK's OTLPSpanExporter",
+        exporter_name=type(exporter.inner).__name__,
+    )
 
 
 def _sampled(span: object) -> bool:
@@ -297,7 +284,3 @@ def _sampled(span: object) -> bool:
         return bool(context and context.trace_flags.sampled)
     except Exception:  # noqa: BLE001 - whatever it is handed, on_end never raises
         return False
-
-
-#: ``listener(flushed_ok, seconds)``, called after each ``force_flush``.
-FlushListener = Callable[[bool, float], object]

@@ -6,12 +6,15 @@ the frozen value a pipeline reads them from, in the units it works in (seconds, 
 
 from __future__ import annotations
 
+import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import _config
 from ._config import UNSET, Setting, _Unset
 from ._errors import ConfigurationError
+
+_logger = logging.getLogger("otel_nonblocking")
 
 
 @dataclass(frozen=True)
@@ -98,3 +101,24 @@ class PipelineSettings:
             spool_dir=_config.SPOOL_DIR.resolve("" if spool_dir is None else spool_dir),
             spool_max_bytes=_config.SPOOL_MAX_BYTES.resolve(spool_max_bytes),
         )
+
+
+def spool_checked(
+    settings: PipelineSettings,
+    *,
+    has_codec: bool,
+    given: str | os.PathLike[str] | _Unset | None,
+    exporters: str,
+    exporter_name: str,
+) -> PipelineSettings:
+    """The spool writes OTLP request bodies: without an exporter that can encode them
+    (``has_codec``), a ``spool_dir`` argument raises, naming the ``exporters`` that can,
+    and the variable is ignored with a warning."""
+    if not settings.spool_dir or has_codec:
+        return settings
+    if not isinstance(given, _Unset):
+        raise ConfigurationError(
+            f"spool_dir needs an OTLP/HTTP exporter ({exporters}), not {exporter_name}"
+        )
+    _logger.warning("OTEL_NONBLOCKING_SPOOL_DIR ignored: the spool needs an OTLP/HTTP exporter")
+    return replace(settings, spool_dir="")

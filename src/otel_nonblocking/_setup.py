@@ -366,8 +366,12 @@ class TracingHandle:
         """Export what fits in ``timeout`` seconds, then stop; idempotent."""
         result = _flush_within(self._processors(), _or(timeout, self._timeout), shutdown=True)
         if not result.busy:
-            _forget(self)
+            self._release()
         return result
+
+    def _release(self) -> None:
+        """No longer installed: module ``flush()``/``shutdown()`` forget it."""
+        _forget(self)
 
     def stats(self) -> ProcessorStats:
         if self._processor is None:
@@ -539,7 +543,7 @@ def shutdown(timeout: float = 2.0) -> FlushResult:
     result = _flush_installed(handles, _or(timeout, 2.0), shutdown=True)
     if not result.busy:  # else still running: the exit hook shuts them down
         for handle in handles:
-            _forget(handle)
+            handle._release()  # and a LoggingHandler it installed leaves the root logger
     return result
 
 

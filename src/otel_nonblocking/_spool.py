@@ -1,6 +1,11 @@
-"""The disk spool: encoded span batches that could not be delivered, kept in a bounded
-directory until the backend takes them: from the process that wrote them once the backend
-is back, or from the next process (or a later start).
+"""The disk spool: encoded batches (spans, or log records) that could not be delivered,
+kept in a bounded directory until the backend takes them: from the process that wrote them
+once the backend is back, or from the next process (or a later start).
+
+One directory per signal (:class:`SpoolKind`): span batches in the spool directory itself,
+log record batches in its ``logs`` subdirectory, each under its own size cap. The header's
+``flags`` say which signal's requests a file holds, and a spool never sends a file of
+another signal (it is set aside as corrupt): a span request can never reach ``/v1/logs``.
 
 Only the processor's worker thread calls into a :class:`Spool`; nothing here runs on the
 application's threads. Every write is atomic (temporary file, fsync, rename).
@@ -9,11 +14,12 @@ File format (one batch per file, named ``<time_ns>-<writer>-<seq>.otlp``)::
 
     magic   8 bytes   b"OTNBSPL\\x00"
     version u16       2
-    flags   u16       0
-    spans   u32       number of spans in the payload
+    flags   u16       the signal: 0 spans, 1 log records
+    spans   u32       number of items (spans, log records) in the payload
     length  u64       payload length in bytes
     crc32   u32       zlib.crc32 of the 24 header bytes before it, then of the payload
-    payload           ExportTraceServiceRequest wire bytes, uncompressed
+    payload           ExportTraceServiceRequest (ExportLogsServiceRequest) wire bytes,
+                      uncompressed
 
 Version 1 files (whose checksum covered only the payload) are still read; their span
 count is taken from the payload itself, never from the unprotected header.
@@ -46,6 +52,7 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass
+from typing import Final
 
 from . import _state
 from ._log import AggregatedWarning
@@ -72,6 +79,21 @@ _CORRUPT = re.compile(r"^\d{20}-[0-9a-f]{16}-\d{8}\.otlp\.corrupt$")
 STALE_TMP_SECONDS = 60.0
 # Opening a spool file: never follow a symlink, never wait on a FIFO or a device.
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+
+
+@dataclass(frozen=True)
+class SpoolKind:
+    """Whose batches a spool holds: what its files' ``flags`` say, and where they live."""
+
+    noun: str  # "span", "log record": in warnings
+    flags: int  # the header's flags of its files
+    subdirectory: str  # under the spool directory ("": the directory itself)
+
+
+SPANS: Final = SpoolKind("span", 0, "")
+LOGS: Final = SpoolKind("log record", 1, "logs")
+#: Names of the other signals' subdirectories: never foreign files of the span spool.
+_SUBDIRECTORIES: Final = frozenset({LOGS.subdirectory})
 
 
 class SpoolFullError(Exception):
@@ -120,18 +142,19 @@ def _checksum(header: bytes, payload: bytes) -> int:
     return zlib.crc32(payload, zlib.crc32(header[:_CHECKED]))
 
 
-def encode_file(payload: bytes, spans: int) -> bytes:
-    """The bytes of a spool file holding ``payload`` (``spans`` spans)."""
-    header = HEADER.pack(MAGIC, VERSION, 0, spans, len(payload), 0)
+def encode_file(payload: bytes, spans: int, kind: SpoolKind = SPANS) -> bytes:
+    """The bytes of a spool file holding ``payload`` (``spans`` items of ``kind``)."""
+    header = HEADER.pack(MAGIC, VERSION, kind.flags, spans, len(payload), 0)
     crc = _checksum(header, payload)
-    return HEADER.pack(MAGIC, VERSION, 0, spans, len(payload), crc) + payload
+    return HEADER.pack(MAGIC, VERSION, kind.flags, spans, len(payload), crc) + payload
 
 
-def decode_file(data: bytes) -> tuple[bytes, int]:
-    """``(payload, spans)`` of a spool file's bytes; raises ValueError if it is not valid."""
+def decode_file(data: bytes, kind: SpoolKind = SPANS) -> tuple[bytes, int]:
+    """``(payload, items)`` of a spool file's bytes; raises ValueError if it is not a
+    valid file of ``kind`` (one of another signal included)."""
     if len(data) < HEADER.size:
         raise ValueError("truncated header")
-    magic, version, _flags, spans, length, crc = HEADER.unpack_from(data)
+    magic, version, flags, spans, length, crc = HEADER.unpack_from(data)
     if magic != MAGIC:
         raise ValueError("not a spool file")
     if version not in (VERSION, _OLD_VERSION):
@@ -139,12 +162,16 @@ def decode_file(data: bytes) -> tuple[bytes, int]:
     payload = data[HEADER.size :]
     if len(payload) != length:
         raise ValueError("truncated payload")
-    if version == _OLD_VERSION:
+    if version == _OLD_VERSION:  # only ever written for spans
+        if kind is not SPANS:
+            raise ValueError("another signal's file")
         if zlib.crc32(payload) != crc:
             raise ValueError("checksum mismatch")
         return payload, _count_spans(payload)
     if _checksum(data, payload) != crc:
         raise ValueError("checksum mismatch")
+    if flags != kind.flags:  # checked once the checksum says the header is what was written
+        raise ValueError("another signal's file")
     return payload, spans
 
 
@@ -232,18 +259,31 @@ def _pid_alive(pid: int) -> bool:
 
 
 class Spool:
-    """A bounded directory of encoded span batches; see the module docstring for the format.
+    """A bounded directory of encoded batches of one signal (``kind``: spans by default,
+    in ``directory`` itself; log records in its ``logs`` subdirectory); see the module
+    docstring for the format.
 
     ``writer`` identifies the files this instance writes (a random token by default); its
-    own files are marked as such when claimed, because their spans are already counted
+    own files are marked as such when claimed, because their items are already counted
     by the processor that spooled them.
 
     >>> spool = Spool("/var/tmp/otel-spool", max_bytes=256 * 1024 * 1024)  # doctest: +SKIP
     >>> spool.open()  # doctest: +SKIP
     """
 
-    def __init__(self, directory: str, max_bytes: int, *, writer: str | None = None) -> None:
-        self.directory = os.path.abspath(directory)
+    def __init__(
+        self,
+        directory: str,
+        max_bytes: int,
+        *,
+        writer: str | None = None,
+        kind: SpoolKind = SPANS,
+    ) -> None:
+        self.kind = kind
+        self.base_directory = os.path.abspath(directory)
+        self.directory = os.path.join(self.base_directory, kind.subdirectory)
+        if not kind.subdirectory:
+            self.directory = self.base_directory
         self.max_bytes = max_bytes
         self.writer = writer if writer is not None else secrets.token_hex(8)
         self._seq = itertools.count()
@@ -254,7 +294,7 @@ class Spool:
         self._evicted_spans = 0
         self._corrupt = 0
         self._foreign: set[str] = set()
-        self.warn = AggregatedWarning("span spool")
+        self.warn = AggregatedWarning(f"{kind.noun} spool")
 
     # -- setup --
 
@@ -263,6 +303,10 @@ class Spool:
         leftovers; raises OSError (:class:`UnsafeSpoolDirectoryError` for an unsafe one)."""
         if fcntl is None:  # pragma: no cover
             raise UnsafeSpoolDirectoryError("needs POSIX file locks")
+        if self.directory != self.base_directory:  # a signal's subdirectory: both checked
+            if not os.path.lexists(self.base_directory):
+                os.makedirs(self.base_directory, mode=0o700, exist_ok=True)
+            check_directory(self.base_directory)
         if not os.path.lexists(self.directory):
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
         check_directory(self.directory)
@@ -308,7 +352,7 @@ class Spool:
         Raises :class:`SpoolFullError` if the batch alone exceeds the cap, OSError if the
         disk refuses.
         """
-        data = encode_file(payload, spans)
+        data = encode_file(payload, spans, self.kind)
         if len(data) > self.max_bytes:
             raise SpoolFullError
         evicted = self._make_room(len(data))
@@ -405,7 +449,7 @@ class Spool:
         if known is not None:
             return known
         try:
-            return decode_file(_read_regular(fd, self.max_bytes))[1]
+            return decode_file(_read_regular(fd, self.max_bytes), self.kind)[1]
         except (OSError, ValueError):
             return 0
 
@@ -423,6 +467,7 @@ class Spool:
                 or _TMP.match(name)
                 or _CORRUPT.match(name)
                 or name in self._foreign
+                or (name in _SUBDIRECTORIES and entry.is_dir(follow_symlinks=False))
             ):
                 self._foreign.add(name)
                 self.warn.add("foreign file in the spool directory skipped")
@@ -454,7 +499,7 @@ class Spool:
             return None
         try:
             data = _read_regular(fd, self.max_bytes)
-            payload, spans = decode_file(data)
+            payload, spans = decode_file(data, self.kind)
         except (OSError, ValueError) as error:
             why = str(error) if isinstance(error, ValueError) else type(error).__name__
             self._set_aside(claimed, path, why)

@@ -10,11 +10,11 @@ The worker calls either without asking which it has. Only the worker thread call
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from . import _spool
-from ._exporter import Cutoff, DeadlineSpanExporter, ExportOutcome
+from ._exporter import Cutoff, ExportOutcome, ExportReport
 from ._ledger import (
     MAYBE_DELIVERED,
     RETRY_BUFFER_FULL,
@@ -29,7 +29,37 @@ from ._runner import Attempt
 from ._spool import Spool, SpoolFile, SpoolFullError, SpoolStats
 
 if TYPE_CHECKING:
+    from ._requests import EncodedBatch
     from ._worker import Worker
+
+
+class SpoolCodec(Protocol):
+    """Encodes a batch into OTLP request bodies (``_otlp_codec.OTLPCodec`` is one: spans
+    or log records)."""
+
+    def encode_batch(self, items: Sequence[Any], *, single: bool = False) -> EncodedBatch: ...
+
+
+@runtime_checkable
+class SpoolSender(Protocol):
+    """What the spool needs of the worker's sender: its codec (None: nothing can be
+    written), sending an encoded body under the export rules, and learning the fate of a
+    timed-out send. ``DeadlineExporter`` (every signal's) is one."""
+
+    @property
+    def codec(self) -> SpoolCodec | None: ...
+
+    def export_encoded_report(
+        self,
+        data: bytes,
+        item_count: int,
+        timeout: float | None = None,
+        *,
+        cutoff: Cutoff | None = None,
+    ) -> ExportReport: ...
+
+    def resolve(self, attempt: Attempt[object], wait: float) -> bool | None: ...
+
 
 _logger = logging.getLogger("otel_nonblocking")
 
@@ -95,7 +125,7 @@ class DiskSpooler:
     keeps_the_rest = True
     poll_seconds = _SPOOL_POLL_SECONDS
 
-    def __init__(self, spool: Spool, worker: Worker, sender: DeadlineSpanExporter) -> None:
+    def __init__(self, spool: Spool, worker: Worker, sender: SpoolSender) -> None:
         self._spool = spool
         self._worker = worker
         self._sender = sender
@@ -113,17 +143,21 @@ class DiskSpooler:
         except _spool.UnsafeSpoolDirectoryError as error:
             # The path is named by its setting, never quoted: it may say more than it should.
             _logger.warning(
-                "otel_nonblocking: span spool off: the directory set by spool_dir / "
+                "otel_nonblocking: %s spool off: the directory set by spool_dir / "
                 "OTEL_NONBLOCKING_SPOOL_DIR %s, so other users could read, plant or remove "
-                "batches; spans that cannot be delivered are dropped",
+                "batches; %ss that cannot be delivered are dropped",
+                self._spool.kind.noun,
                 error,
+                self._spool.kind.noun,
             )
             return NoSpool(self._worker)
         except Exception as error:  # noqa: BLE001 - no spool is better than no worker
             _logger.warning(
-                "otel_nonblocking: span spool unavailable (%s); spans that cannot be "
+                "otel_nonblocking: %s spool unavailable (%s); %ss that cannot be "
                 "delivered are dropped",
+                self._spool.kind.noun,
                 type(error).__name__,
+                self._spool.kind.noun,
             )
             return NoSpool(self._worker)
         self._scanned_at = self._worker.clock()

@@ -87,6 +87,24 @@ def live_processors() -> list[NonBlockingSpanProcessor]:
     return [p for p in (ref() for ref in refs) if p is not None]
 
 
+# -- the other live parts self-metrics observes (log record processors, metric readers) --
+
+_components: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
+
+
+def track_component(component: object) -> None:
+    """Count ``component`` (a log record processor, a metric reader) among the live parts
+    that self-metrics observes. Held weakly; the exit hook does not visit it (such parts
+    join the exit with :func:`on_exit`)."""
+    _components[next(_keys)] = component
+
+
+def live_components() -> list[Any]:
+    """Every part :func:`track_component` was given that is still referenced, oldest first."""
+    refs = _components.valuerefs()  # one step: see live_processors()
+    return [c for c in (ref() for ref in refs) if c is not None]
+
+
 # -- exit: one atexit callback, one deadline ----------------------------------------------
 
 _exit_hooks: dict[int, ExitHook] = {}

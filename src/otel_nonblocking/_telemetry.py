@@ -136,12 +136,18 @@ class TelemetryHandle:
             metric_readers=self._readers,
         )
         if not result.busy:
-            if self._tracing is not None:
-                _setup._forget(self._tracing)
-            _setup._forget(self)
-            if self._log_handler is not None:
-                logging.getLogger().removeHandler(self._log_handler)
+            self._release()
         return result
+
+    def _release(self) -> None:
+        """No longer installed: forgotten by module ``flush()``/``shutdown()``, and the
+        ``LoggingHandler`` this call put on the root logger taken off it (only that one:
+        handlers the application added stay)."""
+        if self._tracing is not None:
+            self._tracing._release()
+        _setup._forget(self)
+        if self._log_handler is not None:
+            logging.getLogger().removeHandler(self._log_handler)
 
 
 Exporters = Any  # one exporter, or a sequence of them
@@ -246,6 +252,10 @@ def configure_telemetry(
             metric_readers=readers,
         )
         _setup._register(handle, exit_millis)
+    if _config.SELF_METRICS.resolve():
+        # Now, not at the first collection: the export listeners of the log processors
+        # and metric readers made above count from their first export.
+        _setup._enable_self_metrics()
     return handle
 
 

@@ -1,0 +1,194 @@
+"""Self-metrics of log record processors, metric readers and their exporters, read through
+an in-memory metric reader, say what their ``stats()`` say."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk.metrics import MeterProvider
+
+from otel_nonblocking import DeadlineLogExporter, NonBlockingMetricReader
+from otel_nonblocking._log_processor import NonBlockingLogRecordProcessor
+from otel_nonblocking.metrics import component_attributes
+from tests.test_log_processor import BlockedExporter, FailingExporter, _emit
+from tests.test_metric_reader import RecordingMetricExporter, ScriptedMetricExporter
+from tests.test_metrics import Metered
+
+PROCESSED = "otel.sdk.processor.log.processed"
+QUEUE_SIZE = "otel.sdk.processor.log.queue.size"
+CAPACITY = "otel.sdk.processor.log.queue.capacity"
+ENQUEUED = "otel_nonblocking.processor.log.enqueued"
+DROPPED = "otel_nonblocking.processor.log.dropped"
+LOG_EXPORTED = "otel.sdk.exporter.log.exported"
+LOG_INFLIGHT = "otel.sdk.exporter.log.inflight"
+DURATION = "otel.sdk.exporter.operation.duration"
+POINTS_EXPORTED = "otel.sdk.exporter.metric_data_point.exported"
+POINTS_INFLIGHT = "otel.sdk.exporter.metric_data_point.inflight"
+COLLECTION_DURATION = "otel.sdk.metric_reader.collection.duration"
+COLLECTIONS = "otel_nonblocking.metric_reader.collections"
+READER_EXPORTS = "otel_nonblocking.metric_reader.exports"
+
+
+@pytest.fixture
+def metered() -> Iterator[Metered]:
+    made = Metered()
+    yield made
+    made.handle.disable()
+    made.provider.shutdown()
+
+
+@pytest.fixture
+def logs() -> Iterator[LoggerProvider]:
+    provider = LoggerProvider(shutdown_on_exit=False)
+    yield provider
+    provider.shutdown()
+
+
+def test_log_record_metrics_move_as_records_are_emitted_dropped_and_exported(
+    metered: Metered, logs: LoggerProvider
+) -> None:
+    inner = BlockedExporter()
+    processor = NonBlockingLogRecordProcessor(
+        DeadlineLogExporter(inner, timeout_millis=30000),
+        max_export_batch_size=10,
+        max_queue_size=20,
+        schedule_delay_millis=30,
+    )
+    logs.add_log_record_processor(processor)
+    metered.enable()
+    exporter = processor.exporter
+    before = metered.read()
+    assert before.values(ENQUEUED, processor) == {None: 0}
+    assert before.values(CAPACITY, processor) == {None: 20}
+    try:
+        _emit(logs, 100)  # the first batch sticks in export, the queue fills, the rest drop
+        deadline = time.monotonic() + 5
+        while processor.stats().queue_depth > 10 and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the worker has taken the first batch
+        stats = processor.stats()
+        dropped = stats.dropped["queue_full"]
+        assert dropped >= 100 - 20 - 10
+        got = metered.read()
+        assert got.values(ENQUEUED, processor) == {None: 100}
+        assert got.values(DROPPED, processor) == {"queue_full": dropped}
+        assert got.values(PROCESSED, processor)["queue_full"] == dropped
+        assert got.values(QUEUE_SIZE, processor) == {None: stats.queue_depth}
+        assert got.values(LOG_INFLIGHT, exporter) == {None: 10}  # the stuck batch
+    finally:
+        inner.release.set()
+    assert processor.force_flush(5000)
+    got = metered.read()
+    assert got.values(LOG_EXPORTED, exporter) == {None: 100 - dropped}
+    assert got.values(PROCESSED, processor) == {None: 100 - dropped, "queue_full": dropped}
+    assert got.values(LOG_INFLIGHT, exporter) == {None: 0}
+    assert sum(got.counts(DURATION, exporter).values()) == processor.stats().export_count
+    assert got.counts("otel_nonblocking.processor.flush.duration", processor) == {None: 1}
+    assert component_attributes(processor)["otel.component.type"] == (
+        "otel_nonblocking.NonBlockingLogRecordProcessor"
+    )
+    assert component_attributes(exporter)["otel.component.type"] == (
+        "otel_nonblocking.DeadlineLogExporter"
+    )
+
+
+def test_failed_log_exports_are_counted_by_outcome(metered: Metered, logs: LoggerProvider) -> None:
+    processor = NonBlockingLogRecordProcessor(
+        FailingExporter(), max_export_batch_size=5, retry_buffer_size=0, schedule_delay_millis=30
+    )
+    logs.add_log_record_processor(processor)
+    metered.enable()
+    _emit(logs, 5)
+    assert processor.force_flush(2000) is False
+    got = metered.read()
+    assert got.values(LOG_EXPORTED, processor.exporter) == {"export_failed": 5}
+    assert got.values(DROPPED, processor) == {"export_failed": 5}
+    assert got.values("otel_nonblocking.exporter.breaker.state", processor.exporter)["closed"] == 1
+
+
+def _application(reader: NonBlockingMetricReader) -> MeterProvider:
+    """An application's MeterProvider: one counter, two series (two data points)."""
+    provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    counter = provider.get_meter("tests.app").create_counter("orders")
+    counter.add(1, {"shop": "a"})
+    counter.add(2, {"shop": "b"})
+    return provider
+
+
+def test_metric_reader_and_exporter_metrics_count_collections_exports_and_data_points(
+    metered: Metered,
+) -> None:
+    exporter = ScriptedMetricExporter("ok", "fail")
+    reader = NonBlockingMetricReader(exporter, export_interval_millis=math.inf)
+    app = _application(reader)
+    try:
+        metered.enable()
+        assert reader.force_flush(2000)
+        got = metered.read()
+        assert got.values(COLLECTIONS, reader) == {None: 1, "collection_failed": 0}
+        assert got.values(READER_EXPORTS, reader) == {
+            None: 1,
+            "export_failed": 0,
+            "export_timeout": 0,
+        }
+        assert got.values(POINTS_EXPORTED, reader.exporter) == {None: 2}
+        assert got.values(POINTS_INFLIGHT, reader.exporter) == {None: 0}
+        assert got.counts(COLLECTION_DURATION, reader) == {None: 1}
+        assert reader.force_flush(2000) is False  # the exporter fails this one
+        got = metered.read()
+        assert got.values(READER_EXPORTS, reader)["export_failed"] == 1
+        assert got.values(POINTS_EXPORTED, reader.exporter) == {None: 2, "export_failed": 2}
+        assert got.counts(COLLECTION_DURATION, reader) == {None: 2}
+        assert component_attributes(reader)["otel.component.type"] == (
+            "otel_nonblocking.NonBlockingMetricReader"
+        )
+    finally:
+        app.shutdown(timeout_millis=1000)
+
+
+def test_a_failing_collection_is_recorded_with_its_error_type(metered: Metered) -> None:
+    reader = NonBlockingMetricReader(RecordingMetricExporter(), export_interval_millis=math.inf)
+    app = _application(reader)
+
+    def broken(**_kwargs: Any) -> None:
+        raise RuntimeError("collection bug")
+
+    try:
+        metered.enable()
+        reader.collect = broken  # type: ignore[method-assign]
+        assert reader.force_flush(2000) is False
+        got = metered.read()
+        assert got.counts(COLLECTION_DURATION, reader) == {"RuntimeError": 1}
+        assert got.values(COLLECTIONS, reader) == {None: 0, "collection_failed": 1}
+    finally:
+        app.shutdown(timeout_millis=1000)
+
+
+def test_self_metrics_on_the_readers_own_provider_make_no_export_loop() -> None:
+    """The package's metric reader publishing its own numbers exports exactly when it
+    would without them: observing is reading counters at a collection that runs anyway."""
+    exporter = RecordingMetricExporter()
+    reader = NonBlockingMetricReader(exporter, export_interval_millis=math.inf)
+    provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    from otel_nonblocking.metrics import enable_self_metrics
+
+    handle = enable_self_metrics(provider)
+    try:
+        for _ in range(3):
+            assert reader.force_flush(2000)
+        time.sleep(0.3)
+        assert len(exporter.exported) == 3
+        last = {
+            m.name
+            for rm in exporter.exported[-1].resource_metrics
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+        }
+        assert {POINTS_EXPORTED, COLLECTION_DURATION, COLLECTIONS} <= last
+    finally:
+        handle.disable()
+        provider.shutdown(timeout_millis=1000)
