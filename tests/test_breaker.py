@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from otel_nonblocking._breaker import BreakerState, CircuitBreaker
 
 
@@ -71,3 +73,16 @@ def test_a_flush_probe_passes_an_open_breaker_once() -> None:
     breaker.record_success()
     assert breaker.state is BreakerState.CLOSED
     assert breaker.allow()
+
+
+def test_the_jitter_leaves_the_applications_seeded_random_sequence_alone() -> None:
+    random.seed(1234)
+    expected = [random.random() for _ in range(3)]
+    random.seed(1234)
+    clock = FakeClock()
+    breaker = CircuitBreaker(failure_threshold=1, backoff_seconds=1.0, clock=clock)
+    for _ in range(5):  # five openings, five jitter draws
+        breaker.record_failure()
+        clock.now += 1.0
+        assert breaker.allow()
+    assert [random.random() for _ in range(3)] == expected

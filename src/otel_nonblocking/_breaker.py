@@ -21,6 +21,10 @@ from ._deadline import Clock
 MAX_RETRY_AFTER_SECONDS = 60.0
 # The back-off is drawn between this share of backoff_seconds and all of it.
 _JITTER_FLOOR = 0.5
+# The jitter's own source: drawing from the ``random`` module's shared generator would move
+# the application's seeded sequence whenever a backend fails. SystemRandom has no state, so
+# it is fork-safe too.
+_system_random = random.SystemRandom().random
 
 
 class BreakerState(str, enum.Enum):
@@ -47,7 +51,7 @@ class CircuitBreaker:
         failure_threshold: int = 3,
         backoff_seconds: float = 1.0,
         clock: Clock = time.monotonic,
-        jitter: Callable[[], float] = random.random,
+        jitter: Callable[[], float] = _system_random,
     ) -> None:
         self._threshold = failure_threshold
         self._backoff = backoff_seconds
