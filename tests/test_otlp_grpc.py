@@ -41,6 +41,7 @@ from otel_nonblocking._otlp_grpc import (
     protocol_for,
 )
 from otel_nonblocking.testing import FakeGrpcBackend, FakeTLSStallListener, Mode
+from tests.conftest import end_spans
 
 SLACK = 0.5  # the bound every timing assertion allows past its budget
 _PROTOCOL_VARS = (
@@ -419,7 +420,7 @@ def test_the_rpc_deadline_is_what_is_left_of_the_exports(
         exporter.shutdown(timeout_millis=1000)
 
 
-def test_a_cut_deadline_cancels_the_rpc_and_the_next_export_gets_through(
+def test_an_rpc_cut_short_is_left_to_answer_and_the_next_export_gets_through(
     backend: FakeGrpcBackend,
 ) -> None:
     backend.mode = Mode.HANG
@@ -433,34 +434,45 @@ def test_a_cut_deadline_cancels_the_rpc_and_the_next_export_gets_through(
         report = exporter.export_report(_spans(), cutoff=cutoff)
         assert report.outcome is ExportOutcome.TIMEOUT
         assert time.monotonic() - started < 0.5 + SLACK
-        # Cancelled at once, not left to run out its own 5 s deadline.
+        # It went out on a connection that formed: in doubt until the collector answers.
+        assert report.reached
         assert report.attempt is not None
-        assert exporter.resolve(report.attempt, 1.0) is False
-        backend.mode = Mode.OK
+        assert exporter.resolve(report.attempt, 0.2) is None
+        backend.mode = Mode.OK  # the hang ends with UNAVAILABLE: the batch did not go out
+        assert exporter.resolve(report.attempt, 2.0) is False
         assert exporter.export_report(_spans()).outcome is ExportOutcome.SUCCESS
         assert backend.span_names(accepted=True) == ["span-0", "span-1"]
     finally:
         exporter.shutdown(timeout_millis=1000)
 
 
-def test_abandon_spares_a_call_about_to_end_and_cancels_a_longer_one() -> None:
-    class Call:
-        cancelled = False
+def test_an_rpc_cut_short_that_the_collector_then_accepts_is_sent_once(
+    backend: FakeGrpcBackend,
+) -> None:
+    # A cut (the spool's reserve at shutdown) comes after the RPC went out with a longer
+    # deadline of its own. The collector answers OK after the cut: the RPC's future says
+    # so, the batch counts as delivered late and is not sent again (before: the RPC was
+    # cancelled, its batch counted as failed and sent again, while a collector that had
+    # read it may keep it: a duplicate).
+    backend.mode = Mode.SLOW
+    backend.delay = 1.0
+    exporter = otlp_span_exporter(backend.endpoint, protocol="grpc", timeout=5)
+    try:
+        started = time.monotonic()
 
-        def cancel(self) -> None:
-            self.cancelled = True
+        def cutoff() -> float:
+            return max(started + 0.3 - time.monotonic(), 0.0)
 
-    client = grpc_module.GrpcClient(
-        "127.0.0.1:9", "/x", credentials=None, compression=None, metadata=(), timeout_seconds=1
-    )
-    call = Call()
-    client._call = call
-    client._call_ends = time.monotonic() + 0.1  # the RPC's own deadline ends it soon
-    client.abandon()
-    assert not call.cancelled  # its answer decides whether the batch went out
-    client._call_ends = time.monotonic() + 5.0  # a flush cut the export short
-    client.abandon()
-    assert call.cancelled
+        report = exporter.export_report(_spans(), cutoff=cutoff)
+        assert report.outcome is ExportOutcome.TIMEOUT
+        assert time.monotonic() - started < 0.3 + SLACK
+        assert report.attempt is not None
+        assert exporter.resolve(report.attempt, 5.0) is True
+        assert exporter.stats().outcomes.get("late_success") == 1
+        assert backend.span_names() == ["span-0", "span-1"]  # received once
+        assert backend.span_names(accepted=True) == ["span-0", "span-1"]
+    finally:
+        exporter.shutdown(timeout_millis=1000)
 
 
 def test_no_thread_pile_up_over_20_exports_against_a_hanging_backend(
@@ -683,3 +695,75 @@ def test_the_metric_readers_flush_and_shutdown_keep_their_budget_over_grpc(
     provider.shutdown(timeout_millis=1500)
     assert time.monotonic() - started < 1.5 + SLACK
     assert not backend.metric_names(accepted=True)
+
+
+# -- outages: a restart, the message size limit, DNS, late answers -----------------------
+
+
+def _grpc_pipeline(
+    endpoint: str, timeout: float = 0.5, **options: object
+) -> tuple[NonBlockingSpanProcessor, TracerProvider]:
+    exporter = otlp_span_exporter(endpoint, protocol="grpc", timeout=timeout)
+    settings: dict[str, object] = {"max_export_batch_size": 20, "schedule_delay_millis": 50}
+    settings.update(options)
+    processor = NonBlockingSpanProcessor(exporter, **settings)  # type: ignore[arg-type]
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    return processor, provider
+
+
+def _until(condition: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _span_ids(fake: FakeGrpcBackend) -> list[bytes]:
+    return [
+        span.span_id
+        for request in fake.requests
+        if request.accepted
+        for resource in request.decoded.resource_spans
+        for scope in resource.scope_spans
+        for span in scope.spans
+    ]
+
+
+def test_a_collector_restart_costs_no_span_however_many_probes_it_refuses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The gRPC twin of test_recovery's: every probe while the collector is down is refused
+    # before a connection forms (UNAVAILABLE, "failed to connect"), which says nothing of
+    # the batch, so it is not charged an attempt (before: dropped as backend_unavailable
+    # after max_export_attempts refused probes).
+    monkeypatch.delenv("OTEL_NONBLOCKING_BREAKER_FAILURES")
+    monkeypatch.setenv("OTEL_NONBLOCKING_BREAKER_BACKOFF", "50")
+    first = FakeGrpcBackend().start()
+    second: FakeGrpcBackend | None = None
+    processor, provider = _grpc_pipeline(first.endpoint, max_export_attempts=2)
+    try:
+        end_spans(provider, 10)
+        assert processor.force_flush(timeout_millis=3000)
+        first.stop()  # crashed: its connections are cut, its port refuses
+        end_spans(provider, 30)
+
+        def failed() -> int:
+            outcomes = processor.exporter.stats().outcomes
+            return outcomes.get("export_failed", 0) + outcomes.get("export_timeout", 0)
+
+        assert _until(lambda: failed() >= 10 or processor.stats().dropped_total > 0, 10)
+        assert dict(processor.stats().dropped) == {}
+        second = FakeGrpcBackend(port=first.port).start()  # back on its port
+        assert _until(lambda: processor.stats().pending == 0, 10), processor.stats()
+        stats = processor.stats()
+        assert (stats.exported, dict(stats.dropped)) == (40, {}), stats
+        delivered = _span_ids(second)
+        assert len(delivered) == len(set(delivered)) == 30  # each span once
+    finally:
+        processor.shutdown(timeout_millis=500)
+        first.stop()
+        if second is not None:
+            second.stop()

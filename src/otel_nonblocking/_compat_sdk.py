@@ -33,6 +33,7 @@ __all__ = [
     "LogsSdk",
     "ProbeResult",
     "adopt_grpc_client",
+    "adopted_grpc_client",
     "batch_exporter",
     "batch_exporter_slot",
     "batch_processor",
@@ -394,6 +395,12 @@ def adopt_grpc_client(exporter: object, client: object) -> bool:
     exporter._channel = client  # type: ignore[attr-defined]
     exporter._client = client  # type: ignore[attr-defined]
     return True
+
+
+def adopted_grpc_client(exporter: object, kind: type[Any]) -> Any | None:
+    """The client of ``kind`` that :func:`adopt_grpc_client` put in ``exporter``, or None."""
+    client = vars(exporter).get("_client") if hasattr(exporter, "__dict__") else None
+    return client if isinstance(client, kind) else None
 
 
 def exporter_endpoint(exporter: object) -> str | None:

@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 
 from . import _config
 from ._breaker import BreakerState, CircuitBreaker
@@ -102,7 +102,9 @@ class ExportReport:
     #: (``unencodable``: no encoder can write it; ``too_large``: over the size limit alone).
     rejected: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     #: On SUCCESS with ``may_split``: nothing was sent, the batch is over the request size
-    #: limit and goes out once split (each of its items fits alone).
+    #: limit and goes out once split (each of its items fits alone). On FAILED: the
+    #: request was over a message size limit (an OTLP/gRPC client's, or the collector's
+    #: ``RESOURCE_EXHAUSTED``), like HTTP 413: to split, or drop when it holds one item.
     too_large: bool = False
     #: Whether the backend could have judged the batch: a request of it began to go out
     #: (it may have hung or been reset after), or an answer came. False when nothing went
@@ -110,6 +112,35 @@ class ExportReport:
     #: first byte (refused, DNS failure, connect timeout: an outage, whatever the batch
     #: held). Without an :class:`InterruptibleSession` to tell, True.
     reached: bool = True
+
+
+class AttemptWitness(Protocol):
+    """What the transport under an inner exporter tells about its current attempt: an
+    OTLP/HTTP exporter's :class:`InterruptibleSession`, an OTLP/gRPC exporter's ``GrpcClient``."""
+
+    last_status: int | None
+    last_retry_after: float | None
+    last_request_bytes: int | None
+    last_connection_error: bool
+
+    def begin_attempt(self) -> None: ...
+
+    def abort(self, *, spare_sent: bool = False) -> int: ...
+
+    def may_deliver(self) -> bool: ...
+
+    @property
+    def reached(self) -> bool: ...
+
+
+def find_witness(exporter: object) -> AttemptWitness | None:
+    """The session or gRPC client inside ``exporter`` that tells about its attempts."""
+    session = find_session(exporter)
+    if session is not None:
+        return session
+    from ._otlp_grpc import find_client  # imports no grpc until an RPC is made
+
+    return find_client(exporter)
 
 
 # Set on a runner thread while it runs a probe: a deadline exporter nested inside (a
@@ -184,6 +215,12 @@ T = TypeVar("T")
 InnerCall = Callable[[list[T], Deadline], object]
 
 
+def told_too_large(error: BaseException | None) -> bool:
+    """Whether an exporter's error says the request was over a message size limit
+    (``too_large``: the OTLP/gRPC client's, refused before sending or by the collector)."""
+    return getattr(error, "too_large", False) is True
+
+
 def told_retry_after(error: BaseException | None) -> float | None:
     """The back-off the backend asked for, carried by an exporter's error as ``retry_after``
     seconds (the OTLP/gRPC client's errors carry the RetryInfo so), else None."""
@@ -243,7 +280,7 @@ class DeadlineExporter(Generic[T]):
             _config.BREAKER_FAILURE_THRESHOLD.resolve(failure_threshold),
             _config.BREAKER_BACKOFF_MILLIS.resolve(breaker_backoff_millis) / 1000,
         )
-        self._session = find_session(exporter)
+        self._session = find_witness(exporter)
         self._on_abandon = on_abandon
         self._clock = clock
         self._runner = AttemptRunner("export")
@@ -438,8 +475,16 @@ class DeadlineExporter(Generic[T]):
             transient = connection_error or session is None
         # Could the backend judge the batch? Without a session to tell, assume it could.
         reached = outcome not in _NOTHING_SENT and (session is None or session.reached)
+        too_large = outcome is ExportOutcome.FAILED and told_too_large(error)
         return ExportReport(
-            outcome, status, retry_after, size, transient, attempt=attempt, reached=reached
+            outcome,
+            status,
+            retry_after,
+            size,
+            transient,
+            attempt=attempt,
+            too_large=too_large,
+            reached=reached,
         )
 
     def _export(
@@ -513,7 +558,8 @@ class DeadlineExporter(Generic[T]):
         if attempt.error is None and self.succeeded(attempt.result):
             self._breaker.record_success()
             return self._count(ExportOutcome.SUCCESS), None, None
-        if session is not None and session.last_status in _DATA_STATUSES:
+        refused_data = session is not None and session.last_status in _DATA_STATUSES
+        if refused_data or told_too_large(attempt.error):
             self._breaker.record_success()  # the backend is up; it refused this batch only
         else:
             retry_after = (
