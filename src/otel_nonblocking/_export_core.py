@@ -19,9 +19,9 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast, runtime_checkable
 
-from . import _config
+from . import _compat_sdk, _config
 from ._breaker import BreakerState, CircuitBreaker
 from ._config import UNSET, _Unset
 from ._deadline import Clock, Deadline, millis_to_seconds
@@ -114,6 +114,7 @@ class ExportReport:
     reached: bool = True
 
 
+@runtime_checkable
 class AttemptWitness(Protocol):
     """What the transport under an inner exporter tells about its current attempt: an
     OTLP/HTTP exporter's :class:`InterruptibleSession`, an OTLP/gRPC exporter's ``GrpcClient``."""
@@ -138,9 +139,8 @@ def find_witness(exporter: object) -> AttemptWitness | None:
     session = find_session(exporter)
     if session is not None:
         return session
-    from ._otlp_grpc import find_client  # imports no grpc until an RPC is made
-
-    return find_client(exporter)
+    client = _compat_sdk.adopted_grpc_client(exporter)  # the OTLP/gRPC client, if adopted
+    return client if isinstance(client, AttemptWitness) else None
 
 
 # Set on a runner thread while it runs a probe: a deadline exporter nested inside (a

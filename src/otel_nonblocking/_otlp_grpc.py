@@ -630,7 +630,7 @@ def _construct(exporter_class: Any, timeout_var: str, **kwargs: Any) -> Any:
 
 def _wrap(signal: str, inner: Any, timeout_millis: float) -> Any:
     """``inner`` behind the signal's deadline exporter, which finds the :class:`GrpcClient`
-    in it (see :func:`find_client`): it asks the client whether an attempt reached the
+    in it (:func:`._export_core.find_witness`): it asks the client whether an attempt reached the
     collector, and cancels or spares the RPC it gives up on."""
     if signal == "logs":
         from ._exporter_logs import DeadlineLogExporter
@@ -643,9 +643,3 @@ def _wrap(signal: str, inner: Any, timeout_millis: float) -> Any:
     from ._exporter import DeadlineSpanExporter
 
     return DeadlineSpanExporter(inner, timeout_millis=timeout_millis)
-
-
-def find_client(exporter: object) -> GrpcClient | None:
-    """The :class:`GrpcClient` put in an SDK OTLP/gRPC exporter's place, or None."""
-    client: GrpcClient | None = _compat_sdk.adopted_grpc_client(exporter, GrpcClient)
-    return client
