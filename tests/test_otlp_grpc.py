@@ -767,3 +767,49 @@ def test_a_collector_restart_costs_no_span_however_many_probes_it_refuses(
         first.stop()
         if second is not None:
             second.stop()
+
+
+def _end_padded(provider: TracerProvider, count: int, pad: int, name: str = "span") -> None:
+    tracer = provider.get_tracer("tests")
+    for _ in range(count):
+        tracer.start_span(name, attributes={"pad": "x" * pad}).end()
+
+
+@pytest.mark.parametrize("ours", [0, 20_000])
+def test_a_batch_over_the_message_size_limit_goes_out_split_and_a_span_too_large_alone_is_dropped(
+    ours: int,
+) -> None:
+    # The collector takes messages of up to 24 KB (gRPC's default: 4 MiB). ours=0: no limit
+    # of ours, the collector refuses with RESOURCE_EXHAUSTED "larger than max", taken as
+    # HTTP's 413 (before: the whole batch dropped as export_failed); ours=20 KB: split
+    # before anything is sent. Either way every span arrives, once, in several requests.
+    with FakeGrpcBackend(max_receive_bytes=24_000) as fake:
+        exporter = otlp_span_exporter(
+            fake.endpoint, protocol="grpc", timeout=2, max_request_bytes=ours
+        )
+        processor = NonBlockingSpanProcessor(
+            exporter, max_export_batch_size=200, schedule_delay_millis=60_000
+        )
+        provider = TracerProvider(shutdown_on_exit=False)
+        provider.add_span_processor(processor)
+        try:
+            _end_padded(provider, 100, 500)  # ~55 KB in all
+            _end_padded(provider, 1, 30_000, name="huge")  # too large alone
+            processor.force_flush(timeout_millis=5000)
+            stats = processor.stats()
+            assert (stats.exported, dict(stats.dropped), stats.pending) == (
+                100,
+                {"too_large": 1},
+                0,
+            ), stats
+            delivered = _span_ids(fake)
+            assert len(delivered) == len(set(delivered)) == 100
+            assert "huge" not in fake.span_names()
+            accepted = [r for r in fake.requests if r.accepted]
+            assert len(accepted) >= 3
+            refused = exporter.stats().outcomes.get("export_failed", 0)
+            assert refused >= 2  # the batch, then halves of it, then the huge span alone
+            if ours:  # nothing over our limit was sent
+                assert all(r.decoded.ByteSize() <= ours for r in fake.requests)
+        finally:
+            processor.shutdown(timeout_millis=1000)

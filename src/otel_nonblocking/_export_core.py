@@ -573,6 +573,8 @@ class DeadlineExporter(Generic[T]):
             error = TypeError(f"exporter {detail}")  # a bug, not a passing fault
         if session is not None and session.last_status is not None:
             detail = f"HTTP {session.last_status}"
+        elif told_too_large(error):
+            detail = "request too large"  # to be split; one item alone is dropped
         return self._count(ExportOutcome.FAILED, detail), error, None
 
     def _wait_for_abandoned(self, deadline: Deadline) -> bool:

@@ -526,6 +526,7 @@ def otlp_grpc_exporter(
     *,
     insecure: bool | None = None,
     credentials: grpc.ChannelCredentials | None = None,
+    max_request_bytes: int | None = None,
     **sdk_kwargs: Any,
 ) -> Any:
     """The SDK's OTLP/gRPC exporter for ``signal`` (traces, logs, metrics) with a
@@ -534,7 +535,9 @@ def otlp_grpc_exporter(
     ``timeout`` (seconds, else ``OTEL_EXPORTER_OTLP_[SIGNAL_]TIMEOUT``, else 2) bounds each
     export from DNS to answer; ``endpoint`` (else ``OTEL_EXPORTER_OTLP_[SIGNAL_]ENDPOINT``,
     else ``http://localhost:4317``), ``insecure``, headers and compression are read as the
-    SDK reads them. ``sdk_kwargs`` go to the SDK exporter (``preferred_temporality``, ...).
+    SDK reads them. A request over ``max_request_bytes`` (None: gRPC's default 4 MiB; 0:
+    no limit) is not sent: the pipeline splits its batch. ``sdk_kwargs`` go to the SDK
+    exporter (``preferred_temporality``, ...).
     """
     inner, _client, timeout_millis = grpc_exporter_parts(
         signal,
@@ -544,6 +547,7 @@ def otlp_grpc_exporter(
         compression,
         insecure=insecure,
         credentials=credentials,
+        max_request_bytes=max_request_bytes,
         **sdk_kwargs,
     )
     return _wrap(signal, inner, timeout_millis)
@@ -558,6 +562,7 @@ def grpc_exporter_parts(
     *,
     insecure: bool | None = None,
     credentials: grpc.ChannelCredentials | None = None,
+    max_request_bytes: int | None = None,
     **sdk_kwargs: Any,
 ) -> tuple[Any, GrpcClient | None, float]:
     """:func:`otlp_grpc_exporter`'s parts, unwrapped: the SDK exporter, the client in its
@@ -583,6 +588,9 @@ def grpc_exporter_parts(
         compression=grpc_compression,
         metadata=tuple((k.lower(), v) for k, v in sent.items()),
         timeout_seconds=seconds,
+        max_request_bytes=DEFAULT_MAX_REQUEST_BYTES
+        if max_request_bytes is None
+        else max_request_bytes,
         options=(
             ("grpc.primary_user_agent", _user_agent()),
             ("grpc.max_reconnect_backoff_ms", _MAX_RECONNECT_BACKOFF_MS),
