@@ -235,6 +235,20 @@ def test_grpc_endpoint_and_insecure_follow_the_sdk(monkeypatch: pytest.MonkeyPat
     assert "pw" not in str(raised.value)
 
 
+def test_a_dns_target_names_its_dns_server_and_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_INSECURE", raising=False)
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_INSECURE", raising=False)
+    target = "dns://127.0.0.1:53/collector:4317"
+    assert grpc_module.endpoint_problem(target) is None
+    assert grpc_module.target_and_insecure(target, "traces", None) == (target, False)
+    assert grpc_module.target_and_insecure(target, "traces", True) == (target, True)
+    assert grpc_module.endpoint_problem("dns:collector:4317") is None
+    assert grpc_module.endpoint_problem("dns://127.0.0.1:53/") == "has no host"
+    with pytest.raises(ConfigurationError, match="DNS server") as raised:
+        otlp_span_exporter("dns://user:pw@bad host/collector:4317", protocol="grpc")
+    assert "pw" not in str(raised.value)
+
+
 @pytest.mark.parametrize("signal", ["traces", "logs", "metrics"])
 @pytest.mark.parametrize("raw", ["2.5", "soon"])
 def test_a_timeout_variable_the_sdk_cannot_parse_does_not_break_the_exporter(
@@ -813,3 +827,82 @@ def test_a_batch_over_the_message_size_limit_goes_out_split_and_a_span_too_large
                 assert all(r.decoded.ByteSize() <= ours for r in fake.requests)
         finally:
             processor.shutdown(timeout_millis=1000)
+
+
+# A "DNS server" on 127.0.0.1 that reads each query and never answers, and an exporter
+# whose gRPC target names it as the channel's DNS server (gRPC's c-ares resolver, the
+# default, honours the authority). Run in a child process whose gRPC is told to use
+# c-ares: under another resolver the name would go to the system's DNS servers instead.
+_DNS_CHILD = r"""
+import json, socket, sys, threading, time
+from opentelemetry.sdk.trace import TracerProvider
+from otel_nonblocking._otlp_grpc import otlp_grpc_exporter
+
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+udp.bind(("127.0.0.1", 0))
+udp.settimeout(0.05)
+queries, stop = [], threading.Event()
+
+def serve():
+    while not stop.is_set():
+        try:
+            queries.append(len(udp.recvfrom(4096)[0]))
+        except TimeoutError:
+            continue
+        except OSError:
+            return
+
+server = threading.Thread(target=serve, daemon=True)
+server.start()
+span = TracerProvider().get_tracer("dns").start_span("s")
+span.end()
+target = f"dns://127.0.0.1:{udp.getsockname()[1]}/collector.invalid:4317"
+before = threading.active_count()
+exporter = otlp_grpc_exporter("traces", target, timeout=1.0, insecure=True)
+exports = []
+for _ in range(4):
+    started = time.monotonic()
+    report = exporter.export_report([span])
+    seconds = time.monotonic() - started
+    exports.append([seconds, report.outcome.value, report.transient, report.reached])
+threads = threading.active_count() - before
+started = time.monotonic()
+exporter.shutdown(timeout_millis=1000)
+closed = time.monotonic() - started
+stop.set()
+server.join(1)
+udp.close()
+state = exporter.stats().breaker_state
+print(json.dumps({"exports": exports, "threads": threads, "queries": len(queries),
+                  "breaker": state, "shutdown": closed}))
+"""
+
+
+def test_a_dns_server_that_never_answers_costs_one_deadline_per_export() -> None:
+    import json
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "GRPC_"))}
+    env.update(
+        GRPC_DNS_RESOLVER="ares",
+        OTEL_NONBLOCKING_BREAKER_FAILURES="3",
+        OTEL_NONBLOCKING_BREAKER_BACKOFF="60000",
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", _DNS_CHILD], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert child.returncode == 0, child.stderr[-2000:]
+    result = json.loads(child.stdout.strip().splitlines()[-1])
+    assert result["queries"] > 0  # the name was asked of our loopback server, no other
+    *failed, fast = result["exports"]
+    for seconds, outcome, transient, reached in failed:
+        assert seconds < 1.0 + SLACK
+        assert outcome in ("export_timeout", "export_failed")
+        assert transient
+        assert not reached  # nothing went out: the batch is not charged an attempt
+    assert fast[1] == "circuit_open"  # the breaker counted the three
+    assert fast[0] < SLACK
+    assert result["breaker"] == "open"
+    assert result["threads"] <= 2  # the export runner, and gRPC's spin thread at most
+    assert result["shutdown"] < 1.0 + SLACK

@@ -407,9 +407,30 @@ def _signal_vars(signal: str, suffix: str) -> tuple[str, str]:
     return f"OTEL_EXPORTER_OTLP_{signal.upper()}_{suffix}", f"OTEL_EXPORTER_OTLP_{suffix}"
 
 
+def _dns_parts(endpoint: str) -> tuple[str, str] | None:
+    """gRPC's ``dns:[//dns-server/]host[:port]`` target as (its DNS server or "", its
+    host[:port]); None for any other endpoint."""
+    if endpoint[:4].lower() != "dns:":
+        return None
+    rest = endpoint[4:]
+    if not rest.startswith("//"):
+        return "", rest
+    server, _, name = rest[2:].partition("/")
+    return server, name
+
+
 def endpoint_problem(endpoint: str) -> str | None:
-    """Why ``endpoint`` is no gRPC target (an http(s) URL, or host:port), or None."""
-    return url_problem(endpoint if "://" in endpoint else f"http://{endpoint}")
+    """Why ``endpoint`` is no gRPC target (an http(s) URL, host:port, or gRPC's
+    ``dns:[//dns-server/]host:port``), or None."""
+    dns = _dns_parts(endpoint)
+    if dns is None:
+        return url_problem(endpoint if "://" in endpoint else f"http://{endpoint}")
+    server, name = dns
+    problem = url_problem(f"http://{name}") if name else "has no host"
+    if problem is None and server:
+        problem = url_problem(f"http://{server}")
+        problem = None if problem is None else f"has a DNS server that {problem}"
+    return problem
 
 
 def _endpoint(signal: str, endpoint: str | None) -> str:
@@ -433,8 +454,11 @@ def _endpoint(signal: str, endpoint: str | None) -> str:
 
 def target_and_insecure(endpoint: str, signal: str, insecure: bool | None) -> tuple[str, bool]:
     """The channel target and whether it is insecure, as the SDK decides: https is secure;
-    else ``insecure``, else ``OTEL_EXPORTER_OTLP_[SIGNAL_]INSECURE``, else http is insecure."""
-    parts = urlsplit(endpoint) if "://" in endpoint else None
+    else ``insecure``, else ``OTEL_EXPORTER_OTLP_[SIGNAL_]INSECURE``, else http is insecure.
+    A ``dns:`` target is the channel's as it is (secure unless ``insecure`` or the variable
+    says otherwise, as a bare host:port)."""
+    dns = _dns_parts(endpoint) is not None
+    parts = urlsplit(endpoint) if "://" in endpoint and not dns else None
     scheme = parts.scheme.lower() if parts is not None else ""
     target = parts.netloc if parts is not None and parts.netloc else endpoint
     if scheme == "https":
@@ -601,7 +625,7 @@ def grpc_exporter_parts(
     inner = _construct(
         exporter_class,
         f"OTEL_EXPORTER_OTLP_{signal.upper()}_TIMEOUT",
-        endpoint=f"{'http' if is_insecure else 'https'}://{target}",
+        endpoint=f"{'http' if is_insecure else 'https'}://{_sdk_host(target)}",
         insecure=is_insecure,
         credentials=creds,
         # Never empty: an SDK given no headers reads (and may log) the variables itself.
@@ -612,6 +636,12 @@ def grpc_exporter_parts(
     )
     adopted = _compat_sdk.adopt_grpc_client(inner, client)
     return inner, client if adopted else None, timeout_millis
+
+
+def _sdk_host(target: str) -> str:
+    """host:port of ``target`` for the SDK exporter (whose channel is closed unused)."""
+    dns = _dns_parts(target)
+    return target if dns is None else dns[1]
 
 
 _environ_lock = threading.Lock()
