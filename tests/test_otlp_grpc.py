@@ -906,3 +906,35 @@ def test_a_dns_server_that_never_answers_costs_one_deadline_per_export() -> None
     assert result["breaker"] == "open"
     assert result["threads"] <= 2  # the export runner, and gRPC's spin thread at most
     assert result["shutdown"] < 1.0 + SLACK
+
+
+def test_a_collector_answering_ok_just_after_our_deadline_gets_each_span_once() -> None:
+    # Our deadline gives up 0.1 s before the RPC's own; the collector answers OK in between.
+    # The RPC is left to end (it went out on a connection that formed), its OK counts the
+    # batch as delivered late, and nothing is sent twice.
+    with FakeGrpcBackend(Mode.SLOW, answer_before_deadline=0.06) as fake:
+        processor, provider = _grpc_pipeline(
+            fake.endpoint, timeout=0.5, max_export_batch_size=10, schedule_delay_millis=60_000
+        )
+        try:
+            end_spans(provider, 30)
+            processor.force_flush(timeout_millis=10_000)
+            assert _until(lambda: processor.stats().pending == 0, 5)
+            stats = processor.stats()
+            assert (stats.exported, dict(stats.dropped)) == (30, {}), stats
+            received = [span_id for r in fake.requests for span_id in _ids(r)]
+            assert len(received) == len(set(received)) == 30  # each span received once
+            assert len(_span_ids(fake)) == 30  # and accepted
+            outcomes = processor.exporter.stats().outcomes
+            assert outcomes.get("late_success", 0) >= 1
+        finally:
+            processor.shutdown(timeout_millis=1000)
+
+
+def _ids(request: Any) -> list[bytes]:
+    return [
+        span.span_id
+        for resource in request.decoded.resource_spans
+        for scope in resource.scope_spans
+        for span in scope.spans
+    ]

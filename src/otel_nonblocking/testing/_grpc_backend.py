@@ -67,6 +67,8 @@ class FakeGrpcBackend:
     stopped, as a restarted collector does. ``max_receive_bytes`` is the server's largest
     accepted message (gRPC's default, and a collector's: 4 MiB); a larger request is
     refused with ``RESOURCE_EXHAUSTED`` before the service sees it.
+    ``answer_before_deadline``: SLOW answers when the call's deadline leaves this many
+    seconds (not after ``delay``), just past a client deadline set earlier than the RPC's.
 
     Modes (``mode`` may change between calls): OK answers; HANG never answers (until the
     client gives up, the mode changes or ``stop()``); SLOW answers after ``delay`` s;
@@ -92,6 +94,7 @@ class FakeGrpcBackend:
         max_workers: int = 8,
         port: int = 0,
         max_receive_bytes: int | None = None,
+        answer_before_deadline: float | None = None,
     ) -> None:
         self._mode = _supported(mode)
         self.delay = delay
@@ -100,6 +103,7 @@ class FakeGrpcBackend:
         self._max_workers = max_workers
         self._port = port
         self._max_receive_bytes = max_receive_bytes
+        self.answer_before_deadline = answer_before_deadline
         self._lock = threading.Lock()
         self._records: list[GrpcRequest] = []
         self._calls = 0
@@ -278,7 +282,11 @@ class FakeGrpcBackend:
             if mode is Mode.HANG:
                 self._hold(context, release, self.hang_limit)
             elif mode is Mode.SLOW:
-                self._hold(context, release, self.delay)
+                early = self.answer_before_deadline
+                if early is not None and left is not None:
+                    self._hold(context, release, left - early)
+                else:
+                    self._hold(context, release, self.delay)
             accepted = mode in (Mode.OK, Mode.SLOW) and context.is_active()
             with self._lock:
                 self._records.append(GrpcRequest(signal, metadata, decoded, mode, accepted, left))
