@@ -938,3 +938,26 @@ def _ids(request: Any) -> list[bytes]:
         for scope in resource.scope_spans
         for span in scope.spans
     ]
+
+
+def test_the_channel_state_is_read_from_this_grpcio(backend: FakeGrpcBackend) -> None:
+    # _compat_grpc reads grpcio internals: this fails loudly when a release moves them.
+    import grpc
+
+    from otel_nonblocking._compat_grpc import channel_ready
+    from otel_nonblocking.testing import refused_endpoint
+
+    method = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+    good = grpc.insecure_channel(f"127.0.0.1:{backend.port}")
+    refused = grpc.insecure_channel(refused_endpoint().split("://", 1)[1].split("/", 1)[0])
+    try:
+        assert channel_ready(good) is False  # made, never connected
+        good.unary_unary(method)(b"", timeout=5)
+        assert channel_ready(good) is True
+        with pytest.raises(grpc.RpcError):
+            refused.unary_unary(method)(b"", timeout=5)
+        assert channel_ready(refused) is False
+    finally:
+        good.close()
+        refused.close()
+    assert channel_ready(good) is None  # closed: not known
