@@ -110,7 +110,8 @@ class ExportReport:
     #: (it may have hung or been reset after), or an answer came. False when nothing went
     #: out: the breaker was open, an attempt still ran, or every request failed before its
     #: first byte (refused, DNS failure, connect timeout: an outage, whatever the batch
-    #: held). Without an :class:`InterruptibleSession` to tell, True.
+    #: held). Without an :class:`AttemptWitness` to tell (an HTTP exporter's
+    #: :class:`InterruptibleSession`, an OTLP/gRPC exporter's client), True.
     reached: bool = True
 
 
