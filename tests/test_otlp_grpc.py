@@ -3,6 +3,7 @@ no thread pile-up, fork safety, and one clear line when the grpc extra is missin
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -961,3 +962,64 @@ def test_the_channel_state_is_read_from_this_grpcio(backend: FakeGrpcBackend) ->
         good.close()
         refused.close()
     assert channel_ready(good) is None  # closed: not known
+
+
+def _refused_grpc_endpoint() -> str:
+    from otel_nonblocking.testing import refused_endpoint
+
+    return "http://" + refused_endpoint().split("://", 1)[1].split("/", 1)[0]
+
+
+@pytest.mark.parametrize(
+    ("fault", "outcome", "reached", "in_doubt"),
+    [
+        ("refused", ExportOutcome.FAILED, False, False),
+        ("handshake stalls", ExportOutcome.TIMEOUT, False, False),
+        ("reset before the request", ExportOutcome.FAILED, False, False),
+        ("answers UNAVAILABLE", ExportOutcome.FAILED, True, False),
+        ("never answers", ExportOutcome.TIMEOUT, True, True),
+    ],
+)
+def test_an_export_reached_the_collector_only_if_a_connection_formed(
+    fault: str, outcome: ExportOutcome, reached: bool, in_doubt: bool
+) -> None:
+    with contextlib.ExitStack() as stack:
+        if fault == "refused":
+            endpoint = _refused_grpc_endpoint()
+        elif fault == "handshake stalls":
+            stall = stack.enter_context(FakeTLSStallListener())
+            endpoint = f"http://127.0.0.1:{stall.port}"
+        else:
+            mode = {
+                "reset before the request": Mode.RESET,
+                "answers UNAVAILABLE": Mode.UNAVAILABLE,
+                "never answers": Mode.HANG,
+            }[fault]
+            fake = stack.enter_context(FakeGrpcBackend(mode, retry_after=None, hang_limit=30))
+            endpoint = fake.endpoint
+        exporter = otlp_span_exporter(endpoint, protocol="grpc", timeout=0.5)
+        try:
+            started = time.monotonic()
+            report = exporter.export_report(_spans())
+            assert time.monotonic() - started < 0.5 + SLACK
+            assert (report.outcome, report.reached, report.transient) == (outcome, reached, True)
+            # A call that never connected is cancelled: it cannot deliver the batch.
+            assert (report.attempt is not None) is in_doubt
+        finally:
+            exporter.shutdown(timeout_millis=500)
+
+
+def test_retries_exhausted_against_a_collector_answering_unavailable_drop_the_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The collector answered each attempt itself: each is charged, and a batch it keeps
+    # refusing ends as backend_unavailable (not kept forever like a refused connection's).
+    monkeypatch.setenv("OTEL_NONBLOCKING_BREAKER_BACKOFF", "50")
+    with FakeGrpcBackend(Mode.UNAVAILABLE, retry_after=None) as fake:
+        processor, provider = _grpc_pipeline(fake.endpoint, max_export_attempts=2)
+        try:
+            end_spans(provider, 10)
+            assert _until(lambda: processor.stats().dropped_total == 10, 10), processor.stats()
+            assert dict(processor.stats().dropped) == {"backend_unavailable": 10}
+        finally:
+            processor.shutdown(timeout_millis=200)
