@@ -3,10 +3,12 @@
 The SDK's exporter encodes (and, for metrics, batches and picks temporality); the RPC goes
 through :class:`GrpcClient`, which stands in for the SDK's channel and stub: one RPC per
 export, its deadline what is left of ours (0.1 s more), no in-process retries (the pipeline retries,
-honouring the backend's RetryInfo), cancelled when the deadline exporter abandons it, on a
-channel made lazily and made anew after an abandoned call, an UNAVAILABLE or a fork
-(grpc#22624: a channel made before ``fork`` must not be used in the child). Needs the
-``grpc`` extra.
+honouring the backend's RetryInfo), no request over the message size limit (4 MiB), on a
+channel made lazily and made anew after a cancelled call, an UNAVAILABLE or a fork
+(grpc#22624: a channel made before ``fork`` must not be used in the child). It tells the
+deadline exporter whether an attempt reached the collector (a connection formed), and
+when given up on, an RPC that never connected is cancelled, one that did is left to
+answer. Needs the ``grpc`` extra.
 """
 
 from __future__ import annotations
