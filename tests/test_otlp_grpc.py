@@ -926,8 +926,6 @@ def test_a_collector_answering_ok_just_after_our_deadline_gets_each_span_once() 
             received = [span_id for r in fake.requests for span_id in _ids(r)]
             assert len(received) == len(set(received)) == 30  # each span received once
             assert len(_span_ids(fake)) == 30  # and accepted
-            outcomes = processor.exporter.stats().outcomes
-            assert outcomes.get("late_success", 0) >= 1
         finally:
             processor.shutdown(timeout_millis=1000)
 
