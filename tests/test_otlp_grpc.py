@@ -3,6 +3,7 @@ no thread pile-up, fork safety, and one clear line when the grpc extra is missin
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -41,6 +42,7 @@ from otel_nonblocking._otlp_grpc import (
     protocol_for,
 )
 from otel_nonblocking.testing import FakeGrpcBackend, FakeTLSStallListener, Mode
+from tests.conftest import end_spans
 
 SLACK = 0.5  # the bound every timing assertion allows past its budget
 _PROTOCOL_VARS = (
@@ -234,6 +236,20 @@ def test_grpc_endpoint_and_insecure_follow_the_sdk(monkeypatch: pytest.MonkeyPat
     assert "pw" not in str(raised.value)
 
 
+def test_a_dns_target_names_its_dns_server_and_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_INSECURE", raising=False)
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_INSECURE", raising=False)
+    target = "dns://127.0.0.1:53/collector:4317"
+    assert grpc_module.endpoint_problem(target) is None
+    assert grpc_module.target_and_insecure(target, "traces", None) == (target, False)
+    assert grpc_module.target_and_insecure(target, "traces", True) == (target, True)
+    assert grpc_module.endpoint_problem("dns:collector:4317") is None
+    assert grpc_module.endpoint_problem("dns://127.0.0.1:53/") == "has no host"
+    with pytest.raises(ConfigurationError, match="DNS server") as raised:
+        otlp_span_exporter("dns://user:pw@bad host/collector:4317", protocol="grpc")
+    assert "pw" not in str(raised.value)
+
+
 @pytest.mark.parametrize("signal", ["traces", "logs", "metrics"])
 @pytest.mark.parametrize("raw", ["2.5", "soon"])
 def test_a_timeout_variable_the_sdk_cannot_parse_does_not_break_the_exporter(
@@ -419,7 +435,7 @@ def test_the_rpc_deadline_is_what_is_left_of_the_exports(
         exporter.shutdown(timeout_millis=1000)
 
 
-def test_a_cut_deadline_cancels_the_rpc_and_the_next_export_gets_through(
+def test_an_rpc_cut_short_is_left_to_answer_and_the_next_export_gets_through(
     backend: FakeGrpcBackend,
 ) -> None:
     backend.mode = Mode.HANG
@@ -433,34 +449,45 @@ def test_a_cut_deadline_cancels_the_rpc_and_the_next_export_gets_through(
         report = exporter.export_report(_spans(), cutoff=cutoff)
         assert report.outcome is ExportOutcome.TIMEOUT
         assert time.monotonic() - started < 0.5 + SLACK
-        # Cancelled at once, not left to run out its own 5 s deadline.
+        # It went out on a connection that formed: in doubt until the collector answers.
+        assert report.reached
         assert report.attempt is not None
-        assert exporter.resolve(report.attempt, 1.0) is False
-        backend.mode = Mode.OK
+        assert exporter.resolve(report.attempt, 0.2) is None
+        backend.mode = Mode.OK  # the hang ends with UNAVAILABLE: the batch did not go out
+        assert exporter.resolve(report.attempt, 2.0) is False
         assert exporter.export_report(_spans()).outcome is ExportOutcome.SUCCESS
         assert backend.span_names(accepted=True) == ["span-0", "span-1"]
     finally:
         exporter.shutdown(timeout_millis=1000)
 
 
-def test_abandon_spares_a_call_about_to_end_and_cancels_a_longer_one() -> None:
-    class Call:
-        cancelled = False
+def test_an_rpc_cut_short_that_the_collector_then_accepts_is_sent_once(
+    backend: FakeGrpcBackend,
+) -> None:
+    # A cut (the spool's reserve at shutdown) comes after the RPC went out with a longer
+    # deadline of its own. The collector answers OK after the cut: the RPC's future says
+    # so, the batch counts as delivered late and is not sent again (before: the RPC was
+    # cancelled, its batch counted as failed and sent again, while a collector that had
+    # read it may keep it: a duplicate).
+    backend.mode = Mode.SLOW
+    backend.delay = 1.0
+    exporter = otlp_span_exporter(backend.endpoint, protocol="grpc", timeout=5)
+    try:
+        started = time.monotonic()
 
-        def cancel(self) -> None:
-            self.cancelled = True
+        def cutoff() -> float:
+            return max(started + 0.3 - time.monotonic(), 0.0)
 
-    client = grpc_module.GrpcClient(
-        "127.0.0.1:9", "/x", credentials=None, compression=None, metadata=(), timeout_seconds=1
-    )
-    call = Call()
-    client._call = call
-    client._call_ends = time.monotonic() + 0.1  # the RPC's own deadline ends it soon
-    client.abandon()
-    assert not call.cancelled  # its answer decides whether the batch went out
-    client._call_ends = time.monotonic() + 5.0  # a flush cut the export short
-    client.abandon()
-    assert call.cancelled
+        report = exporter.export_report(_spans(), cutoff=cutoff)
+        assert report.outcome is ExportOutcome.TIMEOUT
+        assert time.monotonic() - started < 0.3 + SLACK
+        assert report.attempt is not None
+        assert exporter.resolve(report.attempt, 5.0) is True
+        assert exporter.stats().outcomes.get("late_success") == 1
+        assert backend.span_names() == ["span-0", "span-1"]  # received once
+        assert backend.span_names(accepted=True) == ["span-0", "span-1"]
+    finally:
+        exporter.shutdown(timeout_millis=1000)
 
 
 def test_no_thread_pile_up_over_20_exports_against_a_hanging_backend(
@@ -683,3 +710,314 @@ def test_the_metric_readers_flush_and_shutdown_keep_their_budget_over_grpc(
     provider.shutdown(timeout_millis=1500)
     assert time.monotonic() - started < 1.5 + SLACK
     assert not backend.metric_names(accepted=True)
+
+
+# -- outages: a restart, the message size limit, DNS, late answers -----------------------
+
+
+def _grpc_pipeline(
+    endpoint: str, timeout: float = 0.5, **options: object
+) -> tuple[NonBlockingSpanProcessor, TracerProvider]:
+    exporter = otlp_span_exporter(endpoint, protocol="grpc", timeout=timeout)
+    settings: dict[str, object] = {"max_export_batch_size": 20, "schedule_delay_millis": 50}
+    settings.update(options)
+    processor = NonBlockingSpanProcessor(exporter, **settings)  # type: ignore[arg-type]
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    return processor, provider
+
+
+def _until(condition: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _span_ids(fake: FakeGrpcBackend) -> list[bytes]:
+    return [
+        span.span_id
+        for request in fake.requests
+        if request.accepted
+        for resource in request.decoded.resource_spans
+        for scope in resource.scope_spans
+        for span in scope.spans
+    ]
+
+
+def test_a_collector_restart_costs_no_span_however_many_probes_it_refuses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The gRPC twin of test_recovery's: every probe while the collector is down is refused
+    # before a connection forms (UNAVAILABLE, "failed to connect"), which says nothing of
+    # the batch, so it is not charged an attempt (before: dropped as backend_unavailable
+    # after max_export_attempts refused probes).
+    monkeypatch.delenv("OTEL_NONBLOCKING_BREAKER_FAILURES")
+    monkeypatch.setenv("OTEL_NONBLOCKING_BREAKER_BACKOFF", "50")
+    first = FakeGrpcBackend().start()
+    second: FakeGrpcBackend | None = None
+    processor, provider = _grpc_pipeline(first.endpoint, max_export_attempts=2)
+    try:
+        end_spans(provider, 10)
+        assert processor.force_flush(timeout_millis=3000)
+        first.stop()  # crashed: its connections are cut, its port refuses
+        end_spans(provider, 30)
+
+        def failed() -> int:
+            outcomes = processor.exporter.stats().outcomes
+            return outcomes.get("export_failed", 0) + outcomes.get("export_timeout", 0)
+
+        assert _until(lambda: failed() >= 10 or processor.stats().dropped_total > 0, 10)
+        assert dict(processor.stats().dropped) == {}
+        second = FakeGrpcBackend(port=first.port).start()  # back on its port
+        assert _until(lambda: processor.stats().pending == 0, 10), processor.stats()
+        stats = processor.stats()
+        assert (stats.exported, dict(stats.dropped)) == (40, {}), stats
+        delivered = _span_ids(second)
+        assert len(delivered) == len(set(delivered)) == 30  # each span once
+    finally:
+        processor.shutdown(timeout_millis=500)
+        first.stop()
+        if second is not None:
+            second.stop()
+
+
+def _end_padded(provider: TracerProvider, count: int, pad: int, name: str = "span") -> None:
+    tracer = provider.get_tracer("tests")
+    for _ in range(count):
+        tracer.start_span(name, attributes={"pad": "x" * pad}).end()
+
+
+@pytest.mark.parametrize("ours", [0, 20_000])
+def test_a_batch_over_the_message_size_limit_goes_out_split_and_a_span_too_large_alone_is_dropped(
+    ours: int,
+) -> None:
+    # The collector takes messages of up to 24 KB (gRPC's default: 4 MiB). ours=0: no limit
+    # of ours, the collector refuses with RESOURCE_EXHAUSTED "larger than max", taken as
+    # HTTP's 413 (before: the whole batch dropped as export_failed); ours=20 KB: split
+    # before anything is sent. Either way every span arrives, once, in several requests.
+    with FakeGrpcBackend(max_receive_bytes=24_000) as fake:
+        exporter = otlp_span_exporter(
+            fake.endpoint, protocol="grpc", timeout=2, max_request_bytes=ours
+        )
+        processor = NonBlockingSpanProcessor(
+            exporter, max_export_batch_size=200, schedule_delay_millis=60_000
+        )
+        provider = TracerProvider(shutdown_on_exit=False)
+        provider.add_span_processor(processor)
+        try:
+            _end_padded(provider, 100, 500)  # ~55 KB in all
+            _end_padded(provider, 1, 30_000, name="huge")  # too large alone
+            processor.force_flush(timeout_millis=5000)
+            stats = processor.stats()
+            assert (stats.exported, dict(stats.dropped), stats.pending) == (
+                100,
+                {"too_large": 1},
+                0,
+            ), stats
+            delivered = _span_ids(fake)
+            assert len(delivered) == len(set(delivered)) == 100
+            assert "huge" not in fake.span_names()
+            accepted = [r for r in fake.requests if r.accepted]
+            assert len(accepted) >= 3
+            refused = exporter.stats().outcomes.get("export_failed", 0)
+            assert refused >= 2  # the batch, then halves of it, then the huge span alone
+            if ours:  # nothing over our limit was sent
+                assert all(r.decoded.ByteSize() <= ours for r in fake.requests)
+        finally:
+            processor.shutdown(timeout_millis=1000)
+
+
+# A "DNS server" on 127.0.0.1 that reads each query and never answers, and an exporter
+# whose gRPC target names it as the channel's DNS server (gRPC's c-ares resolver, the
+# default, honours the authority). Run in a child process whose gRPC is told to use
+# c-ares: under another resolver the name would go to the system's DNS servers instead.
+_DNS_CHILD = r"""
+import json, socket, sys, threading, time
+from opentelemetry.sdk.trace import TracerProvider
+from otel_nonblocking._otlp_grpc import otlp_grpc_exporter
+
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+udp.bind(("127.0.0.1", 0))
+udp.settimeout(0.05)
+queries, stop = [], threading.Event()
+
+def serve():
+    while not stop.is_set():
+        try:
+            queries.append(len(udp.recvfrom(4096)[0]))
+        except TimeoutError:
+            continue
+        except OSError:
+            return
+
+server = threading.Thread(target=serve, daemon=True)
+server.start()
+span = TracerProvider().get_tracer("dns").start_span("s")
+span.end()
+target = f"dns://127.0.0.1:{udp.getsockname()[1]}/collector.invalid:4317"
+before = threading.active_count()
+exporter = otlp_grpc_exporter("traces", target, timeout=1.0, insecure=True)
+exports = []
+for _ in range(4):
+    started = time.monotonic()
+    report = exporter.export_report([span])
+    seconds = time.monotonic() - started
+    exports.append([seconds, report.outcome.value, report.transient, report.reached])
+threads = threading.active_count() - before
+started = time.monotonic()
+exporter.shutdown(timeout_millis=1000)
+closed = time.monotonic() - started
+stop.set()
+server.join(1)
+udp.close()
+state = exporter.stats().breaker_state
+print(json.dumps({"exports": exports, "threads": threads, "queries": len(queries),
+                  "breaker": state, "shutdown": closed}))
+"""
+
+
+def test_a_dns_server_that_never_answers_costs_one_deadline_per_export() -> None:
+    import json
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "GRPC_"))}
+    env.update(
+        GRPC_DNS_RESOLVER="ares",
+        OTEL_NONBLOCKING_BREAKER_FAILURES="3",
+        OTEL_NONBLOCKING_BREAKER_BACKOFF="60000",
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", _DNS_CHILD], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert child.returncode == 0, child.stderr[-2000:]
+    result = json.loads(child.stdout.strip().splitlines()[-1])
+    assert result["queries"] > 0  # the name was asked of our loopback server, no other
+    *failed, fast = result["exports"]
+    for seconds, outcome, transient, reached in failed:
+        assert seconds < 1.0 + SLACK
+        assert outcome in ("export_timeout", "export_failed")
+        assert transient
+        assert not reached  # nothing went out: the batch is not charged an attempt
+    assert fast[1] == "circuit_open"  # the breaker counted the three
+    assert fast[0] < SLACK
+    assert result["breaker"] == "open"
+    assert result["threads"] <= 2  # the export runner, and gRPC's spin thread at most
+    assert result["shutdown"] < 1.0 + SLACK
+
+
+def test_a_collector_answering_ok_just_after_our_deadline_gets_each_span_once() -> None:
+    # Our deadline gives up 0.1 s before the RPC's own; the collector answers OK in between.
+    # The RPC is left to end (it went out on a connection that formed), its OK counts the
+    # batch as delivered late, and nothing is sent twice.
+    with FakeGrpcBackend(Mode.SLOW, answer_before_deadline=0.06) as fake:
+        processor, provider = _grpc_pipeline(
+            fake.endpoint, timeout=0.5, max_export_batch_size=10, schedule_delay_millis=60_000
+        )
+        try:
+            end_spans(provider, 30)
+            processor.force_flush(timeout_millis=10_000)
+            assert _until(lambda: processor.stats().pending == 0, 5)
+            stats = processor.stats()
+            assert (stats.exported, dict(stats.dropped)) == (30, {}), stats
+            received = [span_id for r in fake.requests for span_id in _ids(r)]
+            assert len(received) == len(set(received)) == 30  # each span received once
+            assert len(_span_ids(fake)) == 30  # and accepted
+        finally:
+            processor.shutdown(timeout_millis=1000)
+
+
+def _ids(request: Any) -> list[bytes]:
+    return [
+        span.span_id
+        for resource in request.decoded.resource_spans
+        for scope in resource.scope_spans
+        for span in scope.spans
+    ]
+
+
+def test_the_channel_state_is_read_from_this_grpcio(backend: FakeGrpcBackend) -> None:
+    # _compat_grpc reads grpcio internals: this fails loudly when a release moves them.
+    import grpc
+
+    from otel_nonblocking._compat_grpc import channel_ready
+    from otel_nonblocking.testing import refused_endpoint
+
+    method = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+    good = grpc.insecure_channel(f"127.0.0.1:{backend.port}")
+    refused = grpc.insecure_channel(refused_endpoint().split("://", 1)[1].split("/", 1)[0])
+    try:
+        assert channel_ready(good) is False  # made, never connected
+        good.unary_unary(method)(b"", timeout=5)
+        assert channel_ready(good) is True
+        with pytest.raises(grpc.RpcError):
+            refused.unary_unary(method)(b"", timeout=5)
+        assert channel_ready(refused) is False
+    finally:
+        good.close()
+        refused.close()
+    assert channel_ready(good) is None  # closed: not known
+
+
+def _refused_grpc_endpoint() -> str:
+    from otel_nonblocking.testing import refused_endpoint
+
+    return "http://" + refused_endpoint().split("://", 1)[1].split("/", 1)[0]
+
+
+@pytest.mark.parametrize(
+    ("fault", "outcome", "reached", "in_doubt"),
+    [
+        ("refused", ExportOutcome.FAILED, False, False),
+        ("handshake stalls", ExportOutcome.TIMEOUT, False, False),
+        ("reset before the request", ExportOutcome.FAILED, False, False),
+        ("answers UNAVAILABLE", ExportOutcome.FAILED, True, False),
+        ("never answers", ExportOutcome.TIMEOUT, True, True),
+    ],
+)
+def test_an_export_reached_the_collector_only_if_a_connection_formed(
+    fault: str, outcome: ExportOutcome, reached: bool, in_doubt: bool
+) -> None:
+    with contextlib.ExitStack() as stack:
+        if fault == "refused":
+            endpoint = _refused_grpc_endpoint()
+        elif fault == "handshake stalls":
+            stall = stack.enter_context(FakeTLSStallListener())
+            endpoint = f"http://127.0.0.1:{stall.port}"
+        else:
+            mode = {
+                "reset before the request": Mode.RESET,
+                "answers UNAVAILABLE": Mode.UNAVAILABLE,
+                "never answers": Mode.HANG,
+            }[fault]
+            fake = stack.enter_context(FakeGrpcBackend(mode, retry_after=None, hang_limit=30))
+            endpoint = fake.endpoint
+        exporter = otlp_span_exporter(endpoint, protocol="grpc", timeout=0.5)
+        try:
+            started = time.monotonic()
+            report = exporter.export_report(_spans())
+            assert time.monotonic() - started < 0.5 + SLACK
+            assert (report.outcome, report.reached, report.transient) == (outcome, reached, True)
+            # A call that never connected is cancelled: it cannot deliver the batch.
+            assert (report.attempt is not None) is in_doubt
+        finally:
+            exporter.shutdown(timeout_millis=500)
+
+
+def test_retries_exhausted_against_a_collector_answering_unavailable_drop_the_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The collector answered each attempt itself: each is charged, and a batch it keeps
+    # refusing ends as backend_unavailable (not kept forever like a refused connection's).
+    monkeypatch.setenv("OTEL_NONBLOCKING_BREAKER_BACKOFF", "50")
+    with FakeGrpcBackend(Mode.UNAVAILABLE, retry_after=None) as fake:
+        processor, provider = _grpc_pipeline(fake.endpoint, max_export_attempts=2)
+        try:
+            end_spans(provider, 10)
+            assert _until(lambda: processor.stats().dropped_total == 10, 10), processor.stats()
+            assert dict(processor.stats().dropped) == {"backend_unavailable": 10}
+        finally:
+            processor.shutdown(timeout_millis=200)

@@ -34,6 +34,7 @@ __all__ = [
     "LogsSdk",
     "ProbeResult",
     "adopt_grpc_client",
+    "adopted_grpc_client",
     "batch_exporter",
     "batch_exporter_slot",
     "batch_processor",
@@ -429,6 +430,12 @@ def adopt_grpc_client(exporter: object, client: object) -> bool:
     exporter._channel = client  # type: ignore[attr-defined]
     exporter._client = client  # type: ignore[attr-defined]
     return True
+
+
+def adopted_grpc_client(exporter: object) -> object | None:
+    """What :func:`adopt_grpc_client` put in ``exporter`` (the SDK's own stub where it put
+    nothing), or None."""
+    return vars(exporter).get("_client") if hasattr(exporter, "__dict__") else None
 
 
 def exporter_endpoint(exporter: object) -> str | None:

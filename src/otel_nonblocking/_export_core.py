@@ -19,9 +19,9 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast, runtime_checkable
 
-from . import _config
+from . import _compat_sdk, _config
 from ._breaker import BreakerState, CircuitBreaker
 from ._config import UNSET, _Unset
 from ._deadline import Clock, Deadline, millis_to_seconds
@@ -102,14 +102,46 @@ class ExportReport:
     #: (``unencodable``: no encoder can write it; ``too_large``: over the size limit alone).
     rejected: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     #: On SUCCESS with ``may_split``: nothing was sent, the batch is over the request size
-    #: limit and goes out once split (each of its items fits alone).
+    #: limit and goes out once split (each of its items fits alone). On FAILED: the
+    #: request was over a message size limit (an OTLP/gRPC client's, or the collector's
+    #: ``RESOURCE_EXHAUSTED``), like HTTP 413: to split, or drop when it holds one item.
     too_large: bool = False
     #: Whether the backend could have judged the batch: a request of it began to go out
     #: (it may have hung or been reset after), or an answer came. False when nothing went
     #: out: the breaker was open, an attempt still ran, or every request failed before its
     #: first byte (refused, DNS failure, connect timeout: an outage, whatever the batch
-    #: held). Without an :class:`InterruptibleSession` to tell, True.
+    #: held). Without an :class:`AttemptWitness` to tell (an HTTP exporter's
+    #: :class:`InterruptibleSession`, an OTLP/gRPC exporter's client), True.
     reached: bool = True
+
+
+@runtime_checkable
+class AttemptWitness(Protocol):
+    """What the transport under an inner exporter tells about its current attempt: an
+    OTLP/HTTP exporter's :class:`InterruptibleSession`, an OTLP/gRPC exporter's ``GrpcClient``."""
+
+    last_status: int | None
+    last_retry_after: float | None
+    last_request_bytes: int | None
+    last_connection_error: bool
+
+    def begin_attempt(self) -> None: ...
+
+    def abort(self, *, spare_sent: bool = False) -> int: ...
+
+    def may_deliver(self) -> bool: ...
+
+    @property
+    def reached(self) -> bool: ...
+
+
+def find_witness(exporter: object) -> AttemptWitness | None:
+    """The session or gRPC client inside ``exporter`` that tells about its attempts."""
+    session = find_session(exporter)
+    if session is not None:
+        return session
+    client = _compat_sdk.adopted_grpc_client(exporter)  # the OTLP/gRPC client, if adopted
+    return client if isinstance(client, AttemptWitness) else None
 
 
 # Set on a runner thread while it runs a probe: a deadline exporter nested inside (a
@@ -184,6 +216,12 @@ T = TypeVar("T")
 InnerCall = Callable[[list[T], Deadline], object]
 
 
+def told_too_large(error: BaseException | None) -> bool:
+    """Whether an exporter's error says the request was over a message size limit
+    (``too_large``: the OTLP/gRPC client's, refused before sending or by the collector)."""
+    return getattr(error, "too_large", False) is True
+
+
 def told_retry_after(error: BaseException | None) -> float | None:
     """The back-off the backend asked for, carried by an exporter's error as ``retry_after``
     seconds (the OTLP/gRPC client's errors carry the RetryInfo so), else None."""
@@ -243,7 +281,7 @@ class DeadlineExporter(Generic[T]):
             _config.BREAKER_FAILURE_THRESHOLD.resolve(failure_threshold),
             _config.BREAKER_BACKOFF_MILLIS.resolve(breaker_backoff_millis) / 1000,
         )
-        self._session = find_session(exporter)
+        self._session = find_witness(exporter)
         self._on_abandon = on_abandon
         self._clock = clock
         self._runner = AttemptRunner("export")
@@ -448,8 +486,16 @@ class DeadlineExporter(Generic[T]):
             transient = connection_error or session is None
         # Could the backend judge the batch? Without a session to tell, assume it could.
         reached = outcome not in _NOTHING_SENT and (session is None or session.reached)
+        too_large = outcome is ExportOutcome.FAILED and told_too_large(error)
         return ExportReport(
-            outcome, status, retry_after, size, transient, attempt=attempt, reached=reached
+            outcome,
+            status,
+            retry_after,
+            size,
+            transient,
+            attempt=attempt,
+            too_large=too_large,
+            reached=reached,
         )
 
     def _export(
@@ -523,7 +569,8 @@ class DeadlineExporter(Generic[T]):
         if attempt.error is None and self.succeeded(attempt.result):
             self._breaker.record_success()
             return self._count(ExportOutcome.SUCCESS), None, None
-        if session is not None and session.last_status in _DATA_STATUSES:
+        refused_data = session is not None and session.last_status in _DATA_STATUSES
+        if refused_data or told_too_large(attempt.error):
             self._breaker.record_success()  # the backend is up; it refused this batch only
         else:
             retry_after = (
@@ -537,6 +584,8 @@ class DeadlineExporter(Generic[T]):
             error = TypeError(f"exporter {detail}")  # a bug, not a passing fault
         if session is not None and session.last_status is not None:
             detail = f"HTTP {session.last_status}"
+        elif told_too_large(error):
+            detail = "request too large"  # to be split; one item alone is dropped
         return self._count(ExportOutcome.FAILED, detail), error, None
 
     def _wait_for_abandoned(self, deadline: Deadline) -> bool:

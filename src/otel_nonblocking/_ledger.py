@@ -363,6 +363,8 @@ def failure_reason(report: ExportReport) -> str:
         return EXPORT_TIMEOUT
     if report.outcome is ExportOutcome.SHUTDOWN:
         return SHUTDOWN
+    if report.too_large:
+        return TOO_LARGE  # alone over a message size limit (OTLP/gRPC)
     if report.status is not None and not 200 <= report.status < 300:
         return f"http_{report.status}"
     return EXPORT_FAILED

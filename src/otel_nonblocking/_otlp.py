@@ -182,19 +182,11 @@ def otlp_span_exporter(
     ``protocol`` is ``"http/protobuf"`` or ``"grpc"`` (else ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL``
     / ``OTEL_EXPORTER_OTLP_PROTOCOL``, else http/protobuf). Over gRPC (the ``grpc`` extra)
     the endpoint is ``host:port`` or a URL without path (default ``http://localhost:4317``),
-    and ``encoder`` / ``max_request_bytes`` do not apply: see docs/grpc.md.
+    ``encoder`` does not apply, and ``max_request_bytes`` defaults to gRPC's 4 MiB (a
+    larger batch is split, a span too large alone dropped): see docs/grpc.md.
 
     >>> exporter = otlp_span_exporter("http://127.0.0.1:4318/v1/traces", timeout=2)
     """
-    if _otlp_grpc.wants_grpc("traces", protocol):
-        named = compression.value if isinstance(compression, Compression) else compression
-        exporter: DeadlineSpanExporter = _otlp_grpc.otlp_grpc_exporter(
-            "traces", endpoint, headers, timeout, named
-        )
-        return exporter
-    timeout_millis = _config.OTLP_TIMEOUT_MILLIS.resolve_seconds(timeout)
-    url = _config.otlp_endpoint_from_env() if endpoint is None else checked_endpoint(endpoint)
-    sent = _config.otlp_headers_from_env() if headers is None else checked_headers(headers)
     if max_request_bytes is not None and (
         isinstance(max_request_bytes, bool)
         or not isinstance(max_request_bytes, int)
@@ -203,6 +195,15 @@ def otlp_span_exporter(
         raise ConfigurationError(
             f"max_request_bytes must be an int >= 0 (0: no limit), got {max_request_bytes!r}"
         )
+    if _otlp_grpc.wants_grpc("traces", protocol):
+        named = compression.value if isinstance(compression, Compression) else compression
+        exporter: DeadlineSpanExporter = _otlp_grpc.otlp_grpc_exporter(
+            "traces", endpoint, headers, timeout, named, max_request_bytes=max_request_bytes
+        )
+        return exporter
+    timeout_millis = _config.OTLP_TIMEOUT_MILLIS.resolve_seconds(timeout)
+    url = _config.otlp_endpoint_from_env() if endpoint is None else checked_endpoint(endpoint)
+    sent = _config.otlp_headers_from_env() if headers is None else checked_headers(headers)
     exporter_class = otlp_exporter_class(encoder)
     limit: dict[str, Any] = {}
     if max_request_bytes is not None and sdk_takes_max_request_size():

@@ -3,10 +3,12 @@
 The SDK's exporter encodes (and, for metrics, batches and picks temporality); the RPC goes
 through :class:`GrpcClient`, which stands in for the SDK's channel and stub: one RPC per
 export, its deadline what is left of ours (0.1 s more), no in-process retries (the pipeline retries,
-honouring the backend's RetryInfo), cancelled when the deadline exporter abandons it, on a
-channel made lazily and made anew after an abandoned call, an UNAVAILABLE or a fork
-(grpc#22624: a channel made before ``fork`` must not be used in the child). Needs the
-``grpc`` extra.
+honouring the backend's RetryInfo), no request over the message size limit (4 MiB), on a
+channel made lazily and made anew after a cancelled call, an UNAVAILABLE or a fork
+(grpc#22624: a channel made before ``fork`` must not be used in the child). It tells the
+deadline exporter whether an attempt reached the collector (a connection formed), and
+when given up on, an RPC that never connected is cancelled, one that did is left to
+answer. Needs the ``grpc`` extra.
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ from __future__ import annotations
 import importlib
 import os
 import threading
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 from . import _compat_sdk, _config, _state
+from ._compat_grpc import channel_ready
 from ._config import UNSET, _Unset
 from ._errors import AttemptAbandoned, ConfigurationError
 from ._export_core import attempt_seconds_left
@@ -60,10 +62,23 @@ _RETRY_INFO_KEY: Final = "google.rpc.retryinfo-bin"
 # grows to two minutes: a collector back up would wait that long for its spans).
 _MAX_RECONNECT_BACKOFF_MS: Final = 5000
 # An RPC's gRPC deadline is this much past its export's, so the deadline exporter is the
-# one to give up; an abandoned RPC that ends by itself within _SPARE_SECONDS is left to
-# end (a late OK counts, and the batch is not sent twice), a longer one is cancelled.
+# one to give up; an abandoned RPC on a connection that formed is left to end (a late OK
+# counts, and the batch is not sent twice).
 _DEADLINE_MARGIN_SECONDS: Final = 0.1
-_SPARE_SECONDS: Final = 0.25
+#: gRPC's default largest message a server accepts (a collector's too): 4 MiB.
+DEFAULT_MAX_REQUEST_BYTES: Final = 4 * 1024 * 1024
+# The server's words for a message over its limit ("Received message larger than max").
+_TOO_LARGE_WORDS: Final = "larger than max"
+# gRPC's words for an RPC that found no connection: every address refused or unreachable,
+# or the name not resolved (grpcio 1.50+: "failed to connect to all addresses", "errors
+# resolving", "DNS resolution failed", "empty address list").
+_CONNECT_FAILURE_WORDS: Final = (
+    "failed to connect",
+    "errors resolving",
+    "dns resolution failed",
+    "empty address list",
+    "name resolution",
+)
 
 
 def grpc_available() -> bool:
@@ -122,14 +137,19 @@ def wants_grpc(signal: str, protocol: str | None) -> bool:
 class GrpcExportError(Exception):
     """An Export RPC failed: ``code`` is the gRPC status name, ``retry_after`` the seconds
     the backend's RetryInfo asked for (or None). Raised out of the SDK's exporter, so that
-    it does not retry in-process; the pipeline decides when to send the batch again."""
+    it does not retry in-process; the pipeline decides when to send the batch again.
+    ``too_large``: the request was over the message size limit (ours, checked before
+    sending, or the collector's ``RESOURCE_EXHAUSTED`` "larger than max"), like HTTP 413."""
 
     transient = False
 
-    def __init__(self, code: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, code: str, retry_after: float | None = None, *, too_large: bool = False
+    ) -> None:
         super().__init__(f"gRPC export failed: {code}")
         self.code = code
         self.retry_after = retry_after
+        self.too_large = too_large
 
 
 class GrpcTransientError(GrpcExportError, ConnectionError):
@@ -143,9 +163,33 @@ def _error_from(error: Any) -> GrpcExportError:
     code_obj = error.code() if callable(getattr(error, "code", None)) else None
     code = getattr(code_obj, "name", "UNKNOWN")
     retry_after = _retry_after(error)
+    if code == "RESOURCE_EXHAUSTED" and _TOO_LARGE_WORDS in _details(error).lower():
+        return GrpcExportError(code, too_large=True)
     if code in _TRANSIENT_CODES or (code == "RESOURCE_EXHAUSTED" and retry_after is not None):
         return GrpcTransientError(code, retry_after)
     return GrpcExportError(code, retry_after)
+
+
+def _details(error: Any) -> str:
+    try:
+        details = error.details()
+    except Exception:  # noqa: BLE001 - an error without details says nothing more
+        return ""
+    return details if isinstance(details, str) else ""
+
+
+def _never_connected(error: Any, ready: bool | None) -> bool:
+    """Whether a failed RPC never had a connection to go out on: nothing of the batch
+    reached the collector. UNAVAILABLE when gRPC says it failed to connect or to resolve
+    the name (not one the collector sent, nor a connection lost mid-call); DEADLINE_EXCEEDED
+    (DNS or the handshake stalled) when the channel is not READY at the end."""
+    code = getattr(error.code(), "name", "") if callable(getattr(error, "code", None)) else ""
+    if ready:
+        return False
+    if code == "UNAVAILABLE":
+        details = _details(error).lower()
+        return any(words in details for words in _CONNECT_FAILURE_WORDS)
+    return code == "DEADLINE_EXCEEDED" and ready is False
 
 
 def _retry_after(error: Any) -> float | None:
@@ -164,15 +208,20 @@ def _retry_after(error: Any) -> float | None:
 
 
 class GrpcClient:
-    """Stands in for an SDK gRPC exporter's channel and stub (``Export`` and ``close``).
+    """Stands in for an SDK gRPC exporter's channel and stub (``Export`` and ``close``), and
+    tells the deadline exporter about the current attempt as an HTTP exporter's
+    :class:`InterruptibleSession` does (``begin_attempt``, ``abort``, ``reached``, ``may_deliver``).
 
     ``Export`` makes one RPC whose deadline is what is left of the export's deadline (never
-    more than the SDK's ``timeout`` or ``timeout_seconds``); :meth:`abandon` (the deadline
-    exporter's ``on_abandon``) cancels it from another thread. The channel is made on
-    first use, and made anew after an abandoned call, an UNAVAILABLE, or in a forked
-    child (the parent's is never touched there). At most one call is in flight: the
-    deadline exporter's runner sends one at a time.
+    more than the SDK's ``timeout`` or ``timeout_seconds``), for a request of at most
+    ``max_request_bytes`` (0: no limit; a larger one is refused before it is sent). The
+    channel is made on first use, and made anew after a cancelled call, an UNAVAILABLE,
+    a DEADLINE_EXCEEDED or in a forked child (the parent's is never touched there). At
+    most one call is in flight: the deadline exporter's runner sends one at a time.
     """
+
+    #: gRPC has no HTTP status; the RPC's failure is the exporter's error.
+    last_status: int | None = None
 
     def __init__(
         self,
@@ -184,6 +233,7 @@ class GrpcClient:
         metadata: tuple[tuple[str, str], ...],
         timeout_seconds: float,
         options: tuple[tuple[str, Any], ...] = (),
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     ) -> None:
         self._target = target
         self._method = method
@@ -192,6 +242,7 @@ class GrpcClient:
         self._metadata = metadata
         self._timeout = timeout_seconds
         self._options = options
+        self._max_request_bytes = max_request_bytes
         self._closed = False
         self._init_state()
         after_fork_in_child(self._init_state)
@@ -202,13 +253,63 @@ class GrpcClient:
         self._channel: Any = None
         self._export: Any = None
         self._call: Any = None
-        self._call_ends = float("-inf")
+        self._call_channel: Any = None
         self._stale = False
+        self._reached: bool | None = None
+        self._spared = False
+        self.last_retry_after: float | None = None
+        self.last_request_bytes: int | None = None
+        self.last_connection_error = False
         self.channels_made = 0
 
     @property
     def target(self) -> str:
         return self._target
+
+    # -- what the deadline exporter asks of the current attempt ----------------------------
+
+    def begin_attempt(self) -> None:
+        """A new attempt starts (on the runner thread, before ``Export``)."""
+        self._reached = None
+        self._spared = False
+        self.last_retry_after = None
+        self.last_request_bytes = None
+        self.last_connection_error = False
+
+    @property
+    def reached(self) -> bool:
+        """Whether the collector could have judged the batch: an answer came, or the call
+        went out on a connection that formed. False when the RPC failed (or was given up
+        on) before any connection formed: refused, DNS, a stalled handshake, or a request
+        refused here as too large. While a call still runs: whether its channel is READY."""
+        if self._reached is not None:
+            return self._reached
+        channel = self._call_channel
+        return channel is None or channel_ready(channel) is not False
+
+    def may_deliver(self) -> bool:
+        """After :meth:`abort`: whether the call it spared may still deliver the batch (it
+        still runs on a connection that formed); its future's answer then decides."""
+        return self._call is not None and self._spared
+
+    def abort(self, *, spare_sent: bool = False) -> int:
+        """The deadline exporter gave up on the call in flight. With ``spare_sent``, a call
+        on a READY channel is left to end by itself (at its own deadline, 0.1 s past ours,
+        or when the collector answers: an OK then counts, and the batch is not sent twice);
+        any other is cancelled. Returns the calls cancelled. Thread-safe; never blocks."""
+        call, channel = self._call, self._call_channel
+        if call is None or call.done():
+            return 0
+        ready = channel_ready(channel) if channel is not None else None
+        if spare_sent and ready is not False:
+            self._spared = True
+            return 0
+        self._spared = False
+        if self._reached is None:
+            self._reached = bool(ready)
+        return 1 if call.cancel() else 0
+
+    # -- the stub -------------------------------------------------------------------------
 
     def _channel_for_call(self) -> Any:
         import grpc
@@ -237,7 +338,7 @@ class GrpcClient:
                     response_deserializer=None,
                 )
                 self.channels_made += 1
-            return self._export
+            return self._channel, self._export
 
     def Export(  # noqa: N802 - the name of the stub's method the SDK calls
         self,
@@ -250,36 +351,40 @@ class GrpcClient:
 
         if self._closed:
             raise GrpcExportError("SHUTDOWN")
+        size = request.ByteSize()
+        self.last_request_bytes = size
+        if 0 < self._max_request_bytes < size:
+            self._reached = False  # nothing went out: the batch is split, not charged
+            raise GrpcExportError("RESOURCE_EXHAUSTED", too_large=True)
         # What is left of the export's deadline (a flush may have cut it short), never
         # more than the SDK's timeout or ours.
         limits = [self._timeout, timeout, attempt_seconds_left()]
         seconds = max(min(x for x in limits if x is not None), 0.0) + _DEADLINE_MARGIN_SECONDS
-        export = self._channel_for_call()
-        self._call_ends = time.monotonic() + seconds
+        channel, export = self._channel_for_call()
+        self._call_channel = channel
         call = export.future(request, timeout=seconds, metadata=self._metadata)
         self._call = call
         try:
-            return call.result()  # type: ignore[no-any-return]
+            result = call.result()
         except grpc.FutureCancelledError:
             with self._lock:
                 self._stale = True  # a channel stuck once is not trusted again
             raise AttemptAbandoned("gRPC export abandoned at its deadline") from None
         except grpc.RpcError as error:
             failure = _error_from(error)
+            never = _never_connected(error, channel_ready(channel))
+            self._reached = not never
+            self.last_connection_error = never
+            self.last_retry_after = failure.retry_after
             if failure.code in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
                 with self._lock:
                     self._stale = True  # reconnect now, not after the channel's back-off
             raise failure from None
         finally:
             self._call = None
-
-    def abandon(self) -> None:
-        """The deadline exporter gave up on the call in flight: cancel it, unless it ends
-        by itself within moments (then its answer says whether the collector took the
-        batch, which is not sent twice). Thread-safe; never blocks."""
-        call = self._call
-        if call is not None and self._call_ends - time.monotonic() > _SPARE_SECONDS:
-            call.cancel()
+            self._call_channel = None
+        self._reached = True
+        return result  # type: ignore[no-any-return]
 
     def close(self) -> None:
         """Cancel any call and close the channel; later exports fail (the SDK's shutdown)."""
@@ -304,9 +409,30 @@ def _signal_vars(signal: str, suffix: str) -> tuple[str, str]:
     return f"OTEL_EXPORTER_OTLP_{signal.upper()}_{suffix}", f"OTEL_EXPORTER_OTLP_{suffix}"
 
 
+def _dns_parts(endpoint: str) -> tuple[str, str] | None:
+    """gRPC's ``dns:[//dns-server/]host[:port]`` target as (its DNS server or "", its
+    host[:port]); None for any other endpoint."""
+    if endpoint[:4].lower() != "dns:":
+        return None
+    rest = endpoint[4:]
+    if not rest.startswith("//"):
+        return "", rest
+    server, _, name = rest[2:].partition("/")
+    return server, name
+
+
 def endpoint_problem(endpoint: str) -> str | None:
-    """Why ``endpoint`` is no gRPC target (an http(s) URL, or host:port), or None."""
-    return url_problem(endpoint if "://" in endpoint else f"http://{endpoint}")
+    """Why ``endpoint`` is no gRPC target (an http(s) URL, host:port, or gRPC's
+    ``dns:[//dns-server/]host:port``), or None."""
+    dns = _dns_parts(endpoint)
+    if dns is None:
+        return url_problem(endpoint if "://" in endpoint else f"http://{endpoint}")
+    server, name = dns
+    problem = url_problem(f"http://{name}") if name else "has no host"
+    if problem is None and server:
+        problem = url_problem(f"http://{server}")
+        problem = None if problem is None else f"has a DNS server that {problem}"
+    return problem
 
 
 def _endpoint(signal: str, endpoint: str | None) -> str:
@@ -330,8 +456,11 @@ def _endpoint(signal: str, endpoint: str | None) -> str:
 
 def target_and_insecure(endpoint: str, signal: str, insecure: bool | None) -> tuple[str, bool]:
     """The channel target and whether it is insecure, as the SDK decides: https is secure;
-    else ``insecure``, else ``OTEL_EXPORTER_OTLP_[SIGNAL_]INSECURE``, else http is insecure."""
-    parts = urlsplit(endpoint) if "://" in endpoint else None
+    else ``insecure``, else ``OTEL_EXPORTER_OTLP_[SIGNAL_]INSECURE``, else http is insecure.
+    A ``dns:`` target is the channel's as it is (secure unless ``insecure`` or the variable
+    says otherwise, as a bare host:port)."""
+    dns = _dns_parts(endpoint) is not None
+    parts = urlsplit(endpoint) if "://" in endpoint and not dns else None
     scheme = parts.scheme.lower() if parts is not None else ""
     target = parts.netloc if parts is not None and parts.netloc else endpoint
     if scheme == "https":
@@ -423,6 +552,7 @@ def otlp_grpc_exporter(
     *,
     insecure: bool | None = None,
     credentials: grpc.ChannelCredentials | None = None,
+    max_request_bytes: int | None = None,
     **sdk_kwargs: Any,
 ) -> Any:
     """The SDK's OTLP/gRPC exporter for ``signal`` (traces, logs, metrics) with a
@@ -431,9 +561,11 @@ def otlp_grpc_exporter(
     ``timeout`` (seconds, else ``OTEL_EXPORTER_OTLP_[SIGNAL_]TIMEOUT``, else 2) bounds each
     export from DNS to answer; ``endpoint`` (else ``OTEL_EXPORTER_OTLP_[SIGNAL_]ENDPOINT``,
     else ``http://localhost:4317``), ``insecure``, headers and compression are read as the
-    SDK reads them. ``sdk_kwargs`` go to the SDK exporter (``preferred_temporality``, ...).
+    SDK reads them. A request over ``max_request_bytes`` (None: gRPC's default 4 MiB; 0:
+    no limit) is not sent: the pipeline splits its batch. ``sdk_kwargs`` go to the SDK
+    exporter (``preferred_temporality``, ...).
     """
-    inner, client, timeout_millis = grpc_exporter_parts(
+    inner, _client, timeout_millis = grpc_exporter_parts(
         signal,
         endpoint,
         headers,
@@ -441,9 +573,10 @@ def otlp_grpc_exporter(
         compression,
         insecure=insecure,
         credentials=credentials,
+        max_request_bytes=max_request_bytes,
         **sdk_kwargs,
     )
-    return _wrap(signal, inner, timeout_millis, client)
+    return _wrap(signal, inner, timeout_millis)
 
 
 def grpc_exporter_parts(
@@ -455,6 +588,7 @@ def grpc_exporter_parts(
     *,
     insecure: bool | None = None,
     credentials: grpc.ChannelCredentials | None = None,
+    max_request_bytes: int | None = None,
     **sdk_kwargs: Any,
 ) -> tuple[Any, GrpcClient | None, float]:
     """:func:`otlp_grpc_exporter`'s parts, unwrapped: the SDK exporter, the client in its
@@ -480,6 +614,9 @@ def grpc_exporter_parts(
         compression=grpc_compression,
         metadata=tuple((k.lower(), v) for k, v in sent.items()),
         timeout_seconds=seconds,
+        max_request_bytes=DEFAULT_MAX_REQUEST_BYTES
+        if max_request_bytes is None
+        else max_request_bytes,
         options=(
             ("grpc.primary_user_agent", _user_agent()),
             ("grpc.max_reconnect_backoff_ms", _MAX_RECONNECT_BACKOFF_MS),
@@ -490,7 +627,7 @@ def grpc_exporter_parts(
     inner = _construct(
         exporter_class,
         f"OTEL_EXPORTER_OTLP_{signal.upper()}_TIMEOUT",
-        endpoint=f"{'http' if is_insecure else 'https'}://{target}",
+        endpoint=f"{'http' if is_insecure else 'https'}://{_sdk_host(target)}",
         insecure=is_insecure,
         credentials=creds,
         # Never empty: an SDK given no headers reads (and may log) the variables itself.
@@ -501,6 +638,12 @@ def grpc_exporter_parts(
     )
     adopted = _compat_sdk.adopt_grpc_client(inner, client)
     return inner, client if adopted else None, timeout_millis
+
+
+def _sdk_host(target: str) -> str:
+    """host:port of ``target`` for the SDK exporter (whose channel is closed unused)."""
+    dns = _dns_parts(target)
+    return target if dns is None else dns[1]
 
 
 _environ_lock = threading.Lock()
@@ -525,17 +668,18 @@ def _construct(exporter_class: Any, timeout_var: str, **kwargs: Any) -> Any:
                 os.environ[timeout_var] = saved
 
 
-def _wrap(signal: str, inner: Any, timeout_millis: float, client: GrpcClient | None) -> Any:
-    """``inner`` behind the signal's deadline exporter, which cancels the RPC it abandons."""
-    on_abandon = client.abandon if client is not None else None
+def _wrap(signal: str, inner: Any, timeout_millis: float) -> Any:
+    """``inner`` behind the signal's deadline exporter, which finds the :class:`GrpcClient`
+    in it (:func:`._export_core.find_witness`): it asks the client whether an attempt reached the
+    collector, and cancels or spares the RPC it gives up on."""
     if signal == "logs":
         from ._exporter_logs import DeadlineLogExporter
 
-        return DeadlineLogExporter(inner, timeout_millis=timeout_millis, on_abandon=on_abandon)
+        return DeadlineLogExporter(inner, timeout_millis=timeout_millis)
     if signal == "metrics":
         from ._exporter_metrics import DeadlineMetricExporter
 
-        return DeadlineMetricExporter(inner, timeout_millis=timeout_millis, on_abandon=on_abandon)
+        return DeadlineMetricExporter(inner, timeout_millis=timeout_millis)
     from ._exporter import DeadlineSpanExporter
 
-    return DeadlineSpanExporter(inner, timeout_millis=timeout_millis, on_abandon=on_abandon)
+    return DeadlineSpanExporter(inner, timeout_millis=timeout_millis)

@@ -63,6 +63,13 @@ class GrpcRequest:
 class FakeGrpcBackend:
     """A fake OTLP/gRPC collector on ``127.0.0.1:<ephemeral port>`` (all three services).
 
+    ``port`` (0: an ephemeral one) lets a second backend come back on the port of one that
+    stopped, as a restarted collector does. ``max_receive_bytes`` is the server's largest
+    accepted message (gRPC's default, and a collector's: 4 MiB); a larger request is
+    refused with ``RESOURCE_EXHAUSTED`` before the service sees it.
+    ``answer_before_deadline``: SLOW answers when the call's deadline leaves this many
+    seconds (not after ``delay``), just past a client deadline set earlier than the RPC's.
+
     Modes (``mode`` may change between calls): OK answers; HANG never answers (until the
     client gives up, the mode changes or ``stop()``); SLOW answers after ``delay`` s;
     UNAVAILABLE fails with ``UNAVAILABLE`` and a ``RetryInfo`` of ``retry_after`` s (None:
@@ -85,12 +92,18 @@ class FakeGrpcBackend:
         retry_after: float | None = 30.0,
         hang_limit: float = 60.0,
         max_workers: int = 8,
+        port: int = 0,
+        max_receive_bytes: int | None = None,
+        answer_before_deadline: float | None = None,
     ) -> None:
         self._mode = _supported(mode)
         self.delay = delay
         self.retry_after = retry_after
         self.hang_limit = hang_limit
         self._max_workers = max_workers
+        self._port = port
+        self._max_receive_bytes = max_receive_bytes
+        self.answer_before_deadline = answer_before_deadline
         self._lock = threading.Lock()
         self._records: list[GrpcRequest] = []
         self._calls = 0
@@ -111,7 +124,10 @@ class FakeGrpcBackend:
         server on another loopback port); returns self."""
         if self._server is not None:
             raise RuntimeError("FakeGrpcBackend can only be started once")
-        server = grpc.server(ThreadPoolExecutor(max_workers=self._max_workers))
+        options = []
+        if self._max_receive_bytes is not None:
+            options.append(("grpc.max_receive_message_length", self._max_receive_bytes))
+        server = grpc.server(ThreadPoolExecutor(max_workers=self._max_workers), options=options)
         for service in _SERVICES:
             handler = grpc.unary_unary_rpc_method_handler(self._handle(service))
             server.add_generic_rpc_handlers(
@@ -122,10 +138,11 @@ class FakeGrpcBackend:
         self._server = server
         front = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         front.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        front.bind((_HOST, 0))
+        front.bind((_HOST, self._port))
         front.listen(64)
         front.settimeout(_POLL)
         self._front = front
+        self._port = int(front.getsockname()[1])
         self._spawn(self._accept_loop)
         return self
 
@@ -163,7 +180,7 @@ class FakeGrpcBackend:
     def port(self) -> int:
         if self._front is None:
             raise RuntimeError("FakeGrpcBackend is not started")
-        return int(self._front.getsockname()[1])
+        return self._port
 
     @property
     def endpoint(self) -> str:
@@ -265,7 +282,11 @@ class FakeGrpcBackend:
             if mode is Mode.HANG:
                 self._hold(context, release, self.hang_limit)
             elif mode is Mode.SLOW:
-                self._hold(context, release, self.delay)
+                early = self.answer_before_deadline
+                if early is not None and left is not None:
+                    self._hold(context, release, left - early)
+                else:
+                    self._hold(context, release, self.delay)
             accepted = mode in (Mode.OK, Mode.SLOW) and context.is_active()
             with self._lock:
                 self._records.append(GrpcRequest(signal, metadata, decoded, mode, accepted, left))
