@@ -256,18 +256,19 @@ def test_configurator_installs_nothing_when_disabled(
 
 
 @pytest.mark.usefixtures("clean_globals")
-def test_configurator_warns_about_an_unsupported_exporter_and_uses_otlp(
+def test_configurator_warns_about_an_exporter_it_cannot_load_and_skips_it(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "zipkin")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "zipkin,otlp")  # zipkin is not installed
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", refused_endpoint())
     OtelNonblockingConfigurator().configure()
     [handle] = nb.installed()
     assert handle.processor is not None
     assert isinstance(handle.processor.exporter.inner, OTLPSpanExporter)
+    assert len(handle._processors()) == 1  # the OTLP asked for; zipkin skipped, not replaced
     messages = [r.getMessage() for r in caplog.records if r.name == "otel_nonblocking"]
-    assert any("OTEL_TRACES_EXPORTER" in m for m in messages)
+    assert any("OTEL_TRACES_EXPORTER" in m and "skipped" in m for m in messages)
     assert any("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL" in m for m in messages)
 
 
@@ -523,15 +524,16 @@ def test_configurator_installs_every_signal_with_one_pipeline_per_listed_exporte
 
 @pytest.mark.parametrize("var", ["OTEL_LOGS_EXPORTER", "OTEL_METRICS_EXPORTER"])
 @pytest.mark.usefixtures("clean_globals")
-def test_configurator_warns_about_an_unsupported_exporter_of_any_signal_and_uses_otlp(
+def test_configurator_warns_about_an_exporter_of_any_signal_it_cannot_load_and_skips_it(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, var: str
 ) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", refused_endpoint().rsplit("/v1/", 1)[0])
-    monkeypatch.setenv(var, "prometheus")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    monkeypatch.setenv(var, "prometheus")  # not installed here
     OtelNonblockingConfigurator().configure()
     [handle] = [h for h in _state.installed_handles() if isinstance(h, nb.TelemetryHandle)]
     parts = handle.log_processors if var == "OTEL_LOGS_EXPORTER" else handle.metric_readers
-    assert len(parts) == 1  # OTLP in its place: not silently off
+    assert parts == []  # skipped: OTLP in its place would send data nobody asked for
     messages = [r.getMessage() for r in caplog.records if r.name == "otel_nonblocking"]
     assert [m for m in messages if var in m]
 

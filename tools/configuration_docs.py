@@ -133,10 +133,14 @@ _INSTRUMENT_VARIABLES: tuple[tuple[str, str, str], ...] = (
         "`OTEL_TRACES_EXPORTER`, `OTEL_METRICS_EXPORTER`, `OTEL_LOGS_EXPORTER`",
         "`otlp`",
         "`otlp` (the deadline OTLP exporter; also `otlp_proto_http`, `otlp_proto_grpc`), "
-        "`console`, `none` (that signal off), or a comma list: one bounded pipeline per "
-        "exporter. Other names log a warning naming the variable and use `otlp`. The "
-        "defaults are opentelemetry-distro's; unset (without the distro) also means `otlp`, "
-        "the specification's default.",
+        "`console`, `none` (that signal off), any other name the stock configurator "
+        "accepts (loaded from the `opentelemetry_{traces,metrics,logs}_exporter` entry "
+        "points, e.g. `zipkin_json`, `prometheus`, and put behind the bounded pipelines; a "
+        "metric reader such as prometheus's joins the `MeterProvider` as it is), or a comma "
+        "list: one bounded pipeline per exporter. A name that cannot be loaded logs a "
+        "warning naming the variable and is skipped, not replaced by `otlp` (the stock "
+        "configurator fails altogether). The defaults are opentelemetry-distro's; unset "
+        "(without the distro) also means `otlp`, the specification's default.",
     ),
     (
         "`OTEL_EXPORTER_OTLP_[SIGNAL_]PROTOCOL`",
