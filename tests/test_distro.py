@@ -458,6 +458,21 @@ def _base_url(backend: FakeOTLPBackend | FakeGrpcBackend) -> str:
     return backend.endpoint if isinstance(backend, FakeGrpcBackend) else backend.base_url
 
 
+def _received(backend: FakeOTLPBackend | FakeGrpcBackend) -> tuple[list[Any], list[Any]]:
+    """The decoded spans and log records the backend accepted, over either protocol."""
+    if isinstance(backend, FakeOTLPBackend):
+        return backend.accepted_spans(), backend.log_records(accepted=True)
+    spans, records = [], []
+    for request in backend.requests:
+        if not request.accepted:
+            continue
+        for resource in getattr(request.decoded, "resource_spans", ()):
+            spans += [span for scope in resource.scope_spans for span in scope.spans]
+        for resource in getattr(request.decoded, "resource_logs", ()):
+            records += [r for scope in resource.scope_logs for r in scope.log_records]
+    return spans, records
+
+
 def _signals_seen(backend: FakeOTLPBackend | FakeGrpcBackend) -> set[str]:
     if isinstance(backend, FakeGrpcBackend):
         return {r.signal for r in backend.requests}
@@ -479,6 +494,13 @@ def test_instrumented_app_sends_every_signal_to_a_healthy_collector(
         bodies = [b for b in backend.log_bodies(accepted=True) if b.startswith("order ")]
         assert sorted(bodies) == sorted(f"order {i}" for i in range(200))
         assert "orders" in backend.metric_names(accepted=True)
+        # Each log record carries the trace and span ids of the span it was logged in.
+        spans, records = _received(backend)
+        span_ids = {(s.trace_id, s.span_id) for s in spans}
+        app_records = [r for r in records if r.body.string_value.startswith("order ")]
+        record_ids = {(r.trace_id, r.span_id) for r in app_records}
+        assert len(span_ids) == 200
+        assert record_ids == span_ids
     assert run.report["tracer_provider"] == "TracerProvider"
     assert run.report["meter_provider"] == "MeterProvider"
 
