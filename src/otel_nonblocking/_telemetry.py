@@ -201,8 +201,10 @@ def configure_telemetry(
     collections. Traces go as with :func:`configure_tracing` (an SDK provider already
     installed is reused); logs and metrics reuse an installed SDK provider where the SDK
     allows it (a ``LoggerProvider``); a ``MeterProvider`` installed before cannot take a
-    reader, which is warned about once. Calling it again returns the same handle. With
-    ``OTEL_SDK_DISABLED=true`` or ``OTEL_NONBLOCKING_DISABLED=true`` nothing is installed.
+    reader: the ``NonBlockingMetricReader`` instances it was built with join the handle
+    (its flush, shutdown and exit budget), and without one a warning says so once.
+    Calling it again returns the same handle. With ``OTEL_SDK_DISABLED=true`` or
+    ``OTEL_NONBLOCKING_DISABLED=true`` nothing is installed.
 
     >>> handle = configure_telemetry(timeout=2, service_name="checkout")  # doctest: +SKIP
     >>> handle.flush().ok  # doctest: +SKIP
@@ -420,11 +422,20 @@ def _metrics(
 ) -> tuple[MeterProvider | None, list[NonBlockingMetricReader], list[MetricReader]]:
     current = metrics_api.get_meter_provider()
     if isinstance(current, MeterProvider):
+        # The SDK cannot add a reader to it. The NonBlockingMetricReaders it was built with
+        # join the handle (its flush, shutdown and exit share); else its readers are its own.
+        theirs = [
+            r
+            for r in _compat_sdk.meter_provider_readers(current)
+            if isinstance(r, NonBlockingMetricReader)
+        ]
+        if theirs:
+            return current, theirs, []
         _state.warn_once(
             "meter-provider-installed",
             "otel_nonblocking: a MeterProvider was installed before configure_telemetry(); "
             "the SDK cannot add a reader to it, so metrics go through that provider's "
-            "own readers (pass a NonBlockingMetricReader to it: see docs/metrics.md)",
+            "own readers (build it with a NonBlockingMetricReader: see docs/metrics.md)",
         )
         return None, [], []
     from ._otlp import otlp_metric_exporter
