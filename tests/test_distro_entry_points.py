@@ -403,3 +403,11 @@ def test_instrumented_app_skips_a_name_with_no_entry_point_and_says_so(tmp_path:
     assert "OTEL_TRACES_EXPORTER: entry 1" in stderr
     assert "zipkin_json" not in stderr
     assert "Traceback" not in stderr
+
+
+@pytest.mark.usefixtures("clean_globals")
+def test_a_name_listed_twice_makes_one_pipeline(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "file, console,file,Console")
+    exporters = _distro.exporters_from_env("traces")
+    assert exporters is not None
+    assert [type(e).__name__ for e in exporters] == ["FileSpanExporter", "ConsoleSpanExporter"]

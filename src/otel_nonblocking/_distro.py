@@ -130,12 +130,14 @@ def exporters_from_env(signal: str) -> list[Any] | None:
     if names is None:
         return None
     places: list[Any] = []
+    seen: set[str] = set()
     for position, name in enumerate(names, start=1):
-        key = name.lower()
+        key = name.lower() if name.lower() in (*_OTLP_NAMES, "console") else name
+        if key in seen:
+            continue  # one pipeline per name, as the stock configurator: one per entry point
+        seen.add(key)
         if key in _OTLP_NAMES:
             place: Any = _Otlp(_OTLP_NAMES[key])
-            if place in places:
-                continue  # one pipeline per OTLP entry, as one entry point per name
         elif key == "console":
             place = _console(signal)
         else:
