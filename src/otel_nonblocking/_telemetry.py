@@ -397,6 +397,11 @@ def _logs(
             warnings.simplefilter("ignore", DeprecationWarning)
             handler = sdk.logging_handler(level=logging.NOTSET, logger_provider=provider)
         logging.getLogger().addHandler(handler)
+        # As the SDK's configurator: the application's logging.basicConfig() still sets up
+        # its console, and its dictConfig()/fileConfig() do not take the handler away.
+        from ._logging_config import keep_on_root
+
+        keep_on_root(handler)
     return provider, processors, handler
 
 
