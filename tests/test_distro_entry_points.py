@@ -35,6 +35,8 @@ BUDGET_MARGIN = 0.5
 
 MODULE = '''
 import json, os, threading
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.metrics.export import (
     InMemoryMetricReader, MetricExporter, MetricExportResult,
@@ -58,6 +60,7 @@ class FileSpanExporter(SpanExporter):
     def export(self, spans):
         for span in spans:
             _write("span", span.name)
+            _write("trace-id", format(span.context.trace_id, "032x"))
         return SpanExportResult.SUCCESS
 
     def shutdown(self):
@@ -124,6 +127,32 @@ class HangingPullReader(InMemoryMetricReader):
 class Broken(SpanExporter):
     def __init__(self):
         raise RuntimeError("cannot build")
+
+
+class ArgSampler(Sampler):
+    """Samples every span and marks it with the OTEL_TRACES_SAMPLER_ARG it was made with."""
+
+    def __init__(self, arg):
+        self.arg = arg
+
+    def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None,
+                      links=None, trace_state=None):
+        return SamplingResult(Decision.RECORD_AND_SAMPLE, {"sampler.arg": str(self.arg)})
+
+    def get_description(self):
+        return "ArgSampler"
+
+
+def not_a_sampler(arg):
+    return object()
+
+
+FIXED_TRACE_ID = 0x0123456789ABCDEF0123456789ABCDEF
+
+
+class FixedIdGenerator(RandomIdGenerator):
+    def generate_trace_id(self):
+        return FIXED_TRACE_ID
 '''
 
 ENTRY_POINTS = """
@@ -141,7 +170,16 @@ hanging_pull = fake_exporters:HangingPullReader
 
 [opentelemetry_logs_exporter]
 file = fake_exporters:FileLogExporter
+
+[opentelemetry_traces_sampler]
+by_arg = fake_exporters:ArgSampler
+not_a_sampler = fake_exporters:not_a_sampler
+
+[opentelemetry_id_generator]
+fixed = fake_exporters:FixedIdGenerator
+not_a_generator = fake_exporters:ArgSampler
 """
+FIXED_TRACE_ID = "0123456789abcdef0123456789abcdef"
 
 
 def write_distribution(root: Path) -> Path:
@@ -411,3 +449,86 @@ def test_a_name_listed_twice_makes_one_pipeline(out: Path, monkeypatch: pytest.M
     exporters = _distro.exporters_from_env("traces")
     assert exporters is not None
     assert [type(e).__name__ for e in exporters] == ["FileSpanExporter", "ConsoleSpanExporter"]
+
+
+# -- the sampler and the id generator, from their entry points ------------------------------
+
+
+@pytest.mark.usefixtures("clean_globals")
+def test_sampler_and_id_generator_come_from_their_entry_points(
+    out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "file")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "by_arg")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "given")
+    monkeypatch.setenv("OTEL_PYTHON_ID_GENERATOR", "fixed")
+    OtelNonblockingConfigurator().configure(auto_instrumentation_version="0.66b2")
+    [handle] = nb.installed()
+    provider = handle.provider
+    assert provider is trace.get_tracer_provider()
+    assert provider is not None
+    assert provider.resource.attributes["telemetry.auto.version"] == "0.66b2"
+    with trace.get_tracer("tests").start_as_current_span("checkout") as span:
+        assert format(span.get_span_context().trace_id, "032x") == FIXED_TRACE_ID
+        assert span.attributes is not None
+        assert span.attributes["sampler.arg"] == "given"
+    assert nb.flush(2).ok
+    assert values(out, "trace-id") == [FIXED_TRACE_ID]
+
+
+@pytest.mark.usefixtures("clean_globals")
+def test_the_sdks_own_sampler_names_are_loaded_too(
+    out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "file")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "TraceIdRatio")  # the SDK reads it in any case
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0")
+    OtelNonblockingConfigurator().configure()
+    with trace.get_tracer("tests").start_as_current_span("checkout") as span:
+        assert not span.get_span_context().trace_flags.sampled
+    assert nb.flush(2).ok
+    assert values(out, "span") == []
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("OTEL_TRACES_SAMPLER", "xray_not_installed"),
+        ("OTEL_TRACES_SAMPLER", "not_a_sampler"),
+        ("OTEL_PYTHON_ID_GENERATOR", "xray_not_installed"),
+        ("OTEL_PYTHON_ID_GENERATOR", "not_a_generator"),
+    ],
+)
+@pytest.mark.usefixtures("clean_globals")
+def test_a_sampler_or_id_generator_that_cannot_be_loaded_warns_and_the_default_applies(
+    out: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    var: str,
+    value: str,
+) -> None:
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "file")
+    monkeypatch.setenv(var, value)
+    OtelNonblockingConfigurator().configure()
+    [handle] = nb.installed()  # traces are still configured
+    provider = handle.provider
+    assert provider is not None
+    assert provider.sampler.get_description().startswith("ParentBased{root:AlwaysOnSampler")
+    assert type(provider.id_generator) is RandomIdGenerator
+    warnings = [m for m in _messages(caplog) if var in m]
+    assert len(warnings) == 1
+    assert "default" in warnings[0]
+    assert value not in caplog.text
+
+
+def test_instrumented_app_uses_the_id_generator_of_its_entry_point(tmp_path: Path) -> None:
+    _run(
+        tmp_path,
+        OTEL_TRACES_EXPORTER="file",
+        OTEL_LOGS_EXPORTER="none",
+        OTEL_METRICS_EXPORTER="none",
+        OTEL_PYTHON_ID_GENERATOR="fixed",
+    )
+    assert values(tmp_path / "received.jsonl", "trace-id") == [FIXED_TRACE_ID] * 200

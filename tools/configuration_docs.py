@@ -151,10 +151,23 @@ _INSTRUMENT_VARIABLES: tuple[tuple[str, str, str], ...] = (
         "needs no extra.",
     ),
     (
+        "`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`, `OTEL_PYTHON_ID_GENERATOR`",
+        "(unset)",
+        "The sampler and the trace id generator of the `TracerProvider` the configurator "
+        "makes, loaded as the stock configurator loads them: from the "
+        "`opentelemetry_traces_sampler` and `opentelemetry_id_generator` entry points (the "
+        "SDK's own names, or another package's, e.g. AWS X-Ray's `xray`), with "
+        "`OTEL_TRACES_SAMPLER_ARG` as the sampler's argument. A name that cannot be loaded "
+        "logs a warning naming the variable and the SDK's default applies "
+        "(`parentbased_always_on`, `random`); the stock configurator fails altogether.",
+    ),
+    (
         "`OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED`",
         "(unset: false)",
         "`true` puts the SDK's `LoggingHandler` on the root logger, so that stdlib "
-        "`logging` records are exported, as the stock configurator does.",
+        "`logging` records are exported, as the stock configurator does (and, as it does, "
+        "keeps it there through the application's `logging.basicConfig()` / `dictConfig()` "
+        "/ `fileConfig()`, which still set up the application's own handlers).",
     ),
     (
         "`OTEL_PYTHON_DISTRO`, `OTEL_PYTHON_CONFIGURATOR`",

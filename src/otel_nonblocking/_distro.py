@@ -28,12 +28,11 @@ from __future__ import annotations
 
 import logging
 import os
-from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined,unused-ignore]
 
-from . import _compat_sdk, _state
+from . import _compat_sdk, _entry_points
 from ._compat_sdk import BaseConfigurator
 from ._config import tracing_disabled
 
@@ -158,63 +157,36 @@ def _from_entry_point(signal: str, name: str, position: int) -> Any:
     SDK's configurator makes it (no arguments), or None after one warning. The warning
     names the variable and the entry's place in it, never the value."""
     var, group = EXPORTER_VARS[signal], ENTRY_POINT_GROUPS[signal]
-    found = _entry_point(group, name)
-    if found is None:
-        _skip(var, position, f"no installed package provides it (entry point group {group})")
+    made = _entry_points.load(group, name, var, position=position, then=_entry_points.SKIPPED)
+    if made is None:
         return None
-    try:
-        made = found.load()
-    except Exception:
-        _logger.debug("otel_nonblocking: loading an exporter entry point failed", exc_info=True)
-        _skip(var, position, f"its entry point in {group} could not be loaded")
-        return None
-    kind = _exporter_kind(signal, made)
-    if kind is None:
-        _skip(var, position, f"its entry point in {group} is not a {signal} exporter")
+    if not _is_exporter(signal, made):
+        why = f"its entry point in {group} is not a {signal} exporter"
+        _entry_points.cannot_load(var, why, position=position, then=_entry_points.SKIPPED)
         return None
     try:
         return made()
     except Exception:
         _logger.debug("otel_nonblocking: an exporter raised when built", exc_info=True)
-        _skip(var, position, f"the {signal} exporter of its entry point could not be built")
+        why = f"the {signal} exporter of its entry point could not be built"
+        _entry_points.cannot_load(var, why, position=position, then=_entry_points.SKIPPED)
         return None
 
 
-def _entry_point(group: str, name: str) -> EntryPoint | None:
-    """The first entry point called ``name`` in ``group`` (as the SDK's configurator takes
-    it: the first of the same name wins)."""
-    for entry_point in entry_points(group=group, name=name):
-        return entry_point
-    return None
-
-
-def _exporter_kind(signal: str, made: object) -> str | None:
+def _is_exporter(signal: str, made: object) -> bool:
     """What the SDK's configurator accepts from ``signal``'s group: a span exporter class,
-    a log exporter class, a metric exporter or metric reader class; else None."""
+    a log exporter class, a metric exporter or metric reader class."""
     if not isinstance(made, type):
-        return None
+        return False
     if signal == "traces":
         from opentelemetry.sdk.trace.export import SpanExporter
 
-        return "exporter" if issubclass(made, SpanExporter) else None
+        return issubclass(made, SpanExporter)
     if signal == "logs":
-        return "exporter" if issubclass(made, _compat_sdk.LogExporterBase) else None
+        return issubclass(made, _compat_sdk.LogExporterBase)
     from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader
 
-    if issubclass(made, MetricReader):
-        return "reader"
-    return "exporter" if issubclass(made, MetricExporter) else None
-
-
-def _skip(var: str, position: int, why: str) -> None:
-    _state.warn_once(
-        ("exporter-name", var, position),
-        "%s: entry %d names an exporter otel_nonblocking cannot load (%s); it is skipped, "
-        "not replaced",
-        var,
-        position,
-        why,
-    )
+    return issubclass(made, (MetricExporter, MetricReader))
 
 
 class OtelNonblockingConfigurator(BaseConfigurator):
@@ -234,6 +206,8 @@ class OtelNonblockingConfigurator(BaseConfigurator):
 
             from ._telemetry import configure_telemetry
 
+            if chosen["traces"] is not None:
+                _install_tracer_provider(kwargs.get("auto_instrumentation_version"))
             metrics = chosen["metrics"] or []
             configure_telemetry(
                 traces=chosen["traces"] is not None,
@@ -250,3 +224,26 @@ class OtelNonblockingConfigurator(BaseConfigurator):
                 "telemetry is off",
                 exc_info=True,
             )
+
+
+def _install_tracer_provider(auto_instrumentation_version: object) -> None:
+    """The ``TracerProvider`` the SDK's configurator would make, unless an SDK provider is
+    installed already: the sampler (``OTEL_TRACES_SAMPLER``) and id generator
+    (``OTEL_PYTHON_ID_GENERATOR``) loaded from their entry points, and the resource with
+    ``telemetry.auto.version``. ``configure_telemetry()`` then adds its processors to it."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+
+    if isinstance(trace.get_tracer_provider(), TracerProvider):
+        return
+    attributes = {}
+    if isinstance(auto_instrumentation_version, str) and auto_instrumentation_version:
+        attributes["telemetry.auto.version"] = auto_instrumentation_version
+    provider = TracerProvider(
+        sampler=_entry_points.sampler_from_env(),
+        id_generator=_entry_points.id_generator_from_env(),
+        resource=Resource.create(attributes),
+        shutdown_on_exit=False,  # the package's exit hook shuts its processors down
+    )
+    trace.set_tracer_provider(provider)
