@@ -532,3 +532,16 @@ def test_instrumented_app_uses_the_id_generator_of_its_entry_point(tmp_path: Pat
         OTEL_PYTHON_ID_GENERATOR="fixed",
     )
     assert values(tmp_path / "received.jsonl", "trace-id") == [FIXED_TRACE_ID] * 200
+
+
+@pytest.mark.usefixtures("clean_globals")
+def test_a_declarative_configuration_file_is_not_silently_ignored(
+    out: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("OTEL_CONFIG_FILE", "/etc/otel/secret-name.yaml")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "file")
+    OtelNonblockingConfigurator().configure()
+    warnings = [m for m in _messages(caplog) if "OTEL_CONFIG_FILE" in m]
+    assert len(warnings) == 1
+    assert "secret-name" not in caplog.text
+    assert len(nb.installed()) == 1  # configured from the variables

@@ -32,7 +32,7 @@ from typing import Any
 
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined,unused-ignore]
 
-from . import _compat_sdk, _entry_points
+from . import _compat_sdk, _entry_points, _state
 from ._compat_sdk import BaseConfigurator
 from ._config import tracing_disabled
 
@@ -44,6 +44,8 @@ EXPORTER_VARS = {
     "metrics": "OTEL_METRICS_EXPORTER",
     "logs": "OTEL_LOGS_EXPORTER",
 }
+#: The declarative configuration file the SDK's configurator (1.45+) reads instead.
+CONFIG_FILE_VAR = "OTEL_CONFIG_FILE"
 #: Each signal's entry point group, where the SDK's configurator looks a name up.
 ENTRY_POINT_GROUPS = {
     "traces": "opentelemetry_traces_exporter",
@@ -196,6 +198,14 @@ class OtelNonblockingConfigurator(BaseConfigurator):
     def _configure(self, **kwargs: Any) -> None:
         if tracing_disabled():
             return
+        if os.environ.get(CONFIG_FILE_VAR, "").strip():
+            # The stock configurator hands the whole set-up to opentelemetry-configuration.
+            _state.warn_once(
+                ("unsupported", CONFIG_FILE_VAR),
+                "%s is set, but otel_nonblocking configures from the OTEL_* variables and "
+                "does not read the file",
+                CONFIG_FILE_VAR,
+            )
         try:
             # OTEL_EXPORTER_OTLP_[SIGNAL_]PROTOCOL, endpoints, headers, timeouts and
             # compression are read by the OTLP factories, which warn about bad values.
