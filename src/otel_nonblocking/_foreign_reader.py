@@ -26,6 +26,11 @@ class ForeignReader:
         self.reader = reader
         self._running: BoundedCall[object] | None = None
         self._shut_down = False
+        _state.after_fork_in_child(self._after_fork)
+
+    def _after_fork(self) -> None:
+        """In a forked child: a call the parent's thread was running is not running here."""
+        self._running = None
 
     def _bounded(self, call: str, deadline: Deadline) -> bool:
         """Run ``reader.<call>(timeout_millis=...)`` on a thread of ours, waiting at most
