@@ -274,7 +274,7 @@ def test_log_and_metric_exporters_and_a_pull_reader_named_by_entry_points(
     names = [
         m.name for rm in scraped.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
     ]
-    assert names == ["orders"]
+    assert "orders" in names
     assert nb.shutdown(2).ok
     assert values(out, "pull-reader-shutdown") == [None]  # shut down within the budget
 

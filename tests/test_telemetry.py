@@ -322,3 +322,31 @@ def test_exit_with_the_applications_meter_provider_keeps_the_one_budget(tmp_path
     print(f"the application's MeterProvider with our reader: exited {seconds:.2f} s after main")
     assert {"/v1/traces", "/v1/logs", "/v1/metrics"} <= paths  # its reader had its turn too
     assert seconds < 1.0 + BUDGET_MARGIN
+
+
+@pytest.mark.usefixtures("clean_globals")
+def test_metric_readers_join_the_provider_as_they_are_and_replace_otlp() -> None:
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    with FakeOTLPBackend() as backend:
+        pull = InMemoryMetricReader()
+        ours = nb.NonBlockingMetricReader(
+            nb.otlp_metric_exporter(backend.metrics_endpoint, timeout=2),
+            export_interval_millis=60_000,
+        )
+        handle = nb.configure_telemetry(
+            endpoint=refused_endpoint(), traces=False, logs=False, metric_readers=[pull, ours]
+        )
+        assert handle.other_metric_readers == [pull]
+        assert handle.metric_readers == [ours]  # no OTLP reader of its own: replaced
+        metrics_api.get_meter("tests").create_counter("orders").add(2)
+        result = handle.flush(5)
+        assert result.signals["metrics"].exported == 1, result
+        assert "orders" in backend.metric_names(accepted=True)
+        scraped = pull.get_metrics_data()
+        assert scraped is not None
+        names = [
+            m.name for rm in scraped.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+        ]
+        assert "orders" in names  # (with the package's self-metrics beside it, if on)
+        assert handle.shutdown(2).ok
