@@ -243,6 +243,26 @@ def test_configurator_uses_otlp_when_the_exporter_is_otlp_or_unset(
     assert isinstance(handle.processor.exporter.inner, OTLPSpanExporter)
 
 
+@pytest.mark.usefixtures("clean_globals")
+def test_traces_none_still_gives_log_records_trace_ids_as_the_stock_configurator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with FakeOTLPBackend() as backend:
+        monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+        monkeypatch.setenv("OTEL_LOGS_EXPORTER", "otlp")
+        monkeypatch.setenv("OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED", "true")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", backend.base_url)
+        OtelNonblockingConfigurator().configure()
+        assert isinstance(trace.get_tracer_provider(), TracerProvider)  # no processor on it
+        with trace.get_tracer("tests").start_as_current_span("request") as span:
+            logging.getLogger("tests.app").warning("inside")
+        assert nb.flush(5).ok
+        [record] = [r for r in backend.log_records(accepted=True) if r.body.string_value]
+        assert record.trace_id == span.get_span_context().trace_id.to_bytes(16, "big")
+        assert record.span_id == span.get_span_context().span_id.to_bytes(8, "big")
+        assert backend.spans() == []  # traces are not exported
+
+
 @pytest.mark.parametrize("var", ["OTEL_SDK_DISABLED", "OTEL_NONBLOCKING_DISABLED"])
 @pytest.mark.usefixtures("clean_globals")
 def test_configurator_installs_nothing_when_disabled(

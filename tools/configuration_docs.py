@@ -133,7 +133,9 @@ _INSTRUMENT_VARIABLES: tuple[tuple[str, str, str], ...] = (
         "`OTEL_TRACES_EXPORTER`, `OTEL_METRICS_EXPORTER`, `OTEL_LOGS_EXPORTER`",
         "`otlp`",
         "`otlp` (the deadline OTLP exporter; also `otlp_proto_http`, `otlp_proto_grpc`), "
-        "`console`, `none` (that signal off), any other name the stock configurator "
+        "`console`, `none` (that signal off; traces `none` with another signal on still "
+        "installs a `TracerProvider` without processors, as the stock configurator does, so "
+        "that log records carry trace ids), any other name the stock configurator "
         "accepts (loaded from the `opentelemetry_{traces,metrics,logs}_exporter` entry "
         "points, e.g. `zipkin_json`, `prometheus`, and put behind the bounded pipelines; a "
         "metric reader such as prometheus's joins the `MeterProvider` as it is), or a comma "

@@ -216,8 +216,9 @@ class OtelNonblockingConfigurator(BaseConfigurator):
 
             from ._telemetry import configure_telemetry
 
-            if chosen["traces"] is not None:
-                _install_tracer_provider(kwargs.get("auto_instrumentation_version"))
+            # With traces off too, as the stock configurator: spans are still made (not
+            # exported), so log records carry trace ids and root spans start traces.
+            _install_tracer_provider(kwargs.get("auto_instrumentation_version"))
             metrics = chosen["metrics"] or []
             configure_telemetry(
                 traces=chosen["traces"] is not None,
@@ -240,7 +241,8 @@ def _install_tracer_provider(auto_instrumentation_version: object) -> None:
     """The ``TracerProvider`` the SDK's configurator would make, unless an SDK provider is
     installed already: the sampler (``OTEL_TRACES_SAMPLER``) and id generator
     (``OTEL_PYTHON_ID_GENERATOR``) loaded from their entry points, and the resource with
-    ``telemetry.auto.version``. ``configure_telemetry()`` then adds its processors to it."""
+    ``telemetry.auto.version``. ``configure_telemetry()`` then adds its processors to it
+    (none with ``OTEL_TRACES_EXPORTER=none``)."""
     from opentelemetry import trace
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
