@@ -350,3 +350,41 @@ def test_metric_readers_join_the_provider_as_they_are_and_replace_otlp() -> None
         ]
         assert "orders" in names  # (with the package's self-metrics beside it, if on)
         assert handle.shutdown(2).ok
+
+
+@pytest.mark.usefixtures("clean_globals")
+def test_the_exit_gives_every_part_of_the_handle_its_share() -> None:
+    from otel_nonblocking import _setup
+
+    with FakeOTLPBackend(Mode.HANG) as backend:
+        nb.configure_telemetry(timeout=30, endpoint=backend.base_url, log_handler=True)
+        # The handles' hook comes first: the log processor's and metric reader's own exit
+        # hooks (made before the handle) would otherwise take the budget one after another.
+        assert _state.exit_hooks()[-1] is _setup._exit_hook
+        _emit()
+        started = time.monotonic()
+        _state.run_exit_hooks(1.0)
+        assert time.monotonic() - started < 1.0 + BUDGET_MARGIN
+        paths = {r.path for r in backend.requests}
+    assert {"/v1/traces", "/v1/logs", "/v1/metrics"} <= paths  # each signal had its turn
+
+
+@pytest.mark.usefixtures("clean_globals")
+def test_the_applications_meter_provider_exit_callback_runs_the_one_fair_exit_first() -> None:
+    with FakeOTLPBackend(Mode.HANG) as backend:
+        reader = nb.NonBlockingMetricReader(
+            nb.otlp_metric_exporter(backend.metrics_endpoint, timeout=30)
+        )
+        provider = _own_meter_provider(reader)
+        nb.configure_telemetry(
+            timeout=30, endpoint=backend.base_url, log_handler=True, exit_timeout=1
+        )
+        _emit()
+        _state.exit_deadline()  # the interpreter's exit has begun
+        started = time.monotonic()
+        provider.shutdown()  # the provider's own exit callback, before the package's
+        assert time.monotonic() - started < 1.0 + BUDGET_MARGIN
+        # The package's exit ran first, every part its share; not this reader most of it.
+        paths = {r.path for r in backend.requests}
+        assert {"/v1/traces", "/v1/logs", "/v1/metrics"} <= paths
+        assert reader.stats().shut_down
