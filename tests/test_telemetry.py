@@ -3,6 +3,7 @@ shutdown() cover logs and metrics too, and say so when log records were lost."""
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
@@ -388,3 +389,22 @@ def test_the_applications_meter_provider_exit_callback_runs_the_one_fair_exit_fi
         paths = {r.path for r in backend.requests}
         assert {"/v1/traces", "/v1/logs", "/v1/metrics"} <= paths
         assert reader.stats().shut_down
+
+
+@pytest.mark.usefixtures("clean_globals")
+def test_exporters_given_with_a_meter_provider_installed_before_are_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+
+    reader = nb.NonBlockingMetricReader(ConsoleMetricExporter(out=io.StringIO()))
+    _own_meter_provider(reader)
+    handle = nb.configure_telemetry(
+        endpoint=refused_endpoint(),
+        traces=False,
+        logs=False,
+        metric_exporter=ConsoleMetricExporter(out=io.StringIO()),
+    )
+    assert handle.metric_readers == [reader]  # the provider's own; the exporter is not used
+    warnings = [r.getMessage() for r in caplog.records if "not used" in r.getMessage()]
+    assert len(warnings) == 1

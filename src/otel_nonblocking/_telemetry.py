@@ -435,6 +435,13 @@ def _metrics(
             if isinstance(r, NonBlockingMetricReader)
         ]
         if theirs:
+            if _as_list(exporters) or given_readers:
+                _state.warn_once(
+                    "meter-provider-installed-exporters",
+                    "otel_nonblocking: a MeterProvider was installed before "
+                    "configure_telemetry(); the metric exporters and readers given to it "
+                    "cannot be added there and are not used",
+                )
             return current, theirs, []
         _state.warn_once(
             "meter-provider-installed",
