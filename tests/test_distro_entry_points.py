@@ -52,8 +52,10 @@ except ImportError:
 
 
 def _write(kind, value):
-    with open(os.environ["FAKE_EXPORTERS_OUT"], "a", encoding="utf-8") as out:
-        out.write(json.dumps({"kind": kind, "value": value}) + "\\n")
+    path = os.environ.get("FAKE_EXPORTERS_OUT")
+    if path:  # (unset once a test has ended and undone its variables)
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(json.dumps({"kind": kind, "value": value}) + "\\n")
 
 
 class FileSpanExporter(SpanExporter):
@@ -94,8 +96,9 @@ class FileMetricExporter(MetricExporter):
         for rm in metrics_data.resource_metrics:
             for sm in rm.scope_metrics:
                 for metric in sm.metrics:
-                    total = sum(p.value for p in metric.data.data_points)
-                    _write("metric", [metric.name, total])
+                    points = [p for p in metric.data.data_points if hasattr(p, "value")]
+                    if points:  # sums and gauges (the package's self-metrics may add others)
+                        _write("metric", [metric.name, sum(p.value for p in points)])
         return MetricExportResult.SUCCESS
 
     def force_flush(self, timeout_millis=10_000):
@@ -365,7 +368,7 @@ for i in range(200):
         log.warning("order %d", i)
         counter.add(1)
 scraped = [
-    [m.name, sum(p.value for p in m.data.data_points)]
+    [m.name, sum(getattr(p, "value", 0) for p in m.data.data_points)]
     for reader in fake_exporters.PullReader.instances
     for rm in reader.get_metrics_data().resource_metrics
     for sm in rm.scope_metrics
