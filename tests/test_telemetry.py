@@ -21,6 +21,9 @@ from otel_nonblocking.testing import FakeGrpcBackend, FakeOTLPBackend, Mode, ref
 from tests.conftest import run_bounded
 
 BUDGET_MARGIN = 0.5  # seconds a bounded call may take over its budget (thread hand-offs)
+# The exit budget of the tests where three signals share it against a never-answering
+# collector: a third of it is time enough for each to send its request on a loaded machine.
+EXIT_BUDGET = 3.0
 
 
 def _emit(spans: int = 3, records: int = 3) -> None:
@@ -314,7 +317,7 @@ main()
 def test_exit_with_the_applications_meter_provider_keeps_the_one_budget(tmp_path: Path) -> None:
     script = tmp_path / "program.py"
     script.write_text(OWN_PROVIDER_PROGRAM, encoding="utf-8")
-    env = _env(OTEL_NONBLOCKING_EXIT_TIMEOUT="1000")
+    env = _env(OTEL_NONBLOCKING_EXIT_TIMEOUT=str(int(EXIT_BUDGET * 1000)))
     with FakeOTLPBackend(Mode.HANG) as backend:
         stdout, _, exited_at = run_bounded([sys.executable, str(script), backend.base_url], env)
         paths = {r.path for r in backend.requests}
@@ -322,7 +325,7 @@ def test_exit_with_the_applications_meter_provider_keeps_the_one_budget(tmp_path
     seconds = exited_at - float(line.split()[1])
     print(f"the application's MeterProvider with our reader: exited {seconds:.2f} s after main")
     assert {"/v1/traces", "/v1/logs", "/v1/metrics"} <= paths  # its reader had its turn too
-    assert seconds < 1.0 + BUDGET_MARGIN
+    assert seconds < EXIT_BUDGET + BUDGET_MARGIN
 
 
 @pytest.mark.usefixtures("clean_globals")
@@ -364,8 +367,8 @@ def test_the_exit_gives_every_part_of_the_handle_its_share() -> None:
         assert _state.exit_hooks()[-1] is _setup._exit_hook
         _emit()
         started = time.monotonic()
-        _state.run_exit_hooks(1.0)
-        assert time.monotonic() - started < 1.0 + BUDGET_MARGIN
+        _state.run_exit_hooks(EXIT_BUDGET)
+        assert time.monotonic() - started < EXIT_BUDGET + BUDGET_MARGIN
         paths = {r.path for r in backend.requests}
     assert {"/v1/traces", "/v1/logs", "/v1/metrics"} <= paths  # each signal had its turn
 
@@ -378,13 +381,13 @@ def test_the_applications_meter_provider_exit_callback_runs_the_one_fair_exit_fi
         )
         provider = _own_meter_provider(reader)
         nb.configure_telemetry(
-            timeout=30, endpoint=backend.base_url, log_handler=True, exit_timeout=1
+            timeout=30, endpoint=backend.base_url, log_handler=True, exit_timeout=EXIT_BUDGET
         )
         _emit()
         _state.exit_deadline()  # the interpreter's exit has begun
         started = time.monotonic()
         provider.shutdown()  # the provider's own exit callback, before the package's
-        assert time.monotonic() - started < 1.0 + BUDGET_MARGIN
+        assert time.monotonic() - started < EXIT_BUDGET + BUDGET_MARGIN
         # The package's exit ran first, every part its share; not this reader most of it.
         paths = {r.path for r in backend.requests}
         assert {"/v1/traces", "/v1/logs", "/v1/metrics"} <= paths
