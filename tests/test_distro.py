@@ -243,6 +243,26 @@ def test_configurator_uses_otlp_when_the_exporter_is_otlp_or_unset(
     assert isinstance(handle.processor.exporter.inner, OTLPSpanExporter)
 
 
+@pytest.mark.usefixtures("clean_globals")
+def test_traces_none_still_gives_log_records_trace_ids_as_the_stock_configurator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with FakeOTLPBackend() as backend:
+        monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+        monkeypatch.setenv("OTEL_LOGS_EXPORTER", "otlp")
+        monkeypatch.setenv("OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED", "true")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", backend.base_url)
+        OtelNonblockingConfigurator().configure()
+        assert isinstance(trace.get_tracer_provider(), TracerProvider)  # no processor on it
+        with trace.get_tracer("tests").start_as_current_span("request") as span:
+            logging.getLogger("tests.app").warning("inside")
+        assert nb.flush(5).ok
+        [record] = [r for r in backend.log_records(accepted=True) if r.body.string_value]
+        assert record.trace_id == span.get_span_context().trace_id.to_bytes(16, "big")
+        assert record.span_id == span.get_span_context().span_id.to_bytes(8, "big")
+        assert backend.spans() == []  # traces are not exported
+
+
 @pytest.mark.parametrize("var", ["OTEL_SDK_DISABLED", "OTEL_NONBLOCKING_DISABLED"])
 @pytest.mark.usefixtures("clean_globals")
 def test_configurator_installs_nothing_when_disabled(
@@ -256,18 +276,19 @@ def test_configurator_installs_nothing_when_disabled(
 
 
 @pytest.mark.usefixtures("clean_globals")
-def test_configurator_warns_about_an_unsupported_exporter_and_uses_otlp(
+def test_configurator_warns_about_an_exporter_it_cannot_load_and_skips_it(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "zipkin")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "zipkin,otlp")  # zipkin is not installed
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", refused_endpoint())
     OtelNonblockingConfigurator().configure()
     [handle] = nb.installed()
     assert handle.processor is not None
     assert isinstance(handle.processor.exporter.inner, OTLPSpanExporter)
+    assert len(handle._processors()) == 1  # the OTLP asked for; zipkin skipped, not replaced
     messages = [r.getMessage() for r in caplog.records if r.name == "otel_nonblocking"]
-    assert any("OTEL_TRACES_EXPORTER" in m for m in messages)
+    assert any("OTEL_TRACES_EXPORTER" in m and "skipped" in m for m in messages)
     assert any("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL" in m for m in messages)
 
 
@@ -457,6 +478,21 @@ def _base_url(backend: FakeOTLPBackend | FakeGrpcBackend) -> str:
     return backend.endpoint if isinstance(backend, FakeGrpcBackend) else backend.base_url
 
 
+def _received(backend: FakeOTLPBackend | FakeGrpcBackend) -> tuple[list[Any], list[Any]]:
+    """The decoded spans and log records the backend accepted, over either protocol."""
+    if isinstance(backend, FakeOTLPBackend):
+        return backend.accepted_spans(), backend.log_records(accepted=True)
+    spans, records = [], []
+    for request in backend.requests:
+        if not request.accepted:
+            continue
+        for resource in getattr(request.decoded, "resource_spans", ()):
+            spans += [span for scope in resource.scope_spans for span in scope.spans]
+        for resource in getattr(request.decoded, "resource_logs", ()):
+            records += [r for scope in resource.scope_logs for r in scope.log_records]
+    return spans, records
+
+
 def _signals_seen(backend: FakeOTLPBackend | FakeGrpcBackend) -> set[str]:
     if isinstance(backend, FakeGrpcBackend):
         return {r.signal for r in backend.requests}
@@ -478,6 +514,13 @@ def test_instrumented_app_sends_every_signal_to_a_healthy_collector(
         bodies = [b for b in backend.log_bodies(accepted=True) if b.startswith("order ")]
         assert sorted(bodies) == sorted(f"order {i}" for i in range(200))
         assert "orders" in backend.metric_names(accepted=True)
+        # Each log record carries the trace and span ids of the span it was logged in.
+        spans, records = _received(backend)
+        span_ids = {(s.trace_id, s.span_id) for s in spans}
+        app_records = [r for r in records if r.body.string_value.startswith("order ")]
+        record_ids = {(r.trace_id, r.span_id) for r in app_records}
+        assert len(span_ids) == 200
+        assert record_ids == span_ids
     assert run.report["tracer_provider"] == "TracerProvider"
     assert run.report["meter_provider"] == "MeterProvider"
 
@@ -523,15 +566,16 @@ def test_configurator_installs_every_signal_with_one_pipeline_per_listed_exporte
 
 @pytest.mark.parametrize("var", ["OTEL_LOGS_EXPORTER", "OTEL_METRICS_EXPORTER"])
 @pytest.mark.usefixtures("clean_globals")
-def test_configurator_warns_about_an_unsupported_exporter_of_any_signal_and_uses_otlp(
+def test_configurator_warns_about_an_exporter_of_any_signal_it_cannot_load_and_skips_it(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, var: str
 ) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", refused_endpoint().rsplit("/v1/", 1)[0])
-    monkeypatch.setenv(var, "prometheus")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    monkeypatch.setenv(var, "prometheus")  # not installed here
     OtelNonblockingConfigurator().configure()
     [handle] = [h for h in _state.installed_handles() if isinstance(h, nb.TelemetryHandle)]
     parts = handle.log_processors if var == "OTEL_LOGS_EXPORTER" else handle.metric_readers
-    assert len(parts) == 1  # OTLP in its place: not silently off
+    assert parts == []  # skipped: OTLP in its place would send data nobody asked for
     messages = [r.getMessage() for r in caplog.records if r.name == "otel_nonblocking"]
     assert [m for m in messages if var in m]
 

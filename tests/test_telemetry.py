@@ -3,11 +3,13 @@ shutdown() cover logs and metrics too, and say so when log records were lost."""
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry import metrics as metrics_api
@@ -19,6 +21,9 @@ from otel_nonblocking.testing import FakeGrpcBackend, FakeOTLPBackend, Mode, ref
 from tests.conftest import run_bounded
 
 BUDGET_MARGIN = 0.5  # seconds a bounded call may take over its budget (thread hand-offs)
+# The exit budget of the tests where three signals share it against a never-answering
+# collector: a third of it is time enough for each to send its request on a loaded machine.
+EXIT_BUDGET = 3.0
 
 
 def _emit(spans: int = 3, records: int = 3) -> None:
@@ -278,3 +283,177 @@ def test_a_bare_metric_reader_joins_the_one_exit_hook_and_leaves_it_at_shutdown(
     hooks[-1](0.5)  # the exit hook's turn
     assert reader.stats().shut_down
     assert len(_state.exit_hooks()) == before
+
+
+# -- a MeterProvider of the application's, installed before ------------------------------
+
+
+def _own_meter_provider(reader: object) -> Any:
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)  # type: ignore[list-item]
+    metrics_api.set_meter_provider(provider)
+    return provider
+
+
+@pytest.mark.usefixtures("clean_globals")
+def test_a_meter_provider_built_with_our_reader_joins_the_handle(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with FakeOTLPBackend() as backend:
+        reader = nb.NonBlockingMetricReader(
+            nb.otlp_metric_exporter(backend.metrics_endpoint, timeout=2),
+            export_interval_millis=60_000,
+        )
+        provider = _own_meter_provider(reader)
+        handle = nb.configure_telemetry(timeout=2, endpoint=backend.base_url, traces=False)
+        assert handle.meter_provider is provider
+        assert handle.metric_readers == [reader]
+        assert not [r for r in caplog.records if "MeterProvider" in r.getMessage()]
+        metrics_api.get_meter("tests").create_counter("orders").add(3)
+        result = nb.flush(5)  # the module's flush covers the application's provider too
+        assert result.signals["metrics"].exported == 1, result
+        assert "orders" in backend.metric_names(accepted=True)
+        assert nb.shutdown(2).signals["metrics"].ok
+        assert reader.stats().shut_down
+
+
+@pytest.mark.usefixtures("clean_globals")
+def test_a_meter_provider_without_our_reader_is_left_alone_and_warned_about_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    provider = _own_meter_provider(InMemoryMetricReader())
+    handle = nb.configure_telemetry(endpoint=refused_endpoint(), traces=False, logs=False)
+    assert handle.meter_provider is None
+    assert handle.metric_readers == []
+    assert metrics_api.get_meter_provider() is provider
+    warnings = [r.getMessage() for r in caplog.records if "MeterProvider" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "docs/metrics.md" in warnings[0]
+
+
+OWN_PROVIDER_PROGRAM = """
+import logging, sys, time
+import otel_nonblocking
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+
+def main():
+    base = sys.argv[1]
+    reader = otel_nonblocking.NonBlockingMetricReader(
+        otel_nonblocking.otlp_metric_exporter(base + "/v1/metrics", timeout=30)
+    )
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))  # exits on its own too
+    otel_nonblocking.configure_telemetry(30, endpoint=base, log_handler=True)
+    tracer = trace.get_tracer("exit-test")
+    log = logging.getLogger("exit-test")
+    counter = metrics.get_meter("exit-test").create_counter("orders")
+    for i in range(200):
+        with tracer.start_as_current_span("exit-span"):
+            log.warning("record %d", i)
+            counter.add(1)
+    print("RETURNED-AT", repr(time.time()), flush=True)
+
+main()
+"""
+
+
+def test_exit_with_the_applications_meter_provider_keeps_the_one_budget(tmp_path: Path) -> None:
+    script = tmp_path / "program.py"
+    script.write_text(OWN_PROVIDER_PROGRAM, encoding="utf-8")
+    env = _env(OTEL_NONBLOCKING_EXIT_TIMEOUT=str(int(EXIT_BUDGET * 1000)))
+    with FakeOTLPBackend(Mode.HANG) as backend:
+        stdout, _, exited_at = run_bounded([sys.executable, str(script), backend.base_url], env)
+        paths = {r.path for r in backend.requests}
+    [line] = [line for line in stdout.splitlines() if line.startswith("RETURNED-AT ")]
+    seconds = exited_at - float(line.split()[1])
+    print(f"the application's MeterProvider with our reader: exited {seconds:.2f} s after main")
+    assert {"/v1/traces", "/v1/logs", "/v1/metrics"} <= paths  # its reader had its turn too
+    assert seconds < EXIT_BUDGET + BUDGET_MARGIN
+
+
+@pytest.mark.usefixtures("clean_globals")
+def test_metric_readers_join_the_provider_as_they_are_and_replace_otlp() -> None:
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    with FakeOTLPBackend() as backend:
+        pull = InMemoryMetricReader()
+        ours = nb.NonBlockingMetricReader(
+            nb.otlp_metric_exporter(backend.metrics_endpoint, timeout=2),
+            export_interval_millis=60_000,
+        )
+        handle = nb.configure_telemetry(
+            endpoint=refused_endpoint(), traces=False, logs=False, metric_readers=[pull, ours]
+        )
+        assert handle.other_metric_readers == [pull]
+        assert handle.metric_readers == [ours]  # no OTLP reader of its own: replaced
+        metrics_api.get_meter("tests").create_counter("orders").add(2)
+        result = handle.flush(5)
+        assert result.signals["metrics"].exported == 1, result
+        assert "orders" in backend.metric_names(accepted=True)
+        scraped = pull.get_metrics_data()
+        assert scraped is not None
+        names = [
+            m.name for rm in scraped.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+        ]
+        assert "orders" in names  # (with the package's self-metrics beside it, if on)
+        assert handle.shutdown(2).ok
+
+
+@pytest.mark.usefixtures("clean_globals")
+def test_the_exit_gives_every_part_of_the_handle_its_share() -> None:
+    from otel_nonblocking import _setup
+
+    with FakeOTLPBackend(Mode.HANG) as backend:
+        nb.configure_telemetry(timeout=30, endpoint=backend.base_url, log_handler=True)
+        # The handles' hook comes first: the log processor's and metric reader's own exit
+        # hooks (made before the handle) would otherwise take the budget one after another.
+        assert _state.exit_hooks()[-1] is _setup._exit_hook
+        _emit()
+        started = time.monotonic()
+        _state.run_exit_hooks(EXIT_BUDGET)
+        assert time.monotonic() - started < EXIT_BUDGET + BUDGET_MARGIN
+        paths = {r.path for r in backend.requests}
+    assert {"/v1/traces", "/v1/logs", "/v1/metrics"} <= paths  # each signal had its turn
+
+
+@pytest.mark.usefixtures("clean_globals")
+def test_the_applications_meter_provider_exit_callback_runs_the_one_fair_exit_first() -> None:
+    with FakeOTLPBackend(Mode.HANG) as backend:
+        reader = nb.NonBlockingMetricReader(
+            nb.otlp_metric_exporter(backend.metrics_endpoint, timeout=30)
+        )
+        provider = _own_meter_provider(reader)
+        nb.configure_telemetry(
+            timeout=30, endpoint=backend.base_url, log_handler=True, exit_timeout=EXIT_BUDGET
+        )
+        _emit()
+        _state.exit_deadline()  # the interpreter's exit has begun
+        started = time.monotonic()
+        provider.shutdown()  # the provider's own exit callback, before the package's
+        assert time.monotonic() - started < EXIT_BUDGET + BUDGET_MARGIN
+        # The package's exit ran first, every part its share; not this reader most of it.
+        paths = {r.path for r in backend.requests}
+        assert {"/v1/traces", "/v1/logs", "/v1/metrics"} <= paths
+        assert reader.stats().shut_down
+
+
+@pytest.mark.usefixtures("clean_globals")
+def test_exporters_given_with_a_meter_provider_installed_before_are_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+
+    reader = nb.NonBlockingMetricReader(ConsoleMetricExporter(out=io.StringIO()))
+    _own_meter_provider(reader)
+    handle = nb.configure_telemetry(
+        endpoint=refused_endpoint(),
+        traces=False,
+        logs=False,
+        metric_exporter=ConsoleMetricExporter(out=io.StringIO()),
+    )
+    assert handle.metric_readers == [reader]  # the provider's own; the exporter is not used
+    warnings = [r.getMessage() for r in caplog.records if "not used" in r.getMessage()]
+    assert len(warnings) == 1

@@ -133,10 +133,16 @@ _INSTRUMENT_VARIABLES: tuple[tuple[str, str, str], ...] = (
         "`OTEL_TRACES_EXPORTER`, `OTEL_METRICS_EXPORTER`, `OTEL_LOGS_EXPORTER`",
         "`otlp`",
         "`otlp` (the deadline OTLP exporter; also `otlp_proto_http`, `otlp_proto_grpc`), "
-        "`console`, `none` (that signal off), or a comma list: one bounded pipeline per "
-        "exporter. Other names log a warning naming the variable and use `otlp`. The "
-        "defaults are opentelemetry-distro's; unset (without the distro) also means `otlp`, "
-        "the specification's default.",
+        "`console`, `none` (that signal off; traces `none` with another signal on still "
+        "installs a `TracerProvider` without processors, as the stock configurator does, so "
+        "that log records carry trace ids), any other name the stock configurator "
+        "accepts (loaded from the `opentelemetry_{traces,metrics,logs}_exporter` entry "
+        "points, e.g. `zipkin_json`, `prometheus`, and put behind the bounded pipelines; a "
+        "metric reader such as prometheus's joins the `MeterProvider` as it is), or a comma "
+        "list: one bounded pipeline per exporter. A name that cannot be loaded logs a "
+        "warning naming the variable and is skipped, not replaced by `otlp` (the stock "
+        "configurator fails altogether). The defaults are opentelemetry-distro's; unset "
+        "(without the distro) also means `otlp`, the specification's default.",
     ),
     (
         "`OTEL_EXPORTER_OTLP_[SIGNAL_]PROTOCOL`",
@@ -147,10 +153,23 @@ _INSTRUMENT_VARIABLES: tuple[tuple[str, str, str], ...] = (
         "needs no extra.",
     ),
     (
+        "`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`, `OTEL_PYTHON_ID_GENERATOR`",
+        "(unset)",
+        "The sampler and the trace id generator of the `TracerProvider` the configurator "
+        "makes, loaded as the stock configurator loads them: from the "
+        "`opentelemetry_traces_sampler` and `opentelemetry_id_generator` entry points (the "
+        "SDK's own names, or another package's, e.g. AWS X-Ray's `xray`), with "
+        "`OTEL_TRACES_SAMPLER_ARG` as the sampler's argument. A name that cannot be loaded "
+        "logs a warning naming the variable and the SDK's default applies "
+        "(`parentbased_always_on`, `random`); the stock configurator fails altogether.",
+    ),
+    (
         "`OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED`",
         "(unset: false)",
         "`true` puts the SDK's `LoggingHandler` on the root logger, so that stdlib "
-        "`logging` records are exported, as the stock configurator does.",
+        "`logging` records are exported, as the stock configurator does (and, as it does, "
+        "keeps it there through the application's `logging.basicConfig()` / `dictConfig()` "
+        "/ `fileConfig()`, which still set up the application's own handlers).",
     ),
     (
         "`OTEL_PYTHON_DISTRO`, `OTEL_PYTHON_CONFIGURATOR`",

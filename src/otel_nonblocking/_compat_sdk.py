@@ -507,6 +507,16 @@ def provider_span_processors(provider: object) -> tuple[Any, ...]:
     return tuple(processors) if isinstance(processors, (tuple, list)) else ()
 
 
+def meter_provider_readers(provider: object) -> tuple[Any, ...]:
+    """The metric readers an SDK ``MeterProvider`` was built with (none if unreadable):
+    the ``metric_readers`` of its configuration, else its own copy."""
+    config = getattr(provider, "_sdk_config", None)
+    readers = getattr(config, "metric_readers", None)
+    if not isinstance(readers, (tuple, list)):
+        readers = getattr(provider, "_metric_readers", ())
+    return tuple(readers) if isinstance(readers, (tuple, list)) else ()
+
+
 # --- the probe ---------------------------------------------------------------------------
 
 
@@ -632,6 +642,10 @@ def probe() -> list[ProbeResult]:
                 _where([("exporter._preferred_*", _metric_preferences_found())]),
             ),
             ProbeResult(
+                "meter provider readers",
+                _where(_meter_readers_places()),
+            ),
+            ProbeResult(
                 "provider processors",
                 _where(
                     [
@@ -665,6 +679,23 @@ def _grpc_probe() -> ProbeResult:
         return ProbeResult("grpc channel", _where([("exporter._client/_channel", found)]))
     finally:
         exporter.shutdown()
+
+
+def _meter_readers_places() -> list[tuple[str, bool]]:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    try:
+        config = getattr(provider, "_sdk_config", None)
+        found = meter_provider_readers(provider) == (reader,)
+        return [
+            ("provider._sdk_config.metric_readers", found and hasattr(config, "metric_readers")),
+            ("provider._metric_readers", found and hasattr(provider, "_metric_readers")),
+        ]
+    finally:
+        provider.shutdown()
 
 
 def _has_configurator() -> bool:

@@ -10,11 +10,18 @@ OTLP exporter), all under one exit budget: the configurator calls
 ``OTEL_PYTHON_DISTRO=otel_nonblocking`` and ``OTEL_PYTHON_CONFIGURATOR=otel_nonblocking``.
 
 ``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER`` / ``OTEL_LOGS_EXPORTER`` take what the
-SDK's configurator takes for them: ``otlp`` (``otlp_proto_http``, ``otlp_proto_grpc``),
-``console``, ``none``, or a comma list (one pipeline per exporter). Any other name warns
-once, naming the variable, and OTLP takes its place: nothing asked for is silently off.
-Endpoints, headers, timeouts, compression and protocol come from the
-``OTEL_EXPORTER_OTLP_[SIGNAL_]*`` variables, read by the OTLP factories.
+SDK's configurator takes for them, or a comma list (one pipeline per exporter): ``otlp``
+(``otlp_proto_http``, ``otlp_proto_grpc``) and ``console`` are built here, ``none``
+switches the signal off, and any other name is loaded as the SDK's configurator loads it,
+from the entry points ``opentelemetry_{traces,metrics,logs}_exporter`` (zipkin, prometheus,
+a vendor's exporter), then put behind the package's bounded pipelines: a span or log
+exporter behind its deadline exporter and non-blocking processor, a metric exporter behind
+``NonBlockingMetricReader``, a metric *reader* (a pull exporter such as prometheus) added to
+the ``MeterProvider`` as it is. A name no installed package provides warns once, naming the
+variable, and is skipped (the stock configurator fails the whole set-up instead; putting
+OTLP in its place would send data where nobody asked). Endpoints, headers, timeouts,
+compression and protocol come from the ``OTEL_EXPORTER_OTLP_[SIGNAL_]*`` variables, read
+by the OTLP factories.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from typing import Any
 
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined,unused-ignore]
 
-from . import _compat_sdk, _state
+from . import _compat_sdk, _entry_points, _state
 from ._compat_sdk import BaseConfigurator
 from ._config import tracing_disabled
 
@@ -36,6 +43,14 @@ EXPORTER_VARS = {
     "traces": "OTEL_TRACES_EXPORTER",
     "metrics": "OTEL_METRICS_EXPORTER",
     "logs": "OTEL_LOGS_EXPORTER",
+}
+#: The declarative configuration file the SDK's configurator (1.45+) reads instead.
+CONFIG_FILE_VAR = "OTEL_CONFIG_FILE"
+#: Each signal's entry point group, where the SDK's configurator looks a name up.
+ENTRY_POINT_GROUPS = {
+    "traces": "opentelemetry_traces_exporter",
+    "metrics": "opentelemetry_metrics_exporter",
+    "logs": "opentelemetry_logs_exporter",
 }
 # The SDK's OTLP exporter names, and the protocol each asks for (None: the
 # OTEL_EXPORTER_OTLP_[SIGNAL_]PROTOCOL variables decide).
@@ -73,12 +88,13 @@ class OtelNonblockingDistro(BaseDistro):  # type: ignore[misc,unused-ignore]
 
 
 def exporter_names(signal: str) -> list[str] | None:
-    """The names ``signal``'s variable lists, lower-cased, ``none`` left out; None when the
-    signal is switched off (``none``). Unset or empty: ``otlp``, the specification's default."""
+    """The names ``signal``'s variable lists, stripped, ``none`` left out; None when the
+    signal is switched off (``none``). Unset or empty: ``otlp``, the specification's
+    default. The names built here match in any case; an entry point name as written."""
     var = EXPORTER_VARS[signal]
     raw = os.environ.get(var, "").strip() or "otlp"  # empty means unset
-    names = [n.strip().lower() for n in raw.split(",")]
-    chosen = [n for n in names if n and n != "none"]
+    names = [n.strip() for n in raw.split(",")]
+    chosen = [n for n in names if n and n.lower() != "none"]
     return chosen or None
 
 
@@ -106,34 +122,73 @@ def _otlp(signal: str, protocol: str | None) -> Any:
 
 
 def exporters_from_env(signal: str) -> list[Any] | None:
-    """The exporters ``signal``'s variable names: None for ``none``; ``[]`` for OTLP alone
-    (built by :func:`configure_telemetry` from the ``OTEL_EXPORTER_OTLP_*`` variables).
-    An unsupported name warns once, naming the variable, and OTLP takes its place."""
+    """The exporters ``signal``'s variable names (for metrics, readers too): None when
+    there is none (``none``, or no name could be loaded); ``[]`` for OTLP alone (built by
+    :func:`configure_telemetry` from the ``OTEL_EXPORTER_OTLP_*`` variables). A name that
+    cannot be loaded warns once, naming the variable and the entry's place in it, and is
+    skipped."""
     names = exporter_names(signal)
     if names is None:
         return None
-    var = EXPORTER_VARS[signal]
     places: list[Any] = []
-    for name in names:
-        exporter = _Otlp(_OTLP_NAMES[name]) if name in _OTLP_NAMES else None
-        if name == "console":
-            exporter = _console(signal)
-        if exporter is None:
-            _state.warn_once(
-                ("exporter-name", var),
-                "%s names an exporter otel_nonblocking does not support (otlp, "
-                "otlp_proto_http, otlp_proto_grpc, console, none); using otlp in its place",
-                var,
-            )
-            exporter = _Otlp(None)
-        if isinstance(exporter, _Otlp) and exporter in places:
-            continue  # one pipeline per OTLP entry, as one entry point per name
-        places.append(exporter)
+    seen: set[str] = set()
+    for position, name in enumerate(names, start=1):
+        key = name.lower() if name.lower() in (*_OTLP_NAMES, "console") else name
+        if key in seen:
+            continue  # one pipeline per name, as the stock configurator: one per entry point
+        seen.add(key)
+        if key in _OTLP_NAMES:
+            place: Any = _Otlp(_OTLP_NAMES[key])
+        elif key == "console":
+            place = _console(signal)
+        else:
+            place = _from_entry_point(signal, name, position)
+        if place is not None:
+            places.append(place)
+    if not places:
+        return None
     # OTLP first: the pipeline configure_tracing()'s handle holds.
     places.sort(key=lambda e: not isinstance(e, _Otlp))
     if places == [_Otlp(None)]:
         return []  # configure_telemetry() builds it
     return [_otlp(signal, e.protocol) if isinstance(e, _Otlp) else e for e in places]
+
+
+def _from_entry_point(signal: str, name: str, position: int) -> Any:
+    """An instance of what the entry point ``name`` of ``signal``'s group names, as the
+    SDK's configurator makes it (no arguments), or None after one warning. The warning
+    names the variable and the entry's place in it, never the value."""
+    var, group = EXPORTER_VARS[signal], ENTRY_POINT_GROUPS[signal]
+    made = _entry_points.load(group, name, var, position=position, then=_entry_points.SKIPPED)
+    if made is None:
+        return None
+    if not _is_exporter(signal, made):
+        why = f"its entry point in {group} is not a {signal} exporter"
+        _entry_points.cannot_load(var, why, position=position, then=_entry_points.SKIPPED)
+        return None
+    try:
+        return made()
+    except Exception:
+        _logger.debug("otel_nonblocking: an exporter raised when built", exc_info=True)
+        why = f"the {signal} exporter of its entry point could not be built"
+        _entry_points.cannot_load(var, why, position=position, then=_entry_points.SKIPPED)
+        return None
+
+
+def _is_exporter(signal: str, made: object) -> bool:
+    """What the SDK's configurator accepts from ``signal``'s group: a span exporter class,
+    a log exporter class, a metric exporter or metric reader class."""
+    if not isinstance(made, type):
+        return False
+    if signal == "traces":
+        from opentelemetry.sdk.trace.export import SpanExporter
+
+        return issubclass(made, SpanExporter)
+    if signal == "logs":
+        return issubclass(made, _compat_sdk.LogExporterBase)
+    from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader
+
+    return issubclass(made, (MetricExporter, MetricReader))
 
 
 class OtelNonblockingConfigurator(BaseConfigurator):
@@ -143,21 +198,36 @@ class OtelNonblockingConfigurator(BaseConfigurator):
     def _configure(self, **kwargs: Any) -> None:
         if tracing_disabled():
             return
+        if os.environ.get(CONFIG_FILE_VAR, "").strip():
+            # The stock configurator hands the whole set-up to opentelemetry-configuration.
+            _state.warn_once(
+                ("unsupported", CONFIG_FILE_VAR),
+                "%s is set, but otel_nonblocking configures from the OTEL_* variables and "
+                "does not read the file",
+                CONFIG_FILE_VAR,
+            )
         try:
             # OTEL_EXPORTER_OTLP_[SIGNAL_]PROTOCOL, endpoints, headers, timeouts and
             # compression are read by the OTLP factories, which warn about bad values.
             chosen = {signal: exporters_from_env(signal) for signal in EXPORTER_VARS}
             if all(exporters is None for exporters in chosen.values()):
                 return
+            from opentelemetry.sdk.metrics.export import MetricReader
+
             from ._telemetry import configure_telemetry
 
+            # With traces off too, as the stock configurator: spans are still made (not
+            # exported), so log records carry trace ids and root spans start traces.
+            _install_tracer_provider(kwargs.get("auto_instrumentation_version"))
+            metrics = chosen["metrics"] or []
             configure_telemetry(
                 traces=chosen["traces"] is not None,
                 logs=chosen["logs"] is not None,
                 metrics=chosen["metrics"] is not None,
                 span_exporter=chosen["traces"] or None,
                 log_exporter=chosen["logs"] or None,
-                metric_exporter=chosen["metrics"] or None,
+                metric_exporter=[e for e in metrics if not isinstance(e, MetricReader)] or None,
+                metric_readers=[e for e in metrics if isinstance(e, MetricReader)] or None,
             )
         except Exception:
             _logger.warning(
@@ -165,3 +235,27 @@ class OtelNonblockingConfigurator(BaseConfigurator):
                 "telemetry is off",
                 exc_info=True,
             )
+
+
+def _install_tracer_provider(auto_instrumentation_version: object) -> None:
+    """The ``TracerProvider`` the SDK's configurator would make, unless an SDK provider is
+    installed already: the sampler (``OTEL_TRACES_SAMPLER``) and id generator
+    (``OTEL_PYTHON_ID_GENERATOR``) loaded from their entry points, and the resource with
+    ``telemetry.auto.version``. ``configure_telemetry()`` then adds its processors to it
+    (none with ``OTEL_TRACES_EXPORTER=none``)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+
+    if isinstance(trace.get_tracer_provider(), TracerProvider):
+        return
+    attributes = {}
+    if isinstance(auto_instrumentation_version, str) and auto_instrumentation_version:
+        attributes["telemetry.auto.version"] = auto_instrumentation_version
+    provider = TracerProvider(
+        sampler=_entry_points.sampler_from_env(),
+        id_generator=_entry_points.id_generator_from_env(),
+        resource=Resource.create(attributes),
+        shutdown_on_exit=False,  # the package's exit hook shuts its processors down
+    )
+    trace.set_tracer_provider(provider)

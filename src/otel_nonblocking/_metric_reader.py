@@ -230,6 +230,10 @@ class NonBlockingMetricReader(MetricReader):
         exit budget (``OTEL_NONBLOCKING_EXIT_TIMEOUT``) too. Idempotent."""
         budget = millis_to_seconds(timeout_millis)
         if _state.exiting():  # a MeterProvider's own exit callback
+            # The package's one exit first, in its order (every part its share, this
+            # reader too), rather than this reader taking most of the budget before the
+            # others' turn. Returns at once if it ran or is running.
+            _state.run_exit_hooks()
             exit_left = _state.exit_deadline().remaining()
             budget = exit_left if budget is None else min(budget, exit_left)
         deadline = Deadline.after(budget, self._clock)

@@ -130,7 +130,7 @@ def _flush_within(
     shutdown: bool,
     flushables: bool = False,
     log_processors: Sequence[NonBlockingLogRecordProcessor] = (),
-    metric_readers: Sequence[NonBlockingMetricReader] = (),
+    metric_readers: Sequence[MetricPart] = (),
 ) -> FlushResult:
     """Flush (or shut down) ``processors``, then ``log_processors``, then
     ``metric_readers``, one after another under one deadline.
@@ -242,6 +242,17 @@ class _Ledgered(Protocol):
     def shutdown(self, timeout_millis: float | None = None) -> None: ...
 
 
+class MetricPart(Protocol):
+    """What a metric reader under the package's budget offers a bounded flush: a
+    ``NonBlockingMetricReader``, or another reader behind ``_foreign_reader.ForeignReader``."""
+
+    def flush_within(self, deadline: Deadline) -> _state.FlushCounts: ...
+
+    def shutdown_within(self, deadline: Deadline) -> _state.FlushCounts: ...
+
+    def stats(self) -> MetricReaderStats: ...
+
+
 @dataclass
 class _LedgerCounts:
     exported: int
@@ -301,7 +312,7 @@ def _ledger_flush(
 
 
 def _metrics_flush(
-    readers: Sequence[NonBlockingMetricReader],
+    readers: Sequence[MetricPart],
     before: Sequence[MetricReaderStats],
     shares: _Shares,
     *,

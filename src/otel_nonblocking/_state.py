@@ -10,8 +10,9 @@ with :func:`otel_nonblocking.testing.reset`.
 **Exit.** At interpreter exit (and when a ``multiprocessing`` child made by ``fork`` ends,
 which skips ``atexit``) one hook fixes one deadline, ``OTEL_NONBLOCKING_EXIT_TIMEOUT`` from
 now, and hands the time left to each part in turn: first the hooks registered with
-:func:`on_exit` (newest first: handles, integrations such as Langfuse), then every live
-processor (:func:`track_processor`), oldest first. An integration joins with one call::
+:func:`on_exit` (newest first: handles, integrations such as Langfuse; the handles' hook
+moves to the newest place whenever a handle is added), then every live processor
+(:func:`track_processor`), oldest first. An integration joins with one call::
 
     remove = on_exit(lambda seconds_left: my_client.flush(timeout=seconds_left))
 
@@ -326,13 +327,18 @@ _installed_exit: Callable[[], None] | None = None  # removes the handles' exit h
 
 def add_installed(handle: InstalledHandle, exit_seconds: float, hook: ExitHook) -> None:
     """Remember ``handle``. The first one joins the exit with ``hook``, with its budget
-    ``exit_seconds`` for the whole exit; the handles then get their turn first."""
+    ``exit_seconds`` for the whole exit; the handles then get their turn first. Each
+    handle added moves ``hook`` to the newest place, ahead of the own exit hooks of the
+    parts that handle holds (made before it), so that each part gets its share through
+    it rather than the newest part the whole budget."""
     global _installed_exit
     with _installed_lock:
         _installed.append(handle)
         if _installed_exit is None:
             set_exit_budget(exit_seconds)
-            _installed_exit = on_exit(hook)
+        else:
+            _installed_exit()
+        _installed_exit = on_exit(hook)
 
 
 def forget_installed(handle: InstalledHandle) -> None:

@@ -13,20 +13,21 @@ configurator (``_distro.py``) goes through here.
 from __future__ import annotations
 
 import logging
-import time
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry import metrics as metrics_api
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricExporter
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from . import _compat_sdk, _config, _setup, _state
 from ._config import UNSET, _Unset
+from ._deadline import Deadline
 from ._errors import ConfigurationError
+from ._foreign_reader import ForeignReader
 from ._log_processor import NonBlockingLogRecordProcessor
 from ._metric_reader import NonBlockingMetricReader
 from ._processor import NonBlockingSpanProcessor
@@ -53,6 +54,7 @@ class TelemetryHandle:
         log_handler: logging.Handler | None = None,
         meter_provider: MeterProvider | None = None,
         metric_readers: Sequence[NonBlockingMetricReader] = (),
+        other_metric_readers: Sequence[MetricReader] = (),
     ) -> None:
         self._timeout = timeout
         self._tracing = tracing
@@ -62,12 +64,13 @@ class TelemetryHandle:
         self._log_handler = log_handler
         self._meter_provider = meter_provider
         self._readers = list(metric_readers)
+        self._others = [ForeignReader(r) for r in other_metric_readers]
 
     @property
     def enabled(self) -> bool:
         """False when nothing was installed (``OTEL_SDK_DISABLED``, the kill switch, or
         every signal switched off)."""
-        return bool(self.span_processors or self._logs or self._readers)
+        return bool(self.span_processors or self._logs or self._readers or self._others)
 
     @property
     def tracing(self) -> TracingHandle | None:
@@ -102,6 +105,13 @@ class TelemetryHandle:
     def metric_readers(self) -> list[NonBlockingMetricReader]:
         return list(self._readers)
 
+    @property
+    def other_metric_readers(self) -> list[MetricReader]:
+        """The readers added to the ``MeterProvider`` as they are (``metric_readers=``, a
+        pull exporter such as prometheus): flushed and shut down with the rest, each call
+        on a thread of the package and bounded by the one deadline."""
+        return [o.reader for o in self._others]
+
     # What module-level flush()/shutdown() take from each installed handle. The tracing
     # handle is installed on its own: only the further span processors are here.
     def _processors(self) -> list[NonBlockingSpanProcessor]:
@@ -110,8 +120,8 @@ class TelemetryHandle:
     def _log_processors(self) -> list[NonBlockingLogRecordProcessor]:
         return list(self._logs)
 
-    def _metric_readers(self) -> list[NonBlockingMetricReader]:
-        return list(self._readers)
+    def _metric_readers(self) -> list[_setup.MetricPart]:
+        return [*self._readers, *self._others]
 
     def flush(self, timeout: float | None = None) -> FlushResult:
         """Flush every signal within ``timeout`` seconds in total (default: the configured
@@ -122,7 +132,7 @@ class TelemetryHandle:
             _setup._or(timeout, self._timeout),
             shutdown=False,
             log_processors=self._logs,
-            metric_readers=self._readers,
+            metric_readers=self._metric_readers(),
         )
 
     def shutdown(self, timeout: float | None = None) -> FlushResult:
@@ -133,7 +143,7 @@ class TelemetryHandle:
             _setup._or(timeout, self._timeout),
             shutdown=True,
             log_processors=self._logs,
-            metric_readers=self._readers,
+            metric_readers=self._metric_readers(),
         )
         if not result.busy:
             self._release()
@@ -167,6 +177,7 @@ def configure_telemetry(
     span_exporter: SpanExporter | Sequence[SpanExporter] | None = None,
     log_exporter: Exporters = None,
     metric_exporter: MetricExporter | Sequence[MetricExporter] | None = None,
+    metric_readers: Sequence[MetricReader] | None = None,
     log_handler: bool | None = None,
     metric_export_interval: float | _Unset = UNSET,
     exit_timeout: float | _Unset = UNSET,
@@ -184,7 +195,11 @@ def configure_telemetry(
     ``protocol`` (``"http/protobuf"`` or ``"grpc"``, the ``grpc`` extra) applies to every
     signal; without it ``OTEL_EXPORTER_OTLP_[SIGNAL_]PROTOCOL``, else http/protobuf.
     ``span_exporter``/``log_exporter``/``metric_exporter`` (one, or a list: one
-    pipeline each) replace the OTLP exporter of that signal. ``log_handler`` puts a
+    pipeline each) replace the OTLP exporter of that signal. ``metric_readers`` go into
+    the ``MeterProvider`` as they are (a pull exporter such as prometheus's reader;
+    a ``NonBlockingMetricReader`` of yours), and replace the OTLP exporter too unless
+    ``metric_exporter`` is given; the handle's and the module's flush and shutdown and
+    the exit call theirs, each bounded by the one deadline. ``log_handler`` puts a
     ``LoggingHandler`` on the root logger, so that stdlib ``logging`` records are
     exported; None (default) leaves it to ``OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED``
     (false unless set), as the SDK's own configurator does. ``metric_export_interval``
@@ -192,8 +207,10 @@ def configure_telemetry(
     collections. Traces go as with :func:`configure_tracing` (an SDK provider already
     installed is reused); logs and metrics reuse an installed SDK provider where the SDK
     allows it (a ``LoggerProvider``); a ``MeterProvider`` installed before cannot take a
-    reader, which is warned about once. Calling it again returns the same handle. With
-    ``OTEL_SDK_DISABLED=true`` or ``OTEL_NONBLOCKING_DISABLED=true`` nothing is installed.
+    reader: the ``NonBlockingMetricReader`` instances it was built with join the handle
+    (its flush, shutdown and exit budget), and without one a warning says so once.
+    Calling it again returns the same handle. With ``OTEL_SDK_DISABLED=true`` or
+    ``OTEL_NONBLOCKING_DISABLED=true`` nothing is installed.
 
     >>> handle = configure_telemetry(timeout=2, service_name="checkout")  # doctest: +SKIP
     >>> handle.flush().ok  # doctest: +SKIP
@@ -206,6 +223,7 @@ def configure_telemetry(
         interval_millis = _config.seconds("metric_export_interval", metric_export_interval) * 1000
     if log_handler is not None and not isinstance(log_handler, bool):
         raise ConfigurationError("log_handler must be True, False or None")
+    given_readers = _checked_readers(metric_readers)
     if _config.tracing_disabled():
         return TelemetryHandle(timeout=flush_timeout)
     with _state.configure_lock:
@@ -236,10 +254,11 @@ def configure_telemetry(
             )  # fmt: skip
         meter_provider: MeterProvider | None = None
         readers: list[NonBlockingMetricReader] = []
+        others: list[MetricReader] = []
         if metrics:
-            meter_provider, readers = _metrics(
+            meter_provider, readers, others = _metrics(
                 timeout, endpoint, headers, compression, protocol, metric_exporter, resource,
-                interval_millis,
+                interval_millis, given_readers,
             )  # fmt: skip
         handle = TelemetryHandle(
             timeout=flush_timeout,
@@ -250,6 +269,7 @@ def configure_telemetry(
             log_handler=handler,
             meter_provider=meter_provider,
             metric_readers=readers,
+            other_metric_readers=others,
         )
         _setup._register(handle, exit_millis)
     if _config.SELF_METRICS.resolve():
@@ -257,6 +277,19 @@ def configure_telemetry(
         # and metric readers made above count from their first export.
         _setup._enable_self_metrics()
     return handle
+
+
+def _checked_readers(readers: Sequence[MetricReader] | None) -> list[MetricReader]:
+    if readers is None:
+        return []
+    if isinstance(readers, MetricReader) or not isinstance(readers, (list, tuple)):
+        raise ConfigurationError("metric_readers must be a list of MetricReader")
+    for reader in readers:
+        if not isinstance(reader, MetricReader):
+            raise ConfigurationError(
+                f"metric_readers must hold MetricReader instances, got {type(reader).__name__}"
+            )
+    return list(readers)
 
 
 def _as_list(exporters: Any) -> list[Any]:
@@ -374,6 +407,11 @@ def _logs(
             warnings.simplefilter("ignore", DeprecationWarning)
             handler = sdk.logging_handler(level=logging.NOTSET, logger_provider=provider)
         logging.getLogger().addHandler(handler)
+        # As the SDK's configurator: the application's logging.basicConfig() still sets up
+        # its console, and its dictConfig()/fileConfig() do not take the handler away.
+        from ._logging_config import keep_on_root
+
+        keep_on_root(handler)
     return provider, processors, handler
 
 
@@ -395,41 +433,65 @@ def _metrics(
     exporters: Any,
     resource: Resource,
     interval_millis: float | _Unset,
-) -> tuple[MeterProvider | None, list[NonBlockingMetricReader]]:
+    given_readers: list[MetricReader],
+) -> tuple[MeterProvider | None, list[NonBlockingMetricReader], list[MetricReader]]:
     current = metrics_api.get_meter_provider()
     if isinstance(current, MeterProvider):
+        # The SDK cannot add a reader to it. The NonBlockingMetricReaders it was built with
+        # join the handle (its flush, shutdown and exit share); else its readers are its own.
+        theirs = [
+            r
+            for r in _compat_sdk.meter_provider_readers(current)
+            if isinstance(r, NonBlockingMetricReader)
+        ]
+        if theirs:
+            if _as_list(exporters) or given_readers:
+                _state.warn_once(
+                    "meter-provider-installed-exporters",
+                    "otel_nonblocking: a MeterProvider was installed before "
+                    "configure_telemetry(); the metric exporters and readers given to it "
+                    "cannot be added there and are not used",
+                )
+            return current, theirs, []
         _state.warn_once(
             "meter-provider-installed",
             "otel_nonblocking: a MeterProvider was installed before configure_telemetry(); "
             "the SDK cannot add a reader to it, so metrics go through that provider's "
-            "own readers",
+            "own readers (build it with a NonBlockingMetricReader: see docs/metrics.md)",
         )
-        return None, []
+        return None, [], []
     from ._otlp import otlp_metric_exporter
 
-    given = _as_list(exporters) or [
-        otlp_metric_exporter(
-            _signal_endpoint(endpoint, "metrics", protocol),
-            headers,
-            timeout=timeout,
-            compression=compression,
-            protocol=protocol,
-        )
-    ]
+    given = _as_list(exporters)
+    if not given and not given_readers:  # readers given replace the OTLP exporter too
+        given = [
+            otlp_metric_exporter(
+                _signal_endpoint(endpoint, "metrics", protocol),
+                headers,
+                timeout=timeout,
+                compression=compression,
+                protocol=protocol,
+            )
+        ]
     export_millis: float | _Unset = (
         UNSET if isinstance(timeout, _Unset) else _config.seconds("timeout", timeout) * 1000
     )
-    readers = [
+    made = [
         NonBlockingMetricReader(
             e, export_interval_millis=interval_millis, export_timeout_millis=export_millis
         )
         for e in given
     ]
-    provider = MeterProvider(metric_readers=readers, resource=resource, shutdown_on_exit=False)
+    # A NonBlockingMetricReader of the caller's counts as ours (its stats in the result).
+    readers = made + [r for r in given_readers if isinstance(r, NonBlockingMetricReader)]
+    others = [r for r in given_readers if not isinstance(r, NonBlockingMetricReader)]
+    provider = MeterProvider(
+        metric_readers=[*readers, *others], resource=resource, shutdown_on_exit=False
+    )
     metrics_api.set_meter_provider(provider)
     if metrics_api.get_meter_provider() is not provider:  # someone else won the race
-        deadline = time.monotonic() + 0.1
-        for reader in readers:
-            reader.shutdown(timeout_millis=max(deadline - time.monotonic(), 0) * 1000)
-        return None, []
-    return provider, readers
+        deadline = Deadline.after(0.1)
+        for reader in made:  # the caller's readers stay the caller's
+            reader.shutdown_within(deadline)
+        return None, [], []
+    return provider, readers, others
