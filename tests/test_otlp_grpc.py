@@ -973,13 +973,16 @@ def _refused_grpc_endpoint() -> str:
     [
         ("refused", ExportOutcome.FAILED, False, False),
         ("handshake stalls", ExportOutcome.TIMEOUT, False, False),
-        ("reset before the request", ExportOutcome.FAILED, False, False),
+        # The fake resets as soon as the client sends; that races gRPC's READY (about 1 in
+        # 20 runs the HTTP/2 preface is out first and the call is on a connection that
+        # formed, "Stream removed"): either verdict is right, so only the rest is asserted.
+        ("reset before the request", ExportOutcome.FAILED, None, False),
         ("answers UNAVAILABLE", ExportOutcome.FAILED, True, False),
         ("never answers", ExportOutcome.TIMEOUT, True, True),
     ],
 )
 def test_an_export_reached_the_collector_only_if_a_connection_formed(
-    fault: str, outcome: ExportOutcome, reached: bool, in_doubt: bool
+    fault: str, outcome: ExportOutcome, reached: bool | None, in_doubt: bool
 ) -> None:
     with contextlib.ExitStack() as stack:
         if fault == "refused":
@@ -1000,6 +1003,8 @@ def test_an_export_reached_the_collector_only_if_a_connection_formed(
             started = time.monotonic()
             report = exporter.export_report(_spans())
             assert time.monotonic() - started < 0.5 + SLACK
+            if reached is None:
+                reached = report.reached
             assert (report.outcome, report.reached, report.transient) == (outcome, reached, True)
             # A call that never connected is cancelled: it cannot deliver the batch.
             assert (report.attempt is not None) is in_doubt
