@@ -84,6 +84,17 @@ def _end(
     return refs
 
 
+def _held_items(processor: NonBlockingSpanProcessor) -> list[Any]:
+    """Every item the pipeline holds: staged, in flight, to retry, in doubt."""
+    ledger = processor._pipeline.ledger
+    with ledger.lock:
+        batches = [*ledger.retry, *(batch for batch, _ in ledger.doubtful)]
+        if ledger.in_flight is not None:
+            batches.append(ledger.in_flight)
+        staged = list(ledger.staged._items)  # type: ignore[attr-defined]
+    return staged + [item for batch in batches for item in batch.items]
+
+
 def _all_let_go(refs: list[weakref.ref[ReadableSpan]]) -> bool:
     gc.collect()
     return all(ref() is None for ref in refs)
@@ -111,8 +122,7 @@ def test_queued_spans_are_let_go_while_the_backend_hangs(hanging: FakeOTLPBacken
         stats = processor.stats()
         assert stats.pending == 100  # nothing lost
         assert stats.exported == 0  # nothing sent yet: they were let go while waiting
-        staged = processor._pipeline.ledger.staged
-        items = list(staged._items)  # type: ignore[attr-defined]
+        items = _held_items(processor)
         assert len(items) == 100
         assert all(type(item) is bytes and not gc.is_tracked(item) for item in items)
         _invariant(processor)
