@@ -198,6 +198,22 @@ def test_assembled_requests_decode_equal_to_the_stock_encoders(max_groups: int) 
     assert _decoded(pieces.assemble(items[half:])) == _decoded(stock_encode_spans(spans[half:]))
 
 
+def test_groups_numbered_past_one_byte_assemble_equal_too() -> None:
+    from otel_nonblocking._assemble import SpanPieces
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "many-scopes"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    for scope in range(300):  # group numbers up to 300: two-byte varints
+        provider.get_tracer(f"scope-{scope}").start_span(f"span-{scope}").end()
+    spans = list(memory.get_finished_spans())
+    random.Random(300).shuffle(spans)
+    pieces = SpanPieces(SpanEncoder())
+    items = [pieces.item(span) for span in spans]
+    assert pieces.groups == 300
+    assert _decoded(pieces.assemble(items)) == _decoded(stock_encode_spans(spans))
+
+
 def test_an_assembled_batch_over_the_size_limit_is_split_and_a_span_too_large_alone_rejected() -> (
     None
 ):

@@ -85,9 +85,10 @@ class EncodingStage(NoStage):
         """Encode what waits in the door's queue, a slice at a time, letting go of the GIL
         between slices; with ``budget``, for about that many seconds at most."""
         began = time.perf_counter()
-        while self._door.queue:
+        queue = self._door.queue
+        while queue:
             self._slice()
-            if budget is not None and time.perf_counter() - began >= budget:
+            if not queue or (budget is not None and time.perf_counter() - began >= budget):
                 return
             time.sleep(0)  # let the application's threads run
 
