@@ -9,6 +9,7 @@ items without decoding them. Any other exporter still gets span objects.
 from __future__ import annotations
 
 import gc
+import os
 import random
 import time
 import weakref
@@ -29,7 +30,7 @@ from otel_nonblocking._ledger import Ledger
 from otel_nonblocking._log import AggregatedWarning
 from otel_nonblocking._otlp_codec import OTLPCodec
 from otel_nonblocking.testing import FakeOTLPBackend, Mode
-from tests.conftest import RecordingExporter
+from tests.conftest import RecordingExporter, wait_for_child
 
 if TYPE_CHECKING:
     from otel_nonblocking._stage import NoStage
@@ -373,3 +374,32 @@ def test_encoded_items_go_to_the_spool_and_come_back_whole(tmp_path: Path) -> No
 
 def _stage_of(processor: NonBlockingSpanProcessor) -> NoStage:
     return processor._pipeline.worker.stage  # type: ignore[attr-defined,no-any-return]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_starts_with_an_empty_stage_and_keeps_its_spans_encoded(
+    hanging: FakeOTLPBackend,
+) -> None:
+    processor, provider = _processor(hanging.endpoint, export_timeout_millis=5000)
+    try:
+        _end(provider, 40)
+        assert _wait_for(lambda: len(_held_items(processor)) == 40)
+        pid = os.fork()
+        if pid == 0:  # the child: a fresh pipeline, without the parent's 40 spans
+            code = 1
+            try:
+                refs = _end(provider, 30)
+                if not _wait_for(lambda: _all_let_go(refs)):
+                    code = 2
+                elif processor.stats().pending != 30:
+                    code = 3
+                elif not all(type(item) is bytes for item in _held_items(processor)):
+                    code = 4
+                else:
+                    code = 0
+            finally:
+                os._exit(code)
+        assert wait_for_child(pid, timeout=20) == 0
+        assert processor.stats().pending == 40  # the parent's, untouched
+    finally:
+        processor.shutdown(timeout_millis=200)
