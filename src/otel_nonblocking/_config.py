@@ -605,7 +605,8 @@ ENCODER: Final = Setting(
     "fast",
     "",
     "How otlp_span_exporter() encodes spans: fast (the package's own encoder, 5-10x "
-    "faster, same bytes on the wire once decoded) or stock (the SDK's).",
+    "faster, same bytes on the wire once decoded; spans waiting for export are kept "
+    "encoded) or stock (the SDK's; waiting spans are kept as span objects).",
     _one_of("fast", "stock"),
     _parse_lower,
 )
