@@ -139,7 +139,7 @@ class Worker:
 
     def _turn(self) -> None:
         try:
-            self.stage.run()
+            self.stage.run(self._stage_budget())
             self.settle_doubts(None)
             self._pump()
             if not self.door.closed:
@@ -177,6 +177,11 @@ class Worker:
 
     def idle(self) -> bool:
         return not self.stage.pending() and self.ledger.settled()
+
+    def _stage_budget(self) -> float | None:
+        """How long the stage may encode now: without bound, except at shutdown."""
+        export_by = self.export_by
+        return None if export_by is None else export_by.remaining()
 
     def out_of_time(self) -> bool:
         """True when no more exports may start (at shutdown; earlier with a spool)."""
@@ -267,7 +272,7 @@ class Worker:
     def _next_batch(self) -> Batch | None:
         if self.spooler.deliver():
             return None
-        self.stage.run()  # what arrived during the last export
+        self.stage.run(self._stage_budget())  # what arrived during the last export
         probing = self.sender.probing
         door, ledger = self.door, self.ledger
         with ledger.lock:
