@@ -34,7 +34,11 @@ POLL_SECONDS = 0.005
 
 
 class NoStage:
-    """Spans stay span objects: batches are taken straight off the door's queue."""
+    """Spans stay span objects: batches are taken straight off the door's queue.
+
+    The null stage, and the base of :class:`EncodingStage`: the worker calls the same
+    methods on either without asking which it has.
+    """
 
     active = False
 
@@ -154,9 +158,6 @@ class EncodingStage(NoStage):
     def relieved(self) -> bool:
         staged = self._ledger.staged
         return len(staged) <= self._door.max_size // 4 and staged.size_bytes <= self._max_bytes // 4
-
-
-Stage = NoStage
 
 
 def stage_for(worker: Worker) -> NoStage:

@@ -1,11 +1,12 @@
 """The worker: the one thread that takes batches off the queue, sends them, and counts.
 
 Each turn of its loop: sleep until a batch is ready, a partial batch is due, or a flush
-or shutdown asks (or through a Retry-After or open-breaker hold); learn what became of
-batches in doubt; pump (retry batches oldest first, then new ones) until something
-fails; count each outcome in the ledger (exported, split, retried, spooled, dropped).
-It works on batches of opaque items: what an item is, and how it is exported, is the
-sender's business.
+or shutdown asks (or through a Retry-After or open-breaker hold); encode what waits
+(the stage, ``_stage.py``, where the exporter is ours); learn what became of batches in
+doubt; pump (retry batches oldest first, then new ones) until something fails; count
+each outcome in the ledger (exported, split, retried, spooled, dropped). It works on
+batches of opaque items: what an item is, and how it is exported, is the sender's
+business.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from ._retry import Batch
 from ._runner import Attempt
 from ._settings import PipelineSettings
 from ._spooler import NoSpool, Spooler
-from ._stage import POLL_SECONDS, NoStage, Stage, stage_for
+from ._stage import POLL_SECONDS, NoStage, stage_for
 from ._suppress import start_thread
 
 # The longest a Retry-After from the backend holds exports back.
@@ -90,7 +91,7 @@ class Worker:
         self.settings = settings
         self.clock = clock
         self.spooler: Spooler = NoSpool(self)
-        self.stage: Stage = NoStage(self)  # chosen when the thread starts (stage_for)
+        self.stage = NoStage(self)  # chosen when the thread starts (stage_for)
         self.hold_until = 0.0  # Retry-After: nothing goes out before this
         self.queue_taken_at = clock()  # when a batch last left the queue
         self.stop_by: Deadline | None = None  # set by shutdown
