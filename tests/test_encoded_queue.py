@@ -163,6 +163,21 @@ def test_an_exporter_that_is_not_ours_still_gets_span_objects() -> None:
         processor.shutdown(timeout_millis=1000)
 
 
+def test_the_stock_encoder_keeps_span_objects_and_delivers_them() -> None:
+    with FakeOTLPBackend(Mode.OK) as backend:
+        exporter = otlp_span_exporter(backend.endpoint, timeout=2, encoder="stock")
+        processor = NonBlockingSpanProcessor(exporter, schedule_delay_millis=50)
+        provider = TracerProvider(shutdown_on_exit=False)
+        provider.add_span_processor(processor)
+        try:
+            provider.get_tracer("stock").start_span("kept-as-object").end()
+            assert processor.force_flush(5000)
+            assert not _stage_of(processor).active
+            assert backend.span_names(accepted=True) == ["kept-as-object"]
+        finally:
+            processor.shutdown(timeout_millis=1000)
+
+
 # -- requests assembled from items --
 
 
