@@ -279,6 +279,18 @@ def test_a_flush_over_a_gap_is_not_done_before_the_staged_items_are_settled() ->
     assert request.done.is_set()
 
 
+def test_staged_items_are_pending_and_queued_and_counted_once_in_enqueued() -> None:
+    ledger = Ledger(100, AggregatedWarning("test"))
+    for number in range(3):
+        ledger.staged.add(number, b"item")  # type: ignore[attr-defined]
+    ledger.taken = 3
+    stats = ledger.snapshot(queued=2, full=1, closed=0)  # two span objects not staged yet
+    assert stats.enqueued == 6  # 3 staged + 2 queued + 1 turned away
+    assert stats.queue_depth == 5
+    assert stats.pending == 5
+    assert stats.enqueued == stats.exported + stats.dropped_total + stats.pending
+
+
 def _deadline() -> Any:
     from otel_nonblocking._deadline import Deadline
 
