@@ -214,6 +214,24 @@ def test_assembled_requests_decode_equal_to_the_stock_encoders(max_groups: int) 
     assert _decoded(pieces.assemble(items[half:])) == _decoded(stock_encode_spans(spans[half:]))
 
 
+def test_items_decode_equal_when_the_stock_encoder_writes_everything(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dataclasses
+
+    from otel_nonblocking import _encoder
+    from otel_nonblocking._assemble import SpanPieces
+
+    off = dataclasses.replace(_encoder.STOCK_FEATURES, fast_path=False)
+    monkeypatch.setattr(_encoder, "STOCK_FEATURES", off)  # the probe could not tell
+    spans = _spans_of_two_resources()
+    encoder = SpanEncoder()
+    pieces = SpanPieces(encoder)
+    items = [pieces.item(span) for span in spans]
+    assert _decoded(pieces.assemble(items)) == _decoded(stock_encode_spans(spans))
+    assert encoder.stats().fallback_spans == len(spans)
+
+
 def test_groups_numbered_past_one_byte_assemble_equal_too() -> None:
     from otel_nonblocking._assemble import SpanPieces
 
