@@ -146,6 +146,19 @@ def test_spans_are_encoded_while_a_retry_after_holds_exports_back() -> None:
             processor.shutdown(timeout_millis=200)
 
 
+def test_a_trickle_of_spans_is_encoded_during_a_hold_too() -> None:
+    with FakeOTLPBackend(Mode.UNAVAILABLE, retry_after=30) as backend:
+        processor, provider = _processor(backend.endpoint)
+        try:
+            _end(provider, 20)  # one batch: 503, Retry-After 30 s holds the worker
+            assert _wait_for(lambda: processor.stats().retrying == 20)
+            refs = _end(provider, 3)  # fewer than a batch: no batch-ready wake-up
+            assert _wait_for(lambda: _all_let_go(refs), timeout=3), "kept for the whole hold"
+            assert processor.stats().pending == 23
+        finally:
+            processor.shutdown(timeout_millis=200)
+
+
 def test_an_exporter_that_is_not_ours_still_gets_span_objects() -> None:
     exporter = RecordingExporter()
     processor = NonBlockingSpanProcessor(exporter, schedule_delay_millis=50)

@@ -129,9 +129,13 @@ class Worker:
                 # To learn what became of them; or when the attempt a flush waits
                 # for ends, so that the flush may probe.
                 held = min(held, _DOUBT_POLL_SECONDS)
-            # An encoding stage wakes for a batch's worth of spans to encode, even now:
-            # an outage is when the spans wait longest.
-            (door.wake if self.stage.active else door.urgent).wait(held)
+            if self.stage.active:
+                # An encoding stage wakes for a batch's worth of spans to encode, even now
+                # (an outage is when spans wait longest), and at least every schedule
+                # delay, so that a trickle of spans is not kept as objects for the hold.
+                door.wake.wait(min(held, self.settings.schedule_delay))
+            else:
+                door.urgent.wait(held)
         else:
             due = 0.0 if self._retry_now() else self._partial_due_in()
             door.wake.wait(min(due, _DOUBT_POLL_SECONDS) if ledger.doubtful else due)
