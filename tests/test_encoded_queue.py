@@ -299,6 +299,29 @@ def test_the_staged_items_keep_batches_consecutive_across_gaps() -> None:
     assert staged.size_bytes == 0
 
 
+def test_a_backlog_of_staged_items_is_packed_and_comes_back_whole_and_in_order() -> None:
+    from otel_nonblocking._retry import PACK_AFTER, Staged
+
+    staged = Staged(41, packs=True)
+    added = []
+    for number in range(5 * PACK_AFTER):
+        if number % 777 == 5:
+            continue  # dropped on its way: a gap
+        item = b"\x01\x12" + f"span {number} of a service, attributes alike".encode()
+        staged.add(number, item)
+        added.append((number, item))
+    unpacked = sum(len(item) + 41 for _, item in added)
+    assert staged.size_bytes < unpacked / 2  # the backlog is compressed
+    assert len(staged) == len(added)
+    taken = []
+    while staged:
+        batch = staged.take(300)
+        assert all(type(item) is bytes for item in batch.items)
+        taken += [(batch.start + i, item) for i, item in enumerate(batch.items)]
+    assert taken == added  # every item, in order, each with its own number
+    assert staged.size_bytes == 0
+
+
 def test_a_flush_over_a_gap_is_not_done_before_the_staged_items_are_settled() -> None:
     ledger = Ledger(100, AggregatedWarning("test"))
     ledger.staged.add(0, b"x")  # type: ignore[attr-defined]

@@ -84,6 +84,7 @@ class EncodingStage(NoStage):
         self._pieces = pieces
         self._max_bytes = worker.settings.max_queue_bytes
         self._ledger.staged.item_overhead = ITEM_OVERHEAD_BYTES
+        self._ledger.staged.packs = True  # items are bytes: a backlog is kept compressed
 
     def run(self, budget: float | None = None) -> None:
         """Encode what waits in the door's queue, a slice at a time, letting go of the GIL
