@@ -437,6 +437,27 @@ def test_an_outage_then_recovery_delivers_everything_once() -> None:
             processor.shutdown(timeout_millis=1000)
 
 
+def test_a_packed_backlog_is_delivered_whole_once_the_backend_is_back() -> None:
+    with FakeOTLPBackend(Mode.UNAVAILABLE, retry_after=1) as backend:
+        processor, provider = _processor(backend.endpoint, max_export_batch_size=512)
+        try:
+            _end(provider, 512)  # one batch: 503; it is retried first, the rest waits
+            assert _wait_for(lambda: processor.stats().retrying == 512)
+            for _ in range(6):
+                _end(provider, 500)
+            staged = processor._pipeline.ledger.staged  # type: ignore[attr-defined]
+            assert _wait_for(lambda: len(staged) == 3000)
+            assert staged.size_bytes < 3000 * 120  # packed: not 216 bytes a span
+            backend.mode = Mode.OK
+            assert processor.force_flush(15_000)
+            ids = [span.span_id for span in backend.accepted_spans()]
+            assert len(ids) == 3512
+            assert len(set(ids)) == 3512
+            assert processor.stats().exported == 3512
+        finally:
+            processor.shutdown(timeout_millis=1000)
+
+
 def test_encoded_items_go_to_the_spool_and_come_back_whole(tmp_path: Path) -> None:
     with FakeOTLPBackend(Mode.UNAVAILABLE, retry_after=1) as backend:
         processor, provider = _processor(backend.endpoint, spool_dir=str(tmp_path))
