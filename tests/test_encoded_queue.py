@@ -320,6 +320,13 @@ def test_a_backlog_of_staged_items_is_packed_and_comes_back_whole_and_in_order()
         taken += [(batch.start + i, item) for i, item in enumerate(batch.items)]
     assert taken == added  # every item, in order, each with its own number
     assert staged.size_bytes == 0
+    for number, item in added:
+        staged.add(number, item)
+    cleared = staged.clear()  # at shutdown: counted by number, not unpacked
+    assert sum(len(batch) for batch in cleared) == len(added)
+    assert [batch.start for batch in cleared][:2] == [0, 6]  # runs: 0-4, then after 5
+    assert not staged
+    assert staged.size_bytes == 0
 
 
 def test_a_flush_over_a_gap_is_not_done_before_the_staged_items_are_settled() -> None:

@@ -141,10 +141,13 @@ class Staged:
         return Batch(items, start)
 
     def clear(self) -> list[Batch]:
-        """Every item, as batches."""
-        batches = []
-        while len(self):
-            batches.append(self.take(len(self)))
+        """Every item let go of, as batches of their numbers to count (one per run; the
+        items themselves are not unpacked: ``None`` stands for each)."""
+        batches = [Batch([None] * count, start) for start, count in self._runs]
+        for held in (self._head, self._blocks, self._items, self._runs):
+            held.clear()
+        self._packed = 0
+        self.size_bytes = 0
         return batches
 
 
