@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import statistics
 import sys
 import threading
 import time
@@ -273,6 +274,9 @@ def _summary(variant: Variant, app: str) -> dict[str, Any]:
             max(variant.samples[f"{app}/lateness_no_gc"], default=0.0) * ms, 3
         ),
         "gc_pause_max_ms": round(max(variant.samples[f"{app}/gc"]) * ms, 3),
+        # The longest pause of each round: one full collection more or less moves the max.
+        "gc_pause_per_round_ms": [round(value * ms, 3) for value in variant.samples[f"{app}/gc"]],
+        "gc_pause_median_ms": round(statistics.median(variant.samples[f"{app}/gc"]) * ms, 3),
         "spans_ended": variant.requests[f"{app}/latency"] * (CHILD_SPANS + 1),
         "latency_curve_ms": [round(_quantile(latencies, q) * ms, 4) for q in CURVE],
     }
@@ -453,6 +457,7 @@ def to_markdown(result: dict[str, Any]) -> str:
         "stall p99 ms",
         "longest stall ms",
         "longest GC pause ms",
+        "longest GC pause, median of rounds, ms",
         "longest stall without a GC in it, ms",
     ]
     rows = []
@@ -472,6 +477,7 @@ def to_markdown(result: dict[str, Any]) -> str:
                     f"{s['stall_p99_ms']:.2f}",
                     f"{s['stall_max_ms']:.2f}",
                     f"{s['gc_pause_max_ms']:.2f}",
+                    f"{s['gc_pause_median_ms']:.2f}" if "gc_pause_median_ms" in s else "n/a",
                     f"{s['stall_max_without_gc_ms']:.2f}",
                 ]
             )
