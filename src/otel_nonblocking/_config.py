@@ -352,9 +352,11 @@ MAX_QUEUE_SIZE: Final = Setting(
     int,
     16384,
     "spans",
-    "Spans held in memory waiting for export; beyond it (or beyond max_queue_bytes) "
-    "the newest span is dropped (queue_full). The specification's default is 2048; "
-    "a burst of 10,000 spans must fit.",
+    "Spans held in memory waiting for export as span objects; beyond it (or beyond "
+    "max_queue_bytes) the newest span is dropped (queue_full). The specification's "
+    "default is 2048; a burst of 10,000 spans must fit. With the package's OTLP/HTTP "
+    "exporter the worker encodes waiting spans at once: only max_queue_bytes bounds "
+    "those (and with a disk spool, half of this many sends them to disk in an outage).",
     _positive,
 )
 MAX_QUEUE_BYTES: Final = Setting(
@@ -363,8 +365,12 @@ MAX_QUEUE_BYTES: Final = Setting(
     int,
     64 * 1024 * 1024,
     "bytes",
-    "Approximate memory budget of the queue: about 3 KiB per span plus its encoded "
-    "size, learnt from the exports; the queue holds the smaller of this and max_queue_size.",
+    "Memory budget of the queue. With the package's OTLP/HTTP exporter, waiting spans "
+    "are kept encoded (their encoded size plus 41 bytes each; a span with four attributes "
+    "takes about 216 bytes, so a 60 s outage at 2,000 spans/s needs about 25 MiB and "
+    "the default holds about 150 s of it); beyond it the newest span is dropped "
+    "(queue_full). Spans kept as objects (any other exporter) count about 3 KiB each "
+    "plus their encoded size, learnt from the exports.",
     _positive,
 )
 RETRY_BUFFER_SIZE: Final = Setting(

@@ -610,6 +610,10 @@ def _scope_fields(scope: Any, caches: _Caches) -> tuple[bytes, bytes]:
     return fields
 
 
+def _stock_fields(body: bytes, schema_url: str) -> tuple[bytes, bytes]:
+    return _message(b"\x0a", body), _string_field(b"\x1a", schema_url)
+
+
 @dataclass(frozen=True)
 class EncoderStats:
     """Counters of a :class:`SpanEncoder` since it was made.
@@ -817,9 +821,48 @@ class SpanEncoder:
         self._count(len(spans), fallbacks)
         return b"".join(out)
 
-    def _count(self, spans: int, fallbacks: int) -> None:
+    # -- one span at a time: what the encoded stage keeps (see ``_assemble.py``) --
+
+    def span_field(self, span: ReadableSpan) -> bytes:
+        """``span`` as one ``ScopeSpans.spans`` field (tag, length, ``Span`` message), as
+        :meth:`encode` writes it; raises where the stock encoder raises."""
+        fallback = 0
+        body: bytes | None = None
+        if STOCK_FEATURES.fast_path:
+            try:
+                body = _span_body(span, self._caches)
+            except Exception:  # noqa: BLE001 - outside the fast path: the stock encoder decides
+                body = None
+        if body is None:  # out of the except block, so the stock logs chain no traceback
+            fallback = 1
+            body = stock_span_bytes(span)
+        self._count(1, fallback, batches=0)
+        return b"\x12" + _varint(len(body)) + body
+
+    def group_fields(
+        self, span: ReadableSpan
+    ) -> tuple[Any, Any, tuple[bytes, bytes, bytes, bytes]]:
+        """``span``'s resource and scope, and their encoded fields (``ResourceSpans.resource``
+        and ``.schema_url``, ``ScopeSpans.scope`` and ``.schema_url``), cached."""
+        if SDK_LAYOUT_OK and type(span) is ReadableSpan:
+            resource = span._resource
+            scope = span._instrumentation_scope or None
+        else:
+            resource = span.resource
+            scope = span.instrumentation_scope or None
+        if STOCK_FEATURES.fast_path:
+            resource_head, resource_tail = self._resource_fields(resource)
+            scope_head, scope_tail = self._scope_fields(scope)
+        else:
+            resource_head, resource_tail = _stock_fields(*stock_resource_fields(resource))
+            scope_head, scope_tail = (
+                (b"\x0a\x00", b"") if scope is None else _stock_fields(*stock_scope_fields(scope))
+            )
+        return resource, scope, (resource_head, resource_tail, scope_head, scope_tail)
+
+    def _count(self, spans: int, fallbacks: int, *, batches: int = 1) -> None:
         with self._lock:
-            self._batches += 1
+            self._batches += batches
             self._spans += spans
             self._fallbacks += fallbacks
 

@@ -22,7 +22,7 @@ from ._guard import GuardedLock, Wake
 from ._log import AggregatedWarning
 from ._requests import TOO_LARGE as TOO_LARGE  # re-exported: a drop reason
 from ._requests import UNENCODABLE as UNENCODABLE  # re-exported: a drop reason
-from ._retry import Batch, RetryBuffer
+from ._retry import Batch, RetryBuffer, Staged
 
 #: Why an item was dropped: the keys of :attr:`ProcessorStats.dropped`. A batch the
 #: backend rejected for good is counted as ``http_<status>`` (``http_400``, ...).
@@ -149,6 +149,8 @@ class Ledger:
         # Where a taken item is until it is counted:
         self.in_flight: Batch | None = None
         self.retry = RetryBuffer(retry_capacity)
+        # Encoded by the worker's stage, numbered, waiting to be batched (_stage.py).
+        self.staged = Staged()
         self.spooling: list[Batch] = []  # batches on their way to disk
         # Batches to be dropped or spooled whose timed-out attempt may still deliver them,
         # with where each goes if it did not (a drop reason, or TO_SPOOL). Nothing is
@@ -168,7 +170,13 @@ class Ledger:
 
     def settled(self) -> bool:
         """Nothing taken is still on its way (the queue is the caller's to look at)."""
-        return not self.retry and self.in_flight is None and not self.spooling and not self.doubtful
+        return (
+            not self.staged
+            and not self.retry
+            and self.in_flight is None
+            and not self.spooling
+            and not self.doubtful
+        )
 
     # -- counting --
 
@@ -306,6 +314,9 @@ class Ledger:
         if not self.flushes:
             return
         unsettled = [self.taken]
+        staged = self.staged.first()
+        if staged is not None:
+            unsettled.append(staged)
         if self.in_flight is not None:
             unsettled.append(self.in_flight.start)
         oldest_retry = self.retry.min_start()
@@ -337,11 +348,11 @@ class Ledger:
         if closed:
             dropped[SHUTDOWN] += closed
         return ProcessorStats(
-            enqueued=self.taken + queued + full + closed,
+            enqueued=self.taken + queued + full + closed,  # staged items are in taken
             exported=self.exported,
             dropped=MappingProxyType(dict(dropped)),
-            pending=queued + in_flight + retrying + spooling,
-            queue_depth=queued,
+            pending=queued + len(self.staged) + in_flight + retrying + spooling,
+            queue_depth=queued + len(self.staged),
             export_count=self.export_count,
             last_export_seconds=self.last_export_seconds,
             retrying=retrying,

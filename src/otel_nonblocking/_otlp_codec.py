@@ -25,6 +25,7 @@ from ._log import AggregatedWarning
 from ._requests import EncodedBatch, encode_batch
 
 if TYPE_CHECKING:
+    from ._assemble import SpanPieces
     from ._encoder import SpanEncoder
 
 _logger = logging.getLogger("otel_nonblocking")
@@ -57,6 +58,7 @@ class _FastOTLPSpanExporter(OTLPSpanExporter):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._nb_encoder_instance: SpanEncoder | None = None
+        self._nb_pieces_instance: SpanPieces | None = None
         self._nb_inline = (
             not _compat_sdk.serializes_spans(OTLPSpanExporter)
             and _compat_sdk.client_sender(self) is not None
@@ -75,6 +77,17 @@ class _FastOTLPSpanExporter(OTLPSpanExporter):
 
             encoder = self._nb_encoder_instance = SpanEncoder()
         return encoder
+
+    @property
+    def _nb_pieces(self) -> SpanPieces:
+        """Spans as encoded items, and requests assembled from them (the worker's stage
+        keeps waiting spans so; see ``_stage.py``), sharing the encoder's caches."""
+        pieces = self._nb_pieces_instance
+        if pieces is None:
+            from ._assemble import SpanPieces
+
+            pieces = self._nb_pieces_instance = SpanPieces(lambda: self._nb_encoder)
+        return pieces
 
     def _nb_encode(self, spans: Sequence[ReadableSpan]) -> bytes:
         return self._nb_encoder.encode(spans)
@@ -134,16 +147,23 @@ class OTLPCodec:
     :meth:`encode_batch` is what every path uses: bad spans left out, requests under
     ``max_request_bytes`` (0: no limit). ``exports`` is true when encoding and sending
     through the codec is all the exporter's own ``export`` would do (it is not overridden).
+    ``pieces`` (our exporter's): spans as encoded items, for the worker's stage; a batch of
+    such items is assembled into requests instead of encoded.
     """
 
     encode: Callable[[Sequence[ReadableSpan]], bytes]
     send: Callable[[bytes], SpanExportResult]
     max_request_bytes: int = 0
     exports: bool = False
+    pieces: SpanPieces | None = None
 
-    def encode_batch(self, spans: Sequence[ReadableSpan], *, single: bool = False) -> EncodedBatch:
-        """``spans`` as requests under the size limit, and the spans left out by reason
-        (with ``single``: one request, or ``split`` set; see :func:`encode_batch`)."""
+    def encode_batch(self, spans: Sequence[Any], *, single: bool = False) -> EncodedBatch:
+        """``spans`` (span objects, or items the stage encoded) as requests under the size
+        limit, and the spans left out by reason (with ``single``: one request, or ``split``
+        set; see :func:`encode_batch`)."""
+        pieces = self.pieces
+        if pieces is not None and spans and type(spans[0]) is bytes:
+            return encode_batch(spans, pieces.assemble, self.max_request_bytes, single=single)
         return encode_batch(spans, self.encode, self.max_request_bytes, single=single)
 
     def send_batch(self, encoded: EncodedBatch) -> SpanExportResult:
@@ -165,15 +185,14 @@ def otlp_codec(exporter: object) -> OTLPCodec | None:
     shaped = _compat_sdk.serialized_sender(exporter) or _compat_sdk.client_sender(exporter)
     if shaped is None:
         return None
-    encode = (
-        exporter._nb_encode if isinstance(exporter, _FastOTLPSpanExporter) else stock_encode_spans
-    )
+    fast = exporter if isinstance(exporter, _FastOTLPSpanExporter) else None
     exports = type(exporter).export in _OWN_EXPORTS and "export" not in vars(exporter)
     return OTLPCodec(
-        encode,
+        stock_encode_spans if fast is None else fast._nb_encode,
         lambda data: _send_encoded(exporter, data),
         max_request_bytes=max_request_bytes(exporter),
         exports=exports,
+        pieces=None if fast is None else fast._nb_pieces,
     )
 
 

@@ -225,7 +225,7 @@ class Pipeline:
         left = ledger.take(self.door.queue, len(self.door.queue))
         # Stopped early because nothing could go out, or out of time.
         why = BACKEND_UNAVAILABLE if self.worker.unreachable else SHUTDOWN
-        for batch in (*ledger.retry.clear(), left):
+        for batch in (*ledger.retry.clear(), *ledger.staged.clear(), left):
             if batch.items:
                 ledger.give_up(batch, why, self._peek(batch))
         for batch, reason in ledger.doubtful:

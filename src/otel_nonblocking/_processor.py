@@ -136,9 +136,11 @@ class NonBlockingSpanProcessor(SpanProcessor):
 
     @property
     def queue_capacity(self) -> int:
-        """How many spans the queue holds before it turns the next one away: at most
-        ``max_queue_size``, lower when ``max_queue_bytes`` cannot hold that many spans of
-        the size exports have shown (learned as spans go out)."""
+        """How many span objects the queue holds before it turns the next one away: at
+        most ``max_queue_size``, lower when ``max_queue_bytes`` cannot hold that many spans
+        of the size exports have shown (learned as spans go out). With the package's
+        OTLP/HTTP exporter the worker keeps waiting spans encoded instead, bounded by
+        ``max_queue_bytes`` only; ``stats().queue_depth`` counts both."""
         return self._door.cap
 
     # The names other modules and tests read (settings in the processor's own units).

@@ -12,14 +12,15 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-
-from opentelemetry.sdk.trace import ReadableSpan
+from typing import TypeVar
 
 #: Why a span was left out of its batch's requests (the processor's drop reasons too).
 UNENCODABLE = "unencodable"  # no encoder can write it (e.g. a lone surrogate in its name)
 TOO_LARGE = "too_large"  # its request alone is over the exporter's request size limit
 
-Encode = Callable[[Sequence[ReadableSpan]], bytes]
+#: A span: a ReadableSpan, or an item the worker's stage encoded (``_assemble.py``).
+S = TypeVar("S")
+Encode = Callable[[Sequence[S]], bytes]
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def _fits(data: bytes, max_bytes: int) -> bool:
 
 
 def encode_batch(
-    spans: Sequence[ReadableSpan], encode: Encode, max_bytes: int, *, single: bool = False
+    spans: Sequence[S], encode: Encode[S], max_bytes: int, *, single: bool = False
 ) -> EncodedBatch:
     """``spans`` as requests of at most ``max_bytes`` each (0: no limit), encoded by ``encode``.
 
@@ -102,8 +103,8 @@ def encode_batch(
 
 
 def _halve_until_fit(
-    spans: list[ReadableSpan],
-    encode: Encode,
+    spans: list[S],
+    encode: Encode[S],
     max_bytes: int,
     out: list[EncodedRequest],
     rejected: Counter[str],

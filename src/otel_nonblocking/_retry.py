@@ -1,7 +1,8 @@
-"""Batches, and the retry buffer: batches whose export failed for a transient reason.
+"""Batches, the retry buffer (batches whose export failed for a transient reason), and the
+staged items (encoded, numbered, waiting to be batched).
 
-A :class:`Batch` holds whatever the pipeline carries (span objects today; encoded bytes
-are to come), numbered consecutively. The buffer is bounded in items; when a new batch
+A :class:`Batch` holds whatever the pipeline carries (span objects, or spans encoded by
+the stage: ``_stage.py``), numbered consecutively. The buffer is bounded in items; when a new batch
 does not fit, the oldest batches are evicted and returned so the caller can count them.
 Only the worker thread touches it (under the ledger's lock, so ``stats()`` can read it).
 """
@@ -44,6 +45,59 @@ class Batch:
     def split(self) -> tuple[Batch, Batch]:
         """Two halves, for a backend that said the request was too large."""
         return self.cut(len(self.items) // 2)
+
+
+class Staged:
+    """Items numbered as they left the door, waiting to be taken as batches, oldest first.
+
+    Numbers run in order with gaps where an item was dropped on its way (one the encoder
+    rejected, say): the runs of consecutive numbers are kept, and a batch is taken from one
+    run, so that a :class:`Batch`'s numbers stay consecutive. ``size_bytes`` is the items'
+    memory (their length plus ``item_overhead`` each).
+    """
+
+    def __init__(self, item_overhead: int = 0) -> None:
+        self._items: collections.deque[Any] = collections.deque()
+        self._runs: collections.deque[list[int]] = collections.deque()  # [start, count]
+        self.item_overhead = item_overhead
+        self.size_bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def first(self) -> int | None:
+        """The number of the oldest item, or None."""
+        return self._runs[0][0] if self._runs else None
+
+    def add(self, number: int, item: Any) -> None:
+        """Append ``item``, numbered ``number`` (above every number added before)."""
+        runs = self._runs
+        if runs and runs[-1][0] + runs[-1][1] == number:
+            runs[-1][1] += 1
+        else:
+            runs.append([number, 1])
+        self._items.append(item)
+        self.size_bytes += len(item) + self.item_overhead
+
+    def take(self, count: int) -> Batch:
+        """At most ``count`` of the oldest items (fewer at a gap in the numbers)."""
+        run = self._runs[0]
+        count = min(count, run[1])
+        items = [self._items.popleft() for _ in range(count)]
+        start = run[0]
+        run[0] += count
+        run[1] -= count
+        if not run[1]:
+            self._runs.popleft()
+        self.size_bytes -= sum(map(len, items)) + count * self.item_overhead
+        return Batch(items, start)
+
+    def clear(self) -> list[Batch]:
+        """Every item, as batches."""
+        batches = []
+        while self._items:
+            batches.append(self.take(len(self._items)))
+        return batches
 
 
 class RetryBuffer:

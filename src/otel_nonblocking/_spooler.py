@@ -194,7 +194,7 @@ class DiskSpooler:
             not worker.door.closed
             and not worker.ledger.flushes
             and not worker.ledger.retry
-            and len(worker.door.queue) < worker.door.batch_size
+            and worker.stage.pending() < worker.door.batch_size
             and worker.held_for() <= 0
         )
 
@@ -346,22 +346,22 @@ class DiskSpooler:
         worker = self._worker
         if worker.held_for() <= 0 and not worker.ledger.retry:
             return
-        door = worker.door
-        cap = door.cap
-        if len(door.queue) < max(cap // 2, 1):
+        stage = worker.stage
+        if not stage.crowded():
             return
         with worker.ledger.lock:
-            while len(door.queue) > cap // 4:
-                count = min(len(door.queue), door.batch_size)
-                worker.ledger.spooling.append(worker.ledger.take(door.queue, count))
+            while stage.ready() and not stage.relieved():
+                count = min(stage.ready(), worker.door.batch_size)
+                worker.ledger.spooling.append(stage.take(count))
 
     def _spool_the_rest(self) -> None:
         """At shutdown: everything still pending goes to disk (within the budget)."""
-        door, ledger = self._worker.door, self._worker.ledger
+        door, ledger, stage = self._worker.door, self._worker.ledger, self._worker.stage
+        stage.run()  # the door is closed: what is left in its queue, encoded
         with ledger.lock:
             batches = ledger.retry.clear()
-            while door.queue:
-                batches.append(ledger.take(door.queue, min(len(door.queue), door.batch_size)))
+            while stage.ready():
+                batches.append(stage.take(min(stage.ready(), door.batch_size)))
             ledger.spooling.extend(batches)
         self._write_spooling()
 

@@ -29,6 +29,7 @@ from ._retry import Batch
 from ._runner import Attempt
 from ._settings import PipelineSettings
 from ._spooler import NoSpool, Spooler
+from ._stage import POLL_SECONDS, NoStage, Stage, stage_for
 from ._suppress import start_thread
 
 # The longest a Retry-After from the backend holds exports back.
@@ -89,6 +90,7 @@ class Worker:
         self.settings = settings
         self.clock = clock
         self.spooler: Spooler = NoSpool(self)
+        self.stage: Stage = NoStage(self)  # chosen when the thread starts (stage_for)
         self.hold_until = 0.0  # Retry-After: nothing goes out before this
         self.queue_taken_at = clock()  # when a batch last left the queue
         self.stop_by: Deadline | None = None  # set by shutdown
@@ -102,6 +104,7 @@ class Worker:
     # -- the loop --
 
     def run(self) -> None:
+        self.stage = stage_for(self)
         self.spooler = self.spooler.open()
         while True:
             self._sleep()
@@ -125,7 +128,9 @@ class Worker:
                 # To learn what became of them; or when the attempt a flush waits
                 # for ends, so that the flush may probe.
                 held = min(held, _DOUBT_POLL_SECONDS)
-            door.urgent.wait(held)
+            # An encoding stage wakes for a batch's worth of spans to encode, even now:
+            # an outage is when the spans wait longest.
+            (door.wake if self.stage.active else door.urgent).wait(held)
         else:
             due = 0.0 if self._retry_now() else self._partial_due_in()
             door.wake.wait(min(due, _DOUBT_POLL_SECONDS) if ledger.doubtful else due)
@@ -134,6 +139,7 @@ class Worker:
 
     def _turn(self) -> None:
         try:
+            self.stage.run()
             self.settle_doubts(None)
             self._pump()
             if not self.door.closed:
@@ -170,7 +176,7 @@ class Worker:
     # -- schedule and holds --
 
     def idle(self) -> bool:
-        return not self.door.queue and self.ledger.settled()
+        return not self.stage.pending() and self.ledger.settled()
 
     def out_of_time(self) -> bool:
         """True when no more exports may start (at shutdown; earlier with a spool)."""
@@ -211,7 +217,7 @@ class Worker:
         Never less than a short floor: when the last pump could not take an overdue batch
         (an attempt still in doubt, say), the worker must not spin."""
         delay = self.settings.schedule_delay
-        if not self.door.queue:
+        if not self.stage.pending():
             return delay
         due = self.queue_taken_at + delay - self.clock()
         return max(due, min(_OVERDUE_POLL_SECONDS, delay))
@@ -261,6 +267,7 @@ class Worker:
     def _next_batch(self) -> Batch | None:
         if self.spooler.deliver():
             return None
+        self.stage.run()  # what arrived during the last export
         probing = self.sender.probing
         door, ledger = self.door, self.ledger
         with ledger.lock:
@@ -270,12 +277,12 @@ class Worker:
                     batch, rest = batch.cut(_PROBE_ITEMS)
                     self._requeue(rest, front=True)
             else:
-                count = min(len(door.queue), door.batch_size)
+                count = min(self.stage.ready(), door.batch_size)
                 if count == 0 or (count < door.batch_size and not self._may_send_partial()):
                     return None
                 if probing:
                     count = min(count, _PROBE_ITEMS)
-                batch = ledger.take(door.queue, count)
+                batch = self.stage.take(count)
                 self.queue_taken_at = self.clock()
             ledger.in_flight = batch
             return batch
@@ -291,7 +298,7 @@ class Worker:
         report = self.sender.export_report(
             batch.items,
             timeout=timeout,
-            cutoff=self.spooler.cutoff(),
+            cutoff=self._poll(self.spooler.cutoff()),
             may_split=True,
             probe=self.ledger.probe_wanted(),
         )
@@ -319,6 +326,20 @@ class Worker:
             keep_going = self._settle(batch, report)
             self.ledger.resolve_flushes()
         return keep_going
+
+    def _poll(self, cutoff: Cutoff | None) -> Cutoff | None:
+        """What the export polls while it runs (every 50 ms): ``cutoff``, and with an
+        encoding stage, a few milliseconds of encoding what arrived meanwhile (an export
+        that hangs is where spans would pile up as objects)."""
+        if not self.stage.active:
+            return cutoff
+        stage = self.stage
+
+        def poll() -> float | None:
+            stage.run(POLL_SECONDS)
+            return None if cutoff is None else cutoff()
+
+        return poll
 
     def _settle(self, batch: Batch, report: ExportReport) -> bool:
         """Count what became of a sent batch (the caller holds the ledger's lock): exported,
