@@ -79,6 +79,7 @@ class Variant:
     requests: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     delivered: int = 0  # spans the backend accepted from this variant
+    outage: bool = False  # the backend never answers: nothing to wait for between apps
 
     def start(self) -> None:
         if self.name == "off":
@@ -111,7 +112,7 @@ class Variant:
 
     def settle(self) -> None:
         """Let the exporter catch up (untimed) so the next variant starts on a quiet machine."""
-        if self.processor is not None:
+        if self.processor is not None and not self.outage:
             self.processor.force_flush(10_000)
 
 
@@ -291,18 +292,22 @@ def run(
     rounds: int = 5,
     seconds: float = 1.0,
     gc_freeze: bool = False,
+    outage: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Alternate off / sdk / stock / ours for ``rounds`` rounds of both apps in both profiles.
 
     ``gc_freeze``: after set-up, move every object alive to the collector's permanent
-    generation (``gc.freeze()``), as a service may do once it has started.
+    generation (``gc.freeze()``), as a service may do once it has started. ``outage``: the
+    backend accepts connections and never answers for the whole run, so the pipelines keep
+    (or drop) what the apps make, as through a collector outage; no flush between apps.
     """
     say = progress or (lambda _text: None)
     logs = quiet_logs()
     began = time.perf_counter()
-    with BackendProcess(max_records=64) as backend:
-        variants = [Variant(name, backend.endpoint) for name in VARIANTS]
+    options: dict[str, Any] = {"hang_limit": 3600} if outage else {}
+    with BackendProcess("hang" if outage else "ok", max_records=64, **options) as backend:
+        variants = [Variant(name, backend.endpoint, outage=outage) for name in VARIANTS]
         for variant in variants:
             variant.start()
             asyncio.run(_async_app(variant.tracer, 0.1))  # warm-up: imports, connections
@@ -430,6 +435,7 @@ def run(
         "delivered": delivered,
         "targets": targets,
         "gc_freeze": gc_freeze,
+        "outage": outage,
         "wall_seconds": round(time.perf_counter() - began, 1),
         "log_records_hidden": logs.count,
     }
@@ -502,7 +508,13 @@ def to_markdown(result: dict[str, Any]) -> str:
             "each round. Stall: how late a ticker that sleeps 1 ms wakes up (an asyncio "
             "task in the asyncio app, a thread in the threaded app). *sdk*: the SDK makes "
             "and ends the spans, no processor: what tracing costs before any export."
-            + (" Run with `gc.freeze()` after set-up." if result.get("gc_freeze") else ""),
+            + (" Run with `gc.freeze()` after set-up." if result.get("gc_freeze") else "")
+            + (
+                " Run with `--outage`: the backend never answered, so the pipelines kept or "
+                "dropped every span (no flush between apps)."
+                if result.get("outage")
+                else ""
+            ),
             "",
             markdown_table(header, rows),
             "",
@@ -539,12 +551,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--gc-freeze", action="store_true", help="gc.freeze() after set-up (as a service may)"
     )
+    parser.add_argument(
+        "--outage", action="store_true", help="the backend never answers, for the whole run"
+    )
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args(argv)
     rounds = args.rounds or (2 if args.quick else 5)
     seconds = args.seconds or (0.5 if args.quick else 1.0)
 
-    result = run(rounds=rounds, seconds=seconds, gc_freeze=args.gc_freeze, progress=say)
+    result = run(
+        rounds=rounds,
+        seconds=seconds,
+        gc_freeze=args.gc_freeze,
+        outage=args.outage,
+        progress=say,
+    )
     print(to_markdown(result))
     if args.json:
         write_json(args.json, result)
