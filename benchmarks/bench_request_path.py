@@ -229,10 +229,12 @@ def _threaded_app(
 
 
 class GcPauses:
-    """Times every garbage collection (``gc.callbacks``): when, and the longest pause."""
+    """Times every garbage collection (``gc.callbacks``): when, the longest pause, and how
+    many full (generation 2) collections ran."""
 
     def __init__(self) -> None:
         self.longest: dict[int, float] = {}
+        self.full = 0
         self.intervals: list[tuple[float, float]] = []
         self._began = 0.0
 
@@ -245,6 +247,7 @@ class GcPauses:
         if pause > 0.0005:  # only pauses that could matter to a 1 ms ticker
             self.intervals.append((self._began, ended))
         generation = info["generation"]
+        self.full += generation == 2
         self.longest[generation] = max(self.longest.get(generation, 0.0), pause)
 
     def __enter__(self) -> GcPauses:
@@ -278,6 +281,7 @@ def _summary(variant: Variant, app: str) -> dict[str, Any]:
         # The longest pause of each round: one full collection more or less moves the max.
         "gc_pause_per_round_ms": [round(value * ms, 3) for value in variant.samples[f"{app}/gc"]],
         "gc_pause_median_ms": round(statistics.median(variant.samples[f"{app}/gc"]) * ms, 3),
+        "gc_full_collections": int(sum(variant.samples[f"{app}/gc_full"])),
         "spans_ended": variant.requests[f"{app}/latency"] * (CHILD_SPANS + 1),
         "latency_curve_ms": [round(_quantile(latencies, q) * ms, 4) for q in CURVE],
     }
@@ -333,6 +337,7 @@ def run(
                         latencies, ticks, count = body(variant.tracer, seconds, profile)
                     longest = max(pauses.longest.values(), default=0.0)
                     variant.add(f"{app}/gc", [longest], 0, seconds)
+                    variant.add(f"{app}/gc_full", [pauses.full], 0, seconds)
                     lateness = [woke - slept - TICK_SECONDS for slept, woke in ticks]
                     # Stalls with no garbage collection inside them: the GIL, the machine.
                     clean = [
@@ -464,6 +469,7 @@ def to_markdown(result: dict[str, Any]) -> str:
         "longest stall ms",
         "longest GC pause ms",
         "longest GC pause, median of rounds, ms",
+        "full collections",
         "longest stall without a GC in it, ms",
     ]
     rows = []
@@ -484,6 +490,7 @@ def to_markdown(result: dict[str, Any]) -> str:
                     f"{s['stall_max_ms']:.2f}",
                     f"{s['gc_pause_max_ms']:.2f}",
                     f"{s['gc_pause_median_ms']:.2f}" if "gc_pause_median_ms" in s else "n/a",
+                    str(s.get("gc_full_collections", "n/a")),
                     f"{s['stall_max_without_gc_ms']:.2f}",
                 ]
             )
