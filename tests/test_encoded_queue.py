@@ -9,6 +9,7 @@ items without decoding them. Any other exporter still gets span objects.
 from __future__ import annotations
 
 import gc
+import os
 import random
 import time
 import weakref
@@ -29,7 +30,7 @@ from otel_nonblocking._ledger import Ledger
 from otel_nonblocking._log import AggregatedWarning
 from otel_nonblocking._otlp_codec import OTLPCodec
 from otel_nonblocking.testing import FakeOTLPBackend, Mode
-from tests.conftest import RecordingExporter
+from tests.conftest import RecordingExporter, wait_for_child
 
 if TYPE_CHECKING:
     from otel_nonblocking._stage import NoStage
@@ -145,6 +146,19 @@ def test_spans_are_encoded_while_a_retry_after_holds_exports_back() -> None:
             processor.shutdown(timeout_millis=200)
 
 
+def test_a_trickle_of_spans_is_encoded_during_a_hold_too() -> None:
+    with FakeOTLPBackend(Mode.UNAVAILABLE, retry_after=30) as backend:
+        processor, provider = _processor(backend.endpoint)
+        try:
+            _end(provider, 20)  # one batch: 503, Retry-After 30 s holds the worker
+            assert _wait_for(lambda: processor.stats().retrying == 20)
+            refs = _end(provider, 3)  # fewer than a batch: no batch-ready wake-up
+            assert _wait_for(lambda: _all_let_go(refs), timeout=3), "kept for the whole hold"
+            assert processor.stats().pending == 23
+        finally:
+            processor.shutdown(timeout_millis=200)
+
+
 def test_an_exporter_that_is_not_ours_still_gets_span_objects() -> None:
     exporter = RecordingExporter()
     processor = NonBlockingSpanProcessor(exporter, schedule_delay_millis=50)
@@ -160,6 +174,21 @@ def test_an_exporter_that_is_not_ours_still_gets_span_objects() -> None:
         assert all(isinstance(span, ReadableSpan) for span in exported)
     finally:
         processor.shutdown(timeout_millis=1000)
+
+
+def test_the_stock_encoder_keeps_span_objects_and_delivers_them() -> None:
+    with FakeOTLPBackend(Mode.OK) as backend:
+        exporter = otlp_span_exporter(backend.endpoint, timeout=2, encoder="stock")
+        processor = NonBlockingSpanProcessor(exporter, schedule_delay_millis=50)
+        provider = TracerProvider(shutdown_on_exit=False)
+        provider.add_span_processor(processor)
+        try:
+            provider.get_tracer("stock").start_span("kept-as-object").end()
+            assert processor.force_flush(5000)
+            assert not _stage_of(processor).active
+            assert backend.span_names(accepted=True) == ["kept-as-object"]
+        finally:
+            processor.shutdown(timeout_millis=1000)
 
 
 # -- requests assembled from items --
@@ -196,6 +225,40 @@ def test_assembled_requests_decode_equal_to_the_stock_encoders(max_groups: int) 
     half = len(items) // 2  # as after a 413: each half on its own
     assert _decoded(pieces.assemble(items[:half])) == _decoded(stock_encode_spans(spans[:half]))
     assert _decoded(pieces.assemble(items[half:])) == _decoded(stock_encode_spans(spans[half:]))
+
+
+def test_items_decode_equal_when_the_stock_encoder_writes_everything(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dataclasses
+
+    from otel_nonblocking import _encoder
+    from otel_nonblocking._assemble import SpanPieces
+
+    off = dataclasses.replace(_encoder.STOCK_FEATURES, fast_path=False)
+    monkeypatch.setattr(_encoder, "STOCK_FEATURES", off)  # the probe could not tell
+    spans = _spans_of_two_resources()
+    encoder = SpanEncoder()
+    pieces = SpanPieces(encoder)
+    items = [pieces.item(span) for span in spans]
+    assert _decoded(pieces.assemble(items)) == _decoded(stock_encode_spans(spans))
+    assert encoder.stats().fallback_spans == len(spans)
+
+
+def test_groups_numbered_past_one_byte_assemble_equal_too() -> None:
+    from otel_nonblocking._assemble import SpanPieces
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "many-scopes"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    for scope in range(300):  # group numbers up to 300: two-byte varints
+        provider.get_tracer(f"scope-{scope}").start_span(f"span-{scope}").end()
+    spans = list(memory.get_finished_spans())
+    random.Random(300).shuffle(spans)
+    pieces = SpanPieces(SpanEncoder())
+    items = [pieces.item(span) for span in spans]
+    assert pieces.groups == 300
+    assert _decoded(pieces.assemble(items)) == _decoded(stock_encode_spans(spans))
 
 
 def test_an_assembled_batch_over_the_size_limit_is_split_and_a_span_too_large_alone_rejected() -> (
@@ -236,6 +299,36 @@ def test_the_staged_items_keep_batches_consecutive_across_gaps() -> None:
     assert staged.size_bytes == 0
 
 
+def test_a_backlog_of_staged_items_is_packed_and_comes_back_whole_and_in_order() -> None:
+    from otel_nonblocking._retry import PACK_AFTER, Staged
+
+    staged = Staged(41, packs=True)
+    added = []
+    for number in range(5 * PACK_AFTER):
+        if number % 777 == 5:
+            continue  # dropped on its way: a gap
+        item = b"\x01\x12" + f"span {number} of a service, attributes alike".encode()
+        staged.add(number, item)
+        added.append((number, item))
+    unpacked = sum(len(item) + 41 for _, item in added)
+    assert staged.size_bytes < unpacked / 2  # the backlog is compressed
+    assert len(staged) == len(added)
+    taken = []
+    while staged:
+        batch = staged.take(300)
+        assert all(type(item) is bytes for item in batch.items)
+        taken += [(batch.start + i, item) for i, item in enumerate(batch.items)]
+    assert taken == added  # every item, in order, each with its own number
+    assert staged.size_bytes == 0
+    for number, item in added:
+        staged.add(number, item)
+    cleared = staged.clear()  # at shutdown: counted by number, not unpacked
+    assert sum(len(batch) for batch in cleared) == len(added)
+    assert [batch.start for batch in cleared][:2] == [0, 6]  # runs: 0-4, then after 5
+    assert not staged
+    assert staged.size_bytes == 0
+
+
 def test_a_flush_over_a_gap_is_not_done_before_the_staged_items_are_settled() -> None:
     ledger = Ledger(100, AggregatedWarning("test"))
     ledger.staged.add(0, b"x")  # type: ignore[attr-defined]
@@ -245,6 +338,18 @@ def test_a_flush_over_a_gap_is_not_done_before_the_staged_items_are_settled() ->
     ledger.count_exported(ledger.staged.take(5))  # type: ignore[attr-defined]
     ledger.resolve_flushes()
     assert request.done.is_set()
+
+
+def test_staged_items_are_pending_and_queued_and_counted_once_in_enqueued() -> None:
+    ledger = Ledger(100, AggregatedWarning("test"))
+    for number in range(3):
+        ledger.staged.add(number, b"item")  # type: ignore[attr-defined]
+    ledger.taken = 3
+    stats = ledger.snapshot(queued=2, full=1, closed=0)  # two span objects not staged yet
+    assert stats.enqueued == 6  # 3 staged + 2 queued + 1 turned away
+    assert stats.queue_depth == 5
+    assert stats.pending == 5
+    assert stats.enqueued == stats.exported + stats.dropped_total + stats.pending
 
 
 def _deadline() -> Any:
@@ -297,16 +402,20 @@ def test_flushes_are_exact_with_spans_the_encoder_rejected() -> None:
 def test_staged_items_over_the_memory_budget_are_dropped_as_queue_full(
     hanging: FakeOTLPBackend,
 ) -> None:
+    budget = 8 * 1024  # about 38 encoded spans (and a door of two span objects)
     processor, provider = _processor(
-        hanging.endpoint, export_timeout_millis=5000, max_queue_bytes=4 * 1024
+        hanging.endpoint, export_timeout_millis=5000, max_queue_bytes=budget
     )
+    ledger = processor._pipeline.ledger
     try:
-        for _ in range(10):
-            _end(provider, 20)
-            time.sleep(0.05)
-        assert _wait_for(lambda: processor.stats().dropped.get("queue_full", 0) > 0)
-        staged = processor._pipeline.ledger.staged  # type: ignore[attr-defined]
-        assert staged.size_bytes < 4 * 1024 + 256 * 300  # at most one slice over the budget
+        deadline = time.monotonic() + 8
+        # Slowly enough that spans reach the stage (the door counts its own drops apart).
+        while not ledger.dropped.get("queue_full") and time.monotonic() < deadline:
+            _end(provider, 1)
+            time.sleep(0.02)
+        assert ledger.dropped.get("queue_full", 0) > 0  # turned away by the stage
+        staged = ledger.staged  # type: ignore[attr-defined]
+        assert staged.size_bytes < budget + 300  # over the budget by one span at most
         _invariant(processor)
     finally:
         processor.shutdown(timeout_millis=200)
@@ -335,6 +444,27 @@ def test_an_outage_then_recovery_delivers_everything_once() -> None:
             processor.shutdown(timeout_millis=1000)
 
 
+def test_a_packed_backlog_is_delivered_whole_once_the_backend_is_back() -> None:
+    with FakeOTLPBackend(Mode.UNAVAILABLE, retry_after=1) as backend:
+        processor, provider = _processor(backend.endpoint, max_export_batch_size=512)
+        try:
+            _end(provider, 512)  # one batch: 503; it is retried first, the rest waits
+            assert _wait_for(lambda: processor.stats().retrying == 512)
+            for _ in range(6):
+                _end(provider, 500)
+            staged = processor._pipeline.ledger.staged  # type: ignore[attr-defined]
+            assert _wait_for(lambda: len(staged) == 3000)
+            assert staged.size_bytes < 3000 * 120  # packed: not 216 bytes a span
+            backend.mode = Mode.OK
+            assert processor.force_flush(15_000)
+            ids = [span.span_id for span in backend.accepted_spans()]
+            assert len(ids) == 3512
+            assert len(set(ids)) == 3512
+            assert processor.stats().exported == 3512
+        finally:
+            processor.shutdown(timeout_millis=1000)
+
+
 def test_encoded_items_go_to_the_spool_and_come_back_whole(tmp_path: Path) -> None:
     with FakeOTLPBackend(Mode.UNAVAILABLE, retry_after=1) as backend:
         processor, provider = _processor(backend.endpoint, spool_dir=str(tmp_path))
@@ -357,3 +487,62 @@ def test_encoded_items_go_to_the_spool_and_come_back_whole(tmp_path: Path) -> No
 
 def _stage_of(processor: NonBlockingSpanProcessor) -> NoStage:
     return processor._pipeline.worker.stage  # type: ignore[attr-defined,no-any-return]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_starts_with_an_empty_stage_and_keeps_its_spans_encoded(
+    hanging: FakeOTLPBackend,
+) -> None:
+    processor, provider = _processor(hanging.endpoint, export_timeout_millis=5000)
+    try:
+        _end(provider, 40)
+        assert _wait_for(lambda: len(_held_items(processor)) == 40)
+        pid = os.fork()
+        if pid == 0:  # the child: a fresh pipeline, without the parent's 40 spans
+            code = 1
+            try:
+                refs = _end(provider, 30)
+                if not _wait_for(lambda: _all_let_go(refs)):
+                    code = 2
+                elif processor.stats().pending != 30:
+                    code = 3
+                elif not all(type(item) is bytes for item in _held_items(processor)):
+                    code = 4
+                else:
+                    code = 0
+            finally:
+                os._exit(code)
+        assert wait_for_child(pid, timeout=20) == 0
+        assert processor.stats().pending == 40  # the parent's, untouched
+    finally:
+        processor.shutdown(timeout_millis=200)
+
+
+def test_the_langfuse_exporter_keeps_waiting_spans_encoded_and_delivers_them() -> None:
+    pytest.importorskip("langfuse", reason="the Langfuse integration needs its extra")
+    from otel_nonblocking.integrations.langfuse import langfuse_span_exporter
+    from otel_nonblocking.testing import FakeLangfuse
+    from tests.integrations.conftest import PUBLIC_KEY, SECRET_KEY
+
+    with FakeLangfuse(Mode.HANG, hang_limit=10) as fake:
+        exporter = langfuse_span_exporter(
+            timeout=0.5, public_key=PUBLIC_KEY, secret_key=SECRET_KEY, base_url=fake.base_url
+        )
+        processor = NonBlockingSpanProcessor(
+            exporter, max_export_batch_size=20, schedule_delay_millis=50
+        )
+        provider = TracerProvider(shutdown_on_exit=False)
+        provider.add_span_processor(_Watch())
+        provider.add_span_processor(processor)
+        try:
+            refs = _end(provider, 60, "llm-call")
+            assert _wait_for(lambda: _all_let_go(refs)), "Langfuse spans kept as objects"
+            assert _stage_of(processor).active
+            fake.mode = Mode.OK
+            assert processor.force_flush(10_000)
+            requests = fake.requests_to(FakeLangfuse.OTLP_PATH)
+            names = [span.name for r in requests if r.accepted for span in r.spans]
+            assert names == ["llm-call"] * 60  # each once
+            assert processor.stats().exported == 60
+        finally:
+            processor.shutdown(timeout_millis=1000)

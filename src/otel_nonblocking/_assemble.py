@@ -42,6 +42,9 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
+_NOTHING = object()
+
+
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
     value = 0
     shift = 0
@@ -74,6 +77,7 @@ class SpanPieces:
         self._numbers: dict[Fields, int] = {}  # its fields -> group number
         self._next = itertools.count(1)
         self._pairs: dict[tuple[int, int], tuple[Any, Any, bytes]] = {}
+        self._last: tuple[Any, Any, bytes] = (_NOTHING, _NOTHING, b"")  # the last pair seen
 
     @property
     def groups(self) -> int:
@@ -87,15 +91,21 @@ class SpanPieces:
         if encoder is None:
             assert self._get_encoder is not None
             encoder = self._encoder = self._get_encoder()
-        field = encoder.span_field(span)
-        return self._prefix(encoder, span) + field
+        resource, scope = encoder.span_group(span)
+        last = self._last
+        if last[0] is resource and last[1] is scope:
+            prefix = last[2]
+        else:
+            prefix = self._prefix(encoder, resource, scope)
+        return encoder.span_item(span, prefix)
 
-    def _prefix(self, encoder: SpanEncoder, span: ReadableSpan) -> bytes:
-        resource, scope, fields = encoder.group_fields(span)
+    def _prefix(self, encoder: SpanEncoder, resource: Any, scope: Any) -> bytes:
         pair = (id(resource), id(scope))
         cached = self._pairs.get(pair)
         if cached is not None and cached[0] is resource and cached[1] is scope:
+            self._last = cached
             return cached[2]
+        fields = encoder.group_fields(resource, scope)
         number = self._numbers.get(fields)
         if number is None and len(self._numbers) < self._max_groups:
             new = next(self._next)
@@ -107,17 +117,15 @@ class SpanPieces:
             prefix = _varint(number)
         if len(self._pairs) >= _MAX_CACHED_PAIRS:
             self._pairs.clear()
-        self._pairs[pair] = (resource, scope, prefix)
+        self._last = self._pairs[pair] = (resource, scope, prefix)
         return prefix
 
-    def _split(self, item: bytes) -> tuple[Fields, bytes]:
-        """An item's group fields and its ``ScopeSpans.spans`` field."""
-        first = item[0]
-        if 0 < first < 0x80:
-            return self._groups[first], item[1:]
+    def _split(self, item: bytes) -> tuple[int | Fields, bytes]:
+        """An item's group (its number, or its inline fields) and its ``ScopeSpans.spans``
+        field, for an item whose first byte is not a one-byte group number."""
         number, pos = _read_varint(item, 0)
         if number:
-            return self._groups[number], item[pos:]
+            return number, item[pos:]
         parts = []
         for _ in range(4):
             size, pos = _read_varint(item, pos)
@@ -133,21 +141,32 @@ class SpanPieces:
         their encoding (equal objects encode alike). The length of every enclosing message
         is computed from the pieces: nothing is decoded.
         """
-        resources: dict[tuple[bytes, bytes], dict[tuple[bytes, bytes], list[bytes]]] = {}
+        by_group: dict[int | Fields, list[bytes]] = {}
         for item in items:
-            fields, field = self._split(item)
-            scopes = resources.get(fields[:2])
-            if scopes is None:
-                scopes = resources[fields[:2]] = {}
-            parts = scopes.get(fields[2:])
+            first = item[0]
+            if 0 < first < 0x80:  # the usual case: a one-byte group number
+                key: int | Fields = first
+                field = item[1:]
+            else:
+                key, field = self._split(item)
+            parts = by_group.get(key)
             if parts is None:
-                parts = scopes[fields[2:]] = []
+                parts = by_group[key] = []
             parts.append(field)
+        # A resource's first group comes first among its groups: the order is kept.
+        resources: dict[tuple[bytes, bytes], list[tuple[Fields, list[bytes]]]] = {}
+        groups = self._groups
+        for key, parts in by_group.items():
+            fields = groups[key] if isinstance(key, int) else key
+            scopes = resources.get((fields[0], fields[1]))
+            if scopes is None:
+                scopes = resources[(fields[0], fields[1])] = []
+            scopes.append((fields, parts))
         out: list[bytes] = []
         for (resource_head, resource_tail), scopes in resources.items():
             chunks: list[bytes] = []
             size = len(resource_head) + len(resource_tail)
-            for (scope_head, scope_tail), parts in scopes.items():
+            for (_, _, scope_head, scope_tail), parts in scopes:
                 scope_size = len(scope_head) + sum(map(len, parts)) + len(scope_tail)
                 marker = b"\x12" + _varint(scope_size)
                 chunks.append(marker)

@@ -699,6 +699,7 @@ class SpanEncoder:
         self._lock = threading.Lock()
         self._batches = 0
         self._spans = 0
+        self._items = 0  # spans encoded one at a time (span_item)
         self._fallbacks = 0
 
     def stats(self) -> EncoderStats:
@@ -706,7 +707,7 @@ class SpanEncoder:
         with self._lock:
             return EncoderStats(
                 batches=self._batches,
-                spans=self._spans,
+                spans=self._spans + self._items,
                 fallback_spans=self._fallbacks,
                 cached_resources=len(self._resources),
                 cached_scopes=len(self._scopes),
@@ -823,33 +824,36 @@ class SpanEncoder:
 
     # -- one span at a time: what the encoded stage keeps (see ``_assemble.py``) --
 
-    def span_field(self, span: ReadableSpan) -> bytes:
-        """``span`` as one ``ScopeSpans.spans`` field (tag, length, ``Span`` message), as
-        :meth:`encode` writes it; raises where the stock encoder raises."""
-        fallback = 0
-        body: bytes | None = None
+    def span_item(self, span: ReadableSpan, prefix: bytes) -> bytes:
+        """``prefix``, then ``span`` as a ``ScopeSpans.spans`` field (tag, length, ``Span``
+        message, as :meth:`encode` writes it), in one ``bytes``; raises where the stock
+        encoder raises. Counted in :meth:`stats` (``spans``, ``fallback_spans``)."""
+        fast: bytes | None = None
         if STOCK_FEATURES.fast_path:
             try:
-                body = _span_body(span, self._caches)
+                fast = _span_body(span, self._caches)
             except Exception:  # noqa: BLE001 - outside the fast path: the stock encoder decides
-                body = None
-        if body is None:  # out of the except block, so the stock logs chain no traceback
-            fallback = 1
-            body = stock_span_bytes(span)
-        self._count(1, fallback, batches=0)
-        return b"\x12" + _varint(len(body)) + body
+                fast = None
+        if fast is not None:
+            # No lock: a stat (two workers sharing the encoder may lose an increment).
+            self._items += 1
+            size = len(fast)
+            return prefix + b"\x12" + (_V[size] if size < _TABLE_SIZE else _varint(size)) + fast
+        # Out of the except block, so the stock logs chain no traceback.
+        body = stock_span_bytes(span)
+        self._count(1, 1, batches=0)
+        return prefix + b"\x12" + _varint(len(body)) + body
 
-    def group_fields(
-        self, span: ReadableSpan
-    ) -> tuple[Any, Any, tuple[bytes, bytes, bytes, bytes]]:
-        """``span``'s resource and scope, and their encoded fields (``ResourceSpans.resource``
-        and ``.schema_url``, ``ScopeSpans.scope`` and ``.schema_url``), cached."""
+    @staticmethod
+    def span_group(span: ReadableSpan) -> tuple[Any, Any]:
+        """``span``'s resource and instrumentation scope (None when it has none)."""
         if SDK_LAYOUT_OK and type(span) is ReadableSpan:
-            resource = span._resource
-            scope = span._instrumentation_scope or None
-        else:
-            resource = span.resource
-            scope = span.instrumentation_scope or None
+            return span._resource, span._instrumentation_scope or None
+        return span.resource, span.instrumentation_scope or None
+
+    def group_fields(self, resource: Any, scope: Any) -> tuple[bytes, bytes, bytes, bytes]:
+        """The encoded ``ResourceSpans.resource`` and ``.schema_url`` of ``resource``, and
+        ``ScopeSpans.scope`` and ``.schema_url`` of ``scope``, cached."""
         if STOCK_FEATURES.fast_path:
             resource_head, resource_tail = self._resource_fields(resource)
             scope_head, scope_tail = self._scope_fields(scope)
@@ -858,7 +862,7 @@ class SpanEncoder:
             scope_head, scope_tail = (
                 (b"\x0a\x00", b"") if scope is None else _stock_fields(*stock_scope_fields(scope))
             )
-        return resource, scope, (resource_head, resource_tail, scope_head, scope_tail)
+        return resource_head, resource_tail, scope_head, scope_tail
 
     def _count(self, spans: int, fallbacks: int, *, batches: int = 1) -> None:
         with self._lock:

@@ -18,7 +18,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-from . import _compat_sdk, _config
+from . import _assemble, _compat_sdk, _config
 from ._config import UNSET
 from ._encoder_stock import stock_encode_spans
 from ._log import AggregatedWarning
@@ -58,7 +58,9 @@ class _FastOTLPSpanExporter(OTLPSpanExporter):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._nb_encoder_instance: SpanEncoder | None = None
-        self._nb_pieces_instance: SpanPieces | None = None
+        # One table of groups per exporter, made now (cheap: it gets the encoder at its
+        # first span), so that every thread encodes and assembles with the same one.
+        self._nb_pieces = _assemble.SpanPieces(lambda: self._nb_encoder)
         self._nb_inline = (
             not _compat_sdk.serializes_spans(OTLPSpanExporter)
             and _compat_sdk.client_sender(self) is not None
@@ -77,17 +79,6 @@ class _FastOTLPSpanExporter(OTLPSpanExporter):
 
             encoder = self._nb_encoder_instance = SpanEncoder()
         return encoder
-
-    @property
-    def _nb_pieces(self) -> SpanPieces:
-        """Spans as encoded items, and requests assembled from them (the worker's stage
-        keeps waiting spans so; see ``_stage.py``), sharing the encoder's caches."""
-        pieces = self._nb_pieces_instance
-        if pieces is None:
-            from ._assemble import SpanPieces
-
-            pieces = self._nb_pieces_instance = SpanPieces(lambda: self._nb_encoder)
-        return pieces
 
     def _nb_encode(self, spans: Sequence[ReadableSpan]) -> bytes:
         return self._nb_encoder.encode(spans)

@@ -357,7 +357,9 @@ class DiskSpooler:
     def _spool_the_rest(self) -> None:
         """At shutdown: everything still pending goes to disk (within the budget)."""
         door, ledger, stage = self._worker.door, self._worker.ledger, self._worker.stage
-        stage.run()  # the door is closed: what is left in its queue, encoded
+        stop_by = self._worker.stop_by
+        # The door is closed: what is left in its queue, encoded (within the budget).
+        stage.run(None if stop_by is None else stop_by.remaining())
         with ledger.lock:
             batches = ledger.retry.clear()
             while stage.ready():

@@ -34,7 +34,11 @@ POLL_SECONDS = 0.005
 
 
 class NoStage:
-    """Spans stay span objects: batches are taken straight off the door's queue."""
+    """Spans stay span objects: batches are taken straight off the door's queue.
+
+    The null stage, and the base of :class:`EncodingStage`: the worker calls the same
+    methods on either without asking which it has.
+    """
 
     active = False
 
@@ -80,14 +84,16 @@ class EncodingStage(NoStage):
         self._pieces = pieces
         self._max_bytes = worker.settings.max_queue_bytes
         self._ledger.staged.item_overhead = ITEM_OVERHEAD_BYTES
+        self._ledger.staged.packs = True  # items are bytes: a backlog is kept compressed
 
     def run(self, budget: float | None = None) -> None:
         """Encode what waits in the door's queue, a slice at a time, letting go of the GIL
         between slices; with ``budget``, for about that many seconds at most."""
         began = time.perf_counter()
-        while self._door.queue:
+        queue = self._door.queue
+        while queue:
             self._slice()
-            if budget is not None and time.perf_counter() - began >= budget:
+            if not queue or (budget is not None and time.perf_counter() - began >= budget):
                 return
             time.sleep(0)  # let the application's threads run
 
@@ -153,9 +159,6 @@ class EncodingStage(NoStage):
     def relieved(self) -> bool:
         staged = self._ledger.staged
         return len(staged) <= self._door.max_size // 4 and staged.size_bytes <= self._max_bytes // 4
-
-
-Stage = NoStage
 
 
 def stage_for(worker: Worker) -> NoStage:

@@ -1,11 +1,12 @@
 """The worker: the one thread that takes batches off the queue, sends them, and counts.
 
 Each turn of its loop: sleep until a batch is ready, a partial batch is due, or a flush
-or shutdown asks (or through a Retry-After or open-breaker hold); learn what became of
-batches in doubt; pump (retry batches oldest first, then new ones) until something
-fails; count each outcome in the ledger (exported, split, retried, spooled, dropped).
-It works on batches of opaque items: what an item is, and how it is exported, is the
-sender's business.
+or shutdown asks (or through a Retry-After or open-breaker hold); encode what waits
+(the stage, ``_stage.py``, where the exporter is ours); learn what became of batches in
+doubt; pump (retry batches oldest first, then new ones) until something fails; count
+each outcome in the ledger (exported, split, retried, spooled, dropped). It works on
+batches of opaque items: what an item is, and how it is exported, is the sender's
+business.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from ._retry import Batch
 from ._runner import Attempt
 from ._settings import PipelineSettings
 from ._spooler import NoSpool, Spooler
-from ._stage import POLL_SECONDS, NoStage, Stage, stage_for
+from ._stage import POLL_SECONDS, NoStage, stage_for
 from ._suppress import start_thread
 
 # The longest a Retry-After from the backend holds exports back.
@@ -90,7 +91,7 @@ class Worker:
         self.settings = settings
         self.clock = clock
         self.spooler: Spooler = NoSpool(self)
-        self.stage: Stage = NoStage(self)  # chosen when the thread starts (stage_for)
+        self.stage = NoStage(self)  # chosen when the thread starts (stage_for)
         self.hold_until = 0.0  # Retry-After: nothing goes out before this
         self.queue_taken_at = clock()  # when a batch last left the queue
         self.stop_by: Deadline | None = None  # set by shutdown
@@ -128,9 +129,13 @@ class Worker:
                 # To learn what became of them; or when the attempt a flush waits
                 # for ends, so that the flush may probe.
                 held = min(held, _DOUBT_POLL_SECONDS)
-            # An encoding stage wakes for a batch's worth of spans to encode, even now:
-            # an outage is when the spans wait longest.
-            (door.wake if self.stage.active else door.urgent).wait(held)
+            if self.stage.active:
+                # An encoding stage wakes for a batch's worth of spans to encode, even now
+                # (an outage is when spans wait longest), and at least every schedule
+                # delay, so that a trickle of spans is not kept as objects for the hold.
+                door.wake.wait(min(held, self.settings.schedule_delay))
+            else:
+                door.urgent.wait(held)
         else:
             due = 0.0 if self._retry_now() else self._partial_due_in()
             door.wake.wait(min(due, _DOUBT_POLL_SECONDS) if ledger.doubtful else due)
@@ -139,7 +144,7 @@ class Worker:
 
     def _turn(self) -> None:
         try:
-            self.stage.run()
+            self.stage.run(self._stage_budget())
             self.settle_doubts(None)
             self._pump()
             if not self.door.closed:
@@ -177,6 +182,11 @@ class Worker:
 
     def idle(self) -> bool:
         return not self.stage.pending() and self.ledger.settled()
+
+    def _stage_budget(self) -> float | None:
+        """How long the stage may encode now: without bound, except at shutdown."""
+        export_by = self.export_by
+        return None if export_by is None else export_by.remaining()
 
     def out_of_time(self) -> bool:
         """True when no more exports may start (at shutdown; earlier with a spool)."""
@@ -267,7 +277,7 @@ class Worker:
     def _next_batch(self) -> Batch | None:
         if self.spooler.deliver():
             return None
-        self.stage.run()  # what arrived during the last export
+        self.stage.run(self._stage_budget())  # what arrived during the last export
         probing = self.sender.probing
         door, ledger = self.door, self.ledger
         with ledger.lock:
