@@ -9,6 +9,7 @@ backend in a third process), ending spans at a steady rate for the whole outage.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import subprocess
@@ -81,15 +82,24 @@ def run_one(pipeline: str, *, endpoint: str, seconds: float, rate: int) -> dict[
             samples.append((round(now - began, 2), _status_kib("VmRSS")))
             next_sample += SAMPLE_SECONDS
         time.sleep(0.01)
+    peak, final = _status_kib("VmHWM"), _status_kib("VmRSS")  # before the list below
+    # What a full collection costs with the outage's backlog alive (the queued spans, or
+    # whatever form the pipeline keeps them in): the request path's longest GC pause.
+    tracked = len(gc.get_objects())
+    collect_began = time.perf_counter()
+    gc.collect()
+    full_collection_ms = (time.perf_counter() - collect_began) * 1000
     result: dict[str, Any] = {
         "pipeline": pipeline,
         "seconds": seconds,
         "rate": rate,
         "ended": ended,
         "baseline_rss_kib": baseline,
-        "peak_rss_kib": _status_kib("VmHWM"),
-        "final_rss_kib": _status_kib("VmRSS"),
+        "peak_rss_kib": peak,
+        "final_rss_kib": final,
         "rss_samples": samples,
+        "gc_tracked_objects": tracked,
+        "full_collection_ms": round(full_collection_ms, 2),
     }
     stats = getattr(processor, "stats", None)
     if callable(stats):
@@ -169,6 +179,12 @@ def run(
     }
 
 
+def _collection(run: dict[str, Any]) -> str:
+    if "full_collection_ms" not in run:  # results from before the column existed
+        return "n/a"
+    return f"{run['full_collection_ms']:.1f} ({run['gc_tracked_objects']:,})"
+
+
 def to_markdown(result: dict[str, Any]) -> str:
     """Peak RSS per pipeline, and the growth over the baseline."""
     rows = []
@@ -181,6 +197,7 @@ def to_markdown(result: dict[str, Any]) -> str:
                 f"{r['baseline_rss_kib'] / 1024:.1f}",
                 f"{r['peak_rss_kib'] / 1024:.1f}",
                 f"{(r['peak_rss_kib'] - r['baseline_rss_kib']) / 1024:+.1f}",
+                _collection(r),
                 "n/a (not counted)"
                 if dropped is None
                 else (", ".join(f"{k} {v:,}" for k, v in sorted(dropped.items())) or "none"),
@@ -192,6 +209,7 @@ def to_markdown(result: dict[str, Any]) -> str:
         "RSS before, MiB",
         "peak RSS, MiB",
         "growth, MiB",
+        "full GC at the end, ms (tracked objects)",
         "dropped (own accounting)",
     ]
     r = result["ratios"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import statistics
 import sys
 import threading
 import time
@@ -78,6 +79,7 @@ class Variant:
     requests: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     delivered: int = 0  # spans the backend accepted from this variant
+    outage: bool = False  # the backend never answers: nothing to wait for between apps
 
     def start(self) -> None:
         if self.name == "off":
@@ -110,7 +112,7 @@ class Variant:
 
     def settle(self) -> None:
         """Let the exporter catch up (untimed) so the next variant starts on a quiet machine."""
-        if self.processor is not None:
+        if self.processor is not None and not self.outage:
             self.processor.force_flush(10_000)
 
 
@@ -227,10 +229,12 @@ def _threaded_app(
 
 
 class GcPauses:
-    """Times every garbage collection (``gc.callbacks``): when, and the longest pause."""
+    """Times every garbage collection (``gc.callbacks``): when, the longest pause, and how
+    many full (generation 2) collections ran."""
 
     def __init__(self) -> None:
         self.longest: dict[int, float] = {}
+        self.full = 0
         self.intervals: list[tuple[float, float]] = []
         self._began = 0.0
 
@@ -243,6 +247,7 @@ class GcPauses:
         if pause > 0.0005:  # only pauses that could matter to a 1 ms ticker
             self.intervals.append((self._began, ended))
         generation = info["generation"]
+        self.full += generation == 2
         self.longest[generation] = max(self.longest.get(generation, 0.0), pause)
 
     def __enter__(self) -> GcPauses:
@@ -273,6 +278,10 @@ def _summary(variant: Variant, app: str) -> dict[str, Any]:
             max(variant.samples[f"{app}/lateness_no_gc"], default=0.0) * ms, 3
         ),
         "gc_pause_max_ms": round(max(variant.samples[f"{app}/gc"]) * ms, 3),
+        # The longest pause of each round: one full collection more or less moves the max.
+        "gc_pause_per_round_ms": [round(value * ms, 3) for value in variant.samples[f"{app}/gc"]],
+        "gc_pause_median_ms": round(statistics.median(variant.samples[f"{app}/gc"]) * ms, 3),
+        "gc_full_collections": int(sum(variant.samples[f"{app}/gc_full"])),
         "spans_ended": variant.requests[f"{app}/latency"] * (CHILD_SPANS + 1),
         "latency_curve_ms": [round(_quantile(latencies, q) * ms, 4) for q in CURVE],
     }
@@ -287,18 +296,22 @@ def run(
     rounds: int = 5,
     seconds: float = 1.0,
     gc_freeze: bool = False,
+    outage: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Alternate off / sdk / stock / ours for ``rounds`` rounds of both apps in both profiles.
 
     ``gc_freeze``: after set-up, move every object alive to the collector's permanent
-    generation (``gc.freeze()``), as a service may do once it has started.
+    generation (``gc.freeze()``), as a service may do once it has started. ``outage``: the
+    backend accepts connections and never answers for the whole run, so the pipelines keep
+    (or drop) what the apps make, as through a collector outage; no flush between apps.
     """
     say = progress or (lambda _text: None)
     logs = quiet_logs()
     began = time.perf_counter()
-    with BackendProcess(max_records=64) as backend:
-        variants = [Variant(name, backend.endpoint) for name in VARIANTS]
+    options: dict[str, Any] = {"hang_limit": 3600} if outage else {}
+    with BackendProcess("hang" if outage else "ok", max_records=64, **options) as backend:
+        variants = [Variant(name, backend.endpoint, outage=outage) for name in VARIANTS]
         for variant in variants:
             variant.start()
             asyncio.run(_async_app(variant.tracer, 0.1))  # warm-up: imports, connections
@@ -324,6 +337,7 @@ def run(
                         latencies, ticks, count = body(variant.tracer, seconds, profile)
                     longest = max(pauses.longest.values(), default=0.0)
                     variant.add(f"{app}/gc", [longest], 0, seconds)
+                    variant.add(f"{app}/gc_full", [pauses.full], 0, seconds)
                     lateness = [woke - slept - TICK_SECONDS for slept, woke in ticks]
                     # Stalls with no garbage collection inside them: the GIL, the machine.
                     clean = [
@@ -426,6 +440,7 @@ def run(
         "delivered": delivered,
         "targets": targets,
         "gc_freeze": gc_freeze,
+        "outage": outage,
         "wall_seconds": round(time.perf_counter() - began, 1),
         "log_records_hidden": logs.count,
     }
@@ -453,6 +468,8 @@ def to_markdown(result: dict[str, Any]) -> str:
         "stall p99 ms",
         "longest stall ms",
         "longest GC pause ms",
+        "longest GC pause, median of rounds, ms",
+        "full collections",
         "longest stall without a GC in it, ms",
     ]
     rows = []
@@ -472,6 +489,8 @@ def to_markdown(result: dict[str, Any]) -> str:
                     f"{s['stall_p99_ms']:.2f}",
                     f"{s['stall_max_ms']:.2f}",
                     f"{s['gc_pause_max_ms']:.2f}",
+                    f"{s['gc_pause_median_ms']:.2f}" if "gc_pause_median_ms" in s else "n/a",
+                    str(s.get("gc_full_collections", "n/a")),
                     f"{s['stall_max_without_gc_ms']:.2f}",
                 ]
             )
@@ -496,7 +515,13 @@ def to_markdown(result: dict[str, Any]) -> str:
             "each round. Stall: how late a ticker that sleeps 1 ms wakes up (an asyncio "
             "task in the asyncio app, a thread in the threaded app). *sdk*: the SDK makes "
             "and ends the spans, no processor: what tracing costs before any export."
-            + (" Run with `gc.freeze()` after set-up." if result.get("gc_freeze") else ""),
+            + (" Run with `gc.freeze()` after set-up." if result.get("gc_freeze") else "")
+            + (
+                " Run with `--outage`: the backend never answered, so the pipelines kept or "
+                "dropped every span (no flush between apps)."
+                if result.get("outage")
+                else ""
+            ),
             "",
             markdown_table(header, rows),
             "",
@@ -533,12 +558,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--gc-freeze", action="store_true", help="gc.freeze() after set-up (as a service may)"
     )
+    parser.add_argument(
+        "--outage", action="store_true", help="the backend never answers, for the whole run"
+    )
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args(argv)
     rounds = args.rounds or (2 if args.quick else 5)
     seconds = args.seconds or (0.5 if args.quick else 1.0)
 
-    result = run(rounds=rounds, seconds=seconds, gc_freeze=args.gc_freeze, progress=say)
+    result = run(
+        rounds=rounds,
+        seconds=seconds,
+        gc_freeze=args.gc_freeze,
+        outage=args.outage,
+        progress=say,
+    )
     print(to_markdown(result))
     if args.json:
         write_json(args.json, result)

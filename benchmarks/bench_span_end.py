@@ -98,7 +98,7 @@ class Variant:
             self.samples.extend(out)
 
 
-def _variants(queue: int) -> list[Variant]:
+def _variants(queue: int, endpoint: str | None = None) -> list[Variant]:
     def stock(exporter: SpanExporter, size: int) -> Callable[[], SpanProcessor]:
         return lambda: BatchSpanProcessor(exporter, max_queue_size=size)
 
@@ -108,6 +108,27 @@ def _variants(queue: int) -> list[Variant]:
             options["max_queue_bytes"] = size * 64 * 1024  # the span count is the limit here
         return lambda: NonBlockingSpanProcessor(exporter, **options)
 
+    def otlp(pipeline: str, size: int) -> Callable[[], SpanProcessor]:
+        # The real OTLP/HTTP exporters, to a healthy backend in its own process: with ours,
+        # the worker's encoding stage runs (it does not with an exporter of our own here).
+        assert endpoint is not None
+        if pipeline == "stock":
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            return lambda: BatchSpanProcessor(
+                OTLPSpanExporter(endpoint=endpoint, timeout=10), max_queue_size=size
+            )
+        from otel_nonblocking import otlp_span_exporter
+
+        return lambda: NonBlockingSpanProcessor(
+            otlp_span_exporter(endpoint, timeout=10), max_queue_size=size
+        )
+
+    extra = (
+        [Variant("stock/otlp", otlp("stock", queue)), Variant("ours/otlp", otlp("ours", queue))]
+        if endpoint
+        else []
+    )
     return [
         Variant("none", lambda: None),
         Variant("noop processor", NoopProcessor),
@@ -118,6 +139,7 @@ def _variants(queue: int) -> list[Variant]:
         # With the default queue the blocked exporter fills it: every later span is a drop.
         Variant(f"stock/blocked, queue {DEFAULT_QUEUE}", stock(BlockedExporter(), DEFAULT_QUEUE)),
         Variant(f"ours/blocked, queue {DEFAULT_QUEUE}", ours(BlockedExporter(), DEFAULT_QUEUE)),
+        *extra,
     ]
 
 
@@ -138,13 +160,32 @@ def _ratio(numerator: float, denominator: float) -> float | None:
 
 
 def run(
-    *, rounds: int = 250, per_round: int = 200, progress: Callable[[str], None] | None = None
+    *,
+    rounds: int = 250,
+    per_round: int = 200,
+    otlp: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Measure every variant over ``rounds * per_round`` spans; returns the results."""
+    """Measure every variant over ``rounds * per_round`` spans; returns the results.
+
+    ``otlp``: also the stock pipeline and ours with their OTLP/HTTP exporters, exporting to
+    a healthy backend in its own process (so ours' worker encodes as it runs).
+    """
+    if otlp:
+        from otel_nonblocking.testing import ProcessBackend
+
+        with ProcessBackend(max_records=8) as backend:
+            return _run(rounds, per_round, backend.endpoint, progress)
+    return _run(rounds, per_round, None, progress)
+
+
+def _run(
+    rounds: int, per_round: int, endpoint: str | None, progress: Callable[[str], None] | None
+) -> dict[str, Any]:
     say = progress or (lambda _text: None)
     logs = quiet_logs()
     total = rounds * per_round
-    variants = _variants(queue=total + per_round + 1)  # + the warm-up: never full
+    variants = _variants(queue=total + per_round + 1, endpoint=endpoint)  # never full
     for variant in variants:
         variant.start()
         variant.run_round(min(per_round, 1000), record=False)  # warm-up
@@ -174,6 +215,11 @@ def run(
         for key, label in (("median_ns", "median"), ("p99_ns", "p99")):
             ratios[f"added_ours_over_stock_{state}_{label}"] = _ratio(
                 added(f"ours/{state}", key), added(f"stock/{state}", key)
+            )
+    if "ours/otlp" in stats:
+        for key, label in (("median_ns", "median"), ("p99_ns", "p99")):
+            ratios[f"added_ours_over_stock_otlp_{label}"] = _ratio(
+                added("ours/otlp", key), added("stock/otlp", key)
             )
     noop = stats["noop processor"]
     for state in ("healthy", "blocked"):
@@ -273,6 +319,15 @@ def to_markdown(result: dict[str, Any]) -> str:
         "| (ours - noop) / (stock - noop): the processors' own code, healthy / blocked | "
         f"{fmt(r['own_ours_over_stock_healthy_median'])} / "
         f"{fmt(r['own_ours_over_stock_blocked_median'])} | |",
+        *(
+            [
+                "| (ours - none) / (stock - none), OTLP/HTTP exporters to a healthy backend | "
+                f"{fmt(r['added_ours_over_stock_otlp_median'])} | "
+                f"{fmt(r['added_ours_over_stock_otlp_p99'])} |"
+            ]
+            if "added_ours_over_stock_otlp_median" in r
+            else []
+        ),
         "",
         "Targets: added cost at most half of stock's: "
         f"**{'met' if targets['added_cost_at_most_half_of_stock'] else 'NOT met'}**; "
@@ -292,11 +347,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=250)
     parser.add_argument("--per-round", type=int, default=200)
     parser.add_argument("--quick", action="store_true", help="50 rounds of 200 spans")
+    parser.add_argument(
+        "--otlp",
+        action="store_true",
+        help="also both pipelines with their OTLP/HTTP exporters to a healthy local backend",
+    )
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args(argv)
     rounds, per_round = (50, 200) if args.quick else (args.rounds, args.per_round)
 
-    result = run(rounds=rounds, per_round=per_round, progress=say)
+    result = run(rounds=rounds, per_round=per_round, otlp=args.otlp, progress=say)
     print(to_markdown(result))
     if args.json:
         write_json(args.json, result)
