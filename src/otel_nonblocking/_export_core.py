@@ -167,6 +167,7 @@ def attempt_seconds_left() -> float | None:
 
 
 #: ``cutoff()``: seconds an export already running may still take, or None (no new limit).
+#: A cutoff with a ``poll_seconds`` attribute is polled that often instead.
 Cutoff = Callable[[], "float | None"]
 # How often a running export polls its cutoff.
 _CUTOFF_POLL_SECONDS = 0.05
@@ -174,6 +175,7 @@ _CUTOFF_POLL_SECONDS = 0.05
 
 def _wait_with_cutoff(attempt: Attempt[object], deadline: Deadline, cutoff: Cutoff) -> bool:
     """Wait for ``attempt`` until ``deadline`` or until ``cutoff()`` says time is up."""
+    every = float(getattr(cutoff, "poll_seconds", _CUTOFF_POLL_SECONDS))
     while True:
         remaining = deadline.remaining()
         limit = cutoff()
@@ -181,7 +183,7 @@ def _wait_with_cutoff(attempt: Attempt[object], deadline: Deadline, cutoff: Cuto
             remaining = min(remaining, limit)
         if remaining <= 0:
             return attempt.done.is_set()
-        if attempt.done.wait(min(remaining, _CUTOFF_POLL_SECONDS)):
+        if attempt.done.wait(min(remaining, every)):
             return True
 
 

@@ -54,7 +54,11 @@ class Batch:
 # kept as they came, the oldest PACK_ITEMS of them become one zlib block (level 1). Encoded
 # spans of one service compress about 4x (measured: 176 bytes a span with four attributes
 # packed into 41, for 1.2 us of CPU a span), so a long outage costs a quarter of the memory.
+# While exports go through, a burst is not packed below PACK_AFTER_HEALTHY items (about
+# 3.5 MiB of small spans): it leaves within a few exports, and packing it would only cost
+# CPU (the worker sets ``Staged.pack_after`` from the exports' state on every turn).
 PACK_AFTER = 1024
+PACK_AFTER_HEALTHY = 16384
 PACK_ITEMS = 256
 _BLOCK_OVERHEAD = 128  # a block's objects: its tuple and two bytes headers, its slot
 
@@ -79,6 +83,7 @@ class Staged:
         self._runs: collections.deque[list[int]] = collections.deque()  # [start, count]
         self.item_overhead = item_overhead
         self.packs = packs
+        self.pack_after = PACK_AFTER
         self.size_bytes = 0
 
     def __len__(self) -> int:
@@ -97,7 +102,7 @@ class Staged:
             runs.append([number, 1])
         self._items.append(item)
         self.size_bytes += len(item) + self.item_overhead
-        if self.packs and len(self._items) >= PACK_AFTER:
+        if self.packs and len(self._items) >= self.pack_after:
             self._pack()
 
     def _pack(self) -> None:

@@ -29,8 +29,12 @@ SLICE_SECONDS = 0.0005
 SLICE_SPANS = 256
 # Memory of one staged item beyond its length: the bytes object's header and its slot.
 ITEM_OVERHEAD_BYTES = 33 + 8
-# While an export runs, the worker encodes what arrives for at most this long per poll.
+# While an export runs, the worker encodes what arrives for at most this long per poll,
+# and polls this often.
 POLL_SECONDS = 0.005
+# on_end wakes an encoding stage's worker once this many spans wait (not a whole batch):
+# a span then waits as an object for about this many spans' time, not a batch's.
+WAKE_SPANS = 64
 
 
 class NoStage:
@@ -85,6 +89,7 @@ class EncodingStage(NoStage):
         self._max_bytes = worker.settings.max_queue_bytes
         self._ledger.staged.item_overhead = ITEM_OVERHEAD_BYTES
         self._ledger.staged.packs = True  # items are bytes: a backlog is kept compressed
+        self._door.wake_at = min(self._door.batch_size, WAKE_SPANS)
 
     def run(self, budget: float | None = None) -> None:
         """Encode what waits in the door's queue, a slice at a time, letting go of the GIL
