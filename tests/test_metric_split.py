@@ -20,7 +20,9 @@ from opentelemetry.sdk.resources import Resource
 from otel_nonblocking import DeadlineMetricExporter, NonBlockingMetricReader, otlp_metric_exporter
 from otel_nonblocking._exporter_metrics import count_data_points, split_metrics_data
 from otel_nonblocking.testing import FakeGrpcBackend, FakeOTLPBackend
+from tests.test_metrics import Metered
 
+POINTS_EXPORTED = "otel.sdk.exporter.metric_data_point.exported"
 PAD = "p" * 40  # makes each data point some 80 bytes on the wire
 
 
@@ -203,12 +205,17 @@ def test_a_reader_export_over_a_collectors_http_body_limit_arrives_whole_after_4
 def test_a_reader_export_over_the_grpc_message_limit_arrives_whole_in_parts() -> None:
     # Before: RESOURCE_EXHAUSTED "larger than max" failed the whole export, every time.
     series = 600
+    metered = Metered()
     with FakeGrpcBackend(max_receive_bytes=24_000) as backend:
         provider, reader = _reader_over(
             otlp_metric_exporter(backend.endpoint, timeout=5, protocol="grpc"), series
         )
         try:
+            metered.enable()
             assert reader.force_flush(timeout_millis=8000)
+            # One export, however many requests: its data points count once.
+            points = sum(_expected(series).values())
+            assert metered.read().values(POINTS_EXPORTED, reader.exporter) == {None: points}
             refused = [r for r in backend.requests if not r.accepted]
             assert refused == []  # refused by the server before its service saw them
             accepted = [r.decoded for r in backend.requests if r.accepted]
@@ -219,3 +226,5 @@ def test_a_reader_export_over_the_grpc_message_limit_arrives_whole_in_parts() ->
             assert reader.exporter.stats().outcomes == {"success": 1}
         finally:
             provider.shutdown(timeout_millis=2000)
+            metered.handle.disable()
+            metered.provider.shutdown()
