@@ -374,6 +374,22 @@ def test_a_bad_span_costs_one_span_and_is_dropped_before_any_export(
         processor.shutdown(timeout_millis=200)
 
 
+def test_a_span_the_stage_drops_is_no_finished_export() -> None:
+    # otel.sdk.exporter.span.exported counts spans whose export is over; a span the stage
+    # rejects never reaches the exporter, so it is dropped but not among ``finished``.
+    with FakeOTLPBackend(Mode.OK) as backend:
+        processor, provider = _processor(backend.endpoint)
+        try:
+            _end(provider, 3)
+            _end(provider, 1, BAD_NAME)
+            assert processor.force_flush(5000) is False  # one span was lost
+            stats = processor.stats()
+            assert stats.dropped.get("unencodable") == 1
+            assert dict(stats.finished) == {"success": 3}
+        finally:
+            processor.shutdown(timeout_millis=1000)
+
+
 def test_flushes_are_exact_with_spans_the_encoder_rejected() -> None:
     with FakeOTLPBackend(Mode.OK) as backend:
         processor, provider = _processor(backend.endpoint, schedule_delay_millis=10_000)

@@ -200,3 +200,20 @@ def test_door_drops_are_reported_once() -> None:
     assert ledger.new_door_drops(5) == 5
     assert ledger.new_door_drops(5) == 0
     assert ledger.new_door_drops(8) == 3
+
+
+def test_finished_counts_each_item_once_by_how_its_export_ended() -> None:
+    ledger, queue, _ = _ledger()
+    ledger.count_exported(ledger.take(queue, 3))
+    sent = ledger.take(queue, 2)
+    ledger.retry.push(sent)  # failed once, kept: its export is not over
+    assert ledger.snapshot(len(queue), full=4, closed=0).finished == {"success": 3}
+    ledger.retry.clear()
+    ledger.give_up(sent, SHUTDOWN, None)  # sent before, then out of time: finished, failed
+    # Taken off the queue only to be given up at shutdown: no export of theirs finished.
+    ledger.give_up(ledger.take(queue, len(queue)), SHUTDOWN, None, sent=False)
+    ledger.count_unspooled(7, own=False)  # another process's spooled items, delivered
+    stats = ledger.snapshot(0, full=4, closed=1)
+    assert stats.finished == {"success": 10, SHUTDOWN: 2}
+    assert stats.dropped == {SHUTDOWN: 2 + 5 + 1, QUEUE_FULL: 4}
+    assert _holds(stats)

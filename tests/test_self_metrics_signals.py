@@ -11,10 +11,19 @@ from typing import Any
 import pytest
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.trace import TracerProvider
 
-from otel_nonblocking import DeadlineLogExporter, NonBlockingMetricReader
+from otel_nonblocking import (
+    DeadlineLogExporter,
+    NonBlockingMetricReader,
+    NonBlockingSpanProcessor,
+    otlp_log_exporter,
+    otlp_span_exporter,
+)
 from otel_nonblocking._log_processor import NonBlockingLogRecordProcessor
 from otel_nonblocking.metrics import component_attributes
+from otel_nonblocking.testing import FakeOTLPBackend, Mode
+from tests.conftest import end_spans
 from tests.test_log_processor import BlockedExporter, FailingExporter, _emit
 from tests.test_metric_reader import RecordingMetricExporter, ScriptedMetricExporter
 from tests.test_metrics import Metered
@@ -25,6 +34,7 @@ CAPACITY = "otel.sdk.processor.log.queue.capacity"
 ENQUEUED = "otel_nonblocking.processor.log.enqueued"
 DROPPED = "otel_nonblocking.processor.log.dropped"
 LOG_EXPORTED = "otel.sdk.exporter.log.exported"
+SPAN_EXPORTED = "otel.sdk.exporter.span.exported"
 LOG_INFLIGHT = "otel.sdk.exporter.log.inflight"
 DURATION = "otel.sdk.exporter.operation.duration"
 POINTS_EXPORTED = "otel.sdk.exporter.metric_data_point.exported"
@@ -192,3 +202,94 @@ def test_self_metrics_on_the_readers_own_provider_make_no_export_loop() -> None:
     finally:
         handle.disable()
         provider.shutdown(timeout_millis=1000)
+
+
+def _failed(exporter: Any) -> int:
+    """Exports that failed or ran into their deadline."""
+    outcomes = exporter.stats().outcomes
+    return int(outcomes.get("export_failed", 0) + outcomes.get("export_timeout", 0))
+
+
+def _fail_then_accept(backend: FakeOTLPBackend, failed_exports: Any, attempts: int = 2) -> None:
+    """Answer 503 until ``failed_exports()`` reaches ``attempts``, then 200."""
+    deadline = time.monotonic() + 10
+    while failed_exports() < attempts and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert failed_exports() >= attempts
+    backend.mode = Mode.OK
+
+
+def test_spans_and_log_records_sent_again_after_503s_count_once_as_exported(
+    metered: Metered, logs: LoggerProvider
+) -> None:
+    # The semantic conventions: each item counted exactly once per export operation;
+    # attempts that failed and were followed by a retry do not count.
+    backend = FakeOTLPBackend(Mode.UNAVAILABLE, retry_after=None).start()
+    spans = TracerProvider(shutdown_on_exit=False)
+    span_processor = NonBlockingSpanProcessor(
+        otlp_span_exporter(backend.endpoint, timeout=1),
+        max_export_batch_size=10,
+        schedule_delay_millis=30,
+        max_export_attempts=10,
+    )
+    log_processor = NonBlockingLogRecordProcessor(
+        otlp_log_exporter(backend.logs_endpoint, timeout=1),
+        max_export_batch_size=10,
+        schedule_delay_millis=30,
+        max_export_attempts=10,
+    )
+    spans.add_span_processor(span_processor)
+    logs.add_log_record_processor(log_processor)
+    try:
+        metered.enable()
+        for processor in (span_processor, log_processor):
+            exporter = processor.exporter
+            exporter._breaker._base_backoff = exporter._breaker._backoff = 0.05
+        end_spans(spans, 10)
+        _emit(logs, 10)
+        # A 503 fails the export (or, where the SDK sleeps before its own retry, as 1.33
+        # does, runs it into its deadline): either way the batch is sent again later.
+        _fail_then_accept(
+            backend, lambda: min(_failed(p.exporter) for p in (span_processor, log_processor))
+        )
+        assert span_processor.force_flush(5000)
+        assert log_processor.force_flush(5000)
+        assert len(backend.accepted_spans()) == 10
+        assert len(backend.log_records(accepted=True)) == 10
+        got = metered.read()
+        for processor, name in ((span_processor, SPAN_EXPORTED), (log_processor, LOG_EXPORTED)):
+            assert _failed(processor.exporter) >= 2
+            assert processor.stats().retried >= 10
+            assert got.values(name, processor.exporter) == {None: 10}  # delivered, once
+    finally:
+        span_processor.shutdown(timeout_millis=1000)
+        log_processor.shutdown(timeout_millis=1000)
+        spans.shutdown()
+        backend.stop()
+
+
+def test_a_batch_given_up_counts_once_with_the_reason_of_its_last_attempt(
+    metered: Metered, logs: LoggerProvider
+) -> None:
+    backend = FakeOTLPBackend(Mode.UNAVAILABLE, retry_after=None).start()
+    processor = NonBlockingLogRecordProcessor(
+        otlp_log_exporter(backend.logs_endpoint, timeout=1),
+        max_export_batch_size=5,
+        schedule_delay_millis=30,
+        max_export_attempts=3,
+    )
+    logs.add_log_record_processor(processor)
+    try:
+        metered.enable()
+        processor.exporter._breaker._base_backoff = processor.exporter._breaker._backoff = 0.05
+        _emit(logs, 5)
+        deadline = time.monotonic() + 10
+        while "backend_unavailable" not in processor.stats().dropped:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert _failed(processor.exporter) >= 3  # three attempts, each a 503
+        got = metered.read()
+        assert got.values(LOG_EXPORTED, processor.exporter) == {"backend_unavailable": 5}
+    finally:
+        processor.shutdown(timeout_millis=1000)
+        backend.stop()

@@ -64,6 +64,10 @@ class ProcessorStats:
     other processes spooled that this one delivered (never part of ``enqueued``).
     ``dropped["maybe_delivered"]`` counts spans shutdown gave up on while the answer to
     their request was still out: the backend may have them, so they are not sent again.
+    ``finished`` counts spans whose export is over, once each, by outcome: ``success``
+    (delivered: ``exported + recovered``) or the reason they were dropped after leaving
+    the queue to be exported (a batch sent again after a transient failure counts only
+    when its last attempt ends); ``otel.sdk.exporter.span.exported`` publishes it.
     """
 
     enqueued: int
@@ -77,6 +81,7 @@ class ProcessorStats:
     retried: int = 0
     spooled: int = 0
     recovered: int = 0
+    finished: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def dropped_total(self) -> int:
@@ -141,6 +146,9 @@ class Ledger:
         self.exported = 0
         self.retried = 0
         self.dropped: Counter[str] = Counter()
+        # Of ``dropped``: items given up at shutdown without ever leaving the queue for an
+        # export (no export of theirs finished; the processor's door drops are not here).
+        self.unsent: Counter[str] = Counter()
         self.spooled = 0  # this pipeline's items on disk
         self.recovered = 0  # other processes' spooled items this one delivered
         self.export_count = 0
@@ -195,8 +203,9 @@ class Ledger:
                 left_out += count
         self.exported += len(batch) - left_out
 
-    def drop(self, batch: Batch, reason: str) -> None:
-        """Count ``batch`` as dropped; the flushes covering it fail.
+    def drop(self, batch: Batch, reason: str, *, sent: bool = True) -> None:
+        """Count ``batch`` as dropped; the flushes covering it fail. ``sent``: False for
+        items taken off the queue only to be given up (their export never began).
 
         A batch whose timed-out attempt may still deliver it is parked instead, and
         dropped for ``reason`` only once that attempt is known to have failed."""
@@ -204,6 +213,8 @@ class Ledger:
             self.doubtful.append((batch, reason))
             return
         self.dropped[reason] += len(batch)
+        if not sent:
+            self.unsent[reason] += len(batch)
         for request in self.flushes:
             if batch.start < request.target:
                 request.ok = False
@@ -260,9 +271,12 @@ class Ledger:
         else:
             self.drop(batch, then)
 
-    def give_up(self, batch: Batch, reason: str, verdict: bool | None) -> None:
+    def give_up(
+        self, batch: Batch, reason: str, verdict: bool | None, *, sent: bool = True
+    ) -> None:
         """At the end: drop ``batch`` for ``reason``, unless its abandoned attempt
-        delivered it (``verdict`` True: exported) or may still (None: maybe_delivered)."""
+        delivered it (``verdict`` True: exported) or may still (None: maybe_delivered).
+        ``sent``: False for a batch taken off the queue only now (see :meth:`drop`)."""
         attempt, batch.doubt = batch.doubt, None
         if attempt is not None:
             if verdict:
@@ -270,7 +284,7 @@ class Ledger:
                 return
             if verdict is None:
                 reason = MAYBE_DELIVERED
-        self.drop(batch, reason)
+        self.drop(batch, reason, sent=sent)
 
     # -- flush requests --
 
@@ -359,7 +373,18 @@ class Ledger:
             retried=self.retried,
             spooled=self.spooled,
             recovered=self.recovered,
+            finished=self._finished(),
         )
+
+    def _finished(self) -> Mapping[str, int]:
+        """Items whose export is over, by outcome (see :attr:`ProcessorStats.finished`)."""
+        delivered = self.exported + self.recovered
+        finished = {"success": delivered} if delivered else {}
+        for reason, count in self.dropped.items():
+            count -= self.unsent[reason]
+            if count > 0:
+                finished[reason] = count
+        return MappingProxyType(finished)
 
     def new_door_drops(self, full: int) -> int:
         """Of ``full`` queue_full drops so far, those not reported yet."""

@@ -244,9 +244,12 @@ class Pipeline:
         left = ledger.take(self.door.queue, len(self.door.queue))
         # Stopped early because nothing could go out, or out of time.
         why = BACKEND_UNAVAILABLE if self.worker.unreachable else SHUTDOWN
-        for batch in (*ledger.retry.clear(), *ledger.staged.clear(), left):
+        for batch in ledger.retry.clear():
             if batch.items:
                 ledger.give_up(batch, why, self._peek(batch))
+        for batch in (*ledger.staged.clear(), left):
+            if batch.items:  # never sent: no export of theirs finished
+                ledger.give_up(batch, why, None, sent=False)
         for batch, reason in ledger.doubtful:
             ledger.give_up(batch, why if reason == TO_SPOOL else reason, self._peek(batch))
         ledger.doubtful.clear()

@@ -129,14 +129,16 @@ class EncodingStage(NoStage):
             if not queue or queue[0] is not first:
                 return  # shutdown gave them up meanwhile (only it takes from the queue too)
             if full:  # over the memory budget: the newest are turned away, unencoded
-                ledger.drop(ledger.take(queue, min(len(queue), SLICE_SPANS)), QUEUE_FULL)
+                ledger.drop(
+                    ledger.take(queue, min(len(queue), SLICE_SPANS)), QUEUE_FULL, sent=False
+                )
                 ledger.resolve_flushes()
                 return
             number = ledger.taken
             for item in items:
                 queue.popleft()
                 if item is None:
-                    ledger.drop(Batch([None], number), UNENCODABLE)
+                    ledger.drop(Batch([None], number), UNENCODABLE, sent=False)
                 else:
                     ledger.staged.add(number, item)
                 number += 1

@@ -23,6 +23,7 @@ import importlib
 import itertools
 import threading
 import weakref
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -279,8 +280,8 @@ def _exporter_instruments(s: _ProcessorSignal) -> tuple[InstrumentSpec, ...]:
             s.exported,
             _COUNTER,
             s.unit,
-            f"{n.capitalize()}s whose export finished; error.type is the outcome when it "
-            "did not succeed.",
+            f"{n.capitalize()}s whose export finished, each once (after its last attempt); "
+            "error.type is the drop reason when it was not delivered.",
             (*_COMPONENT, ERROR_TYPE),
         ),
         InstrumentSpec(
@@ -815,16 +816,32 @@ class SelfMetrics:
         return [Observation(_stat(s, "retrying"), a) for _, s, a in self._processor_stats(signal)]
 
     def _observe_exported(self, signal: _ProcessorSignal) -> list[Observation]:
-        return [o for e in self._exporters(signal) for o in self._exported(e)]
+        """Items whose export finished, once each, from the processors' ledgers: a batch
+        sent again after a transient failure counts once, when its last attempt ends."""
+        finished: dict[int, tuple[DeadlineExporter[Any], Counter[str]]] = {}
+        for processor, stats, _ in self._processor_stats(signal):
+            exporter = processor.exporter
+            if not isinstance(exporter, DeadlineExporter) or _names_of(exporter) is None:
+                continue
+            counts = finished.setdefault(id(exporter), (exporter, Counter()))[1]
+            counts.update(getattr(stats, "finished", {}))
+        return [o for e, counts in finished.values() for o in self._exported(e, counts)]
 
-    def _exported(self, exporter: DeadlineExporter[Any]) -> list[Observation]:
+    def _exported(
+        self, exporter: DeadlineExporter[Any], finished: Mapping[str, int] | None = None
+    ) -> list[Observation]:
+        """``finished`` items by outcome; without it, what the export listener counted
+        (a metric reader's exporter: each export call is one finished export)."""
         tap = self._export_taps.get(exporter)
         if tap is None:
             return []
         counted = getattr(exporter.stats(), "spans", None)
         if not isinstance(counted, Mapping):
-            with tap._lock:
-                counted = dict(tap.items)
+            if finished is not None:
+                counted = finished
+            else:
+                with tap._lock:
+                    counted = dict(tap.items)
         return [
             self._monotonic(exporter, ("exported", outcome), n, tap.attributes(outcome))
             for outcome, n in counted.items()
