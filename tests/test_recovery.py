@@ -190,6 +190,61 @@ def test_retries_exhausted_through_an_outage_are_dropped_as_backend_unavailable(
             processor.shutdown(timeout_millis=200)
 
 
+@pytest.mark.parametrize("down", [Mode.UNAVAILABLE, Mode.HANG])
+def test_an_outage_of_any_length_costs_no_span_once_the_breaker_is_open(down, monkeypatch) -> None:
+    # The breaker opens at the first failure; from then on each export is its probe, and a
+    # probe that fails says the backend is down, not that its batch is bad: however many
+    # probes fail (far more than max_export_attempts), no span is dropped, and all are
+    # delivered once the backend is back (before: dropped as backend_unavailable after 2).
+    monkeypatch.setenv("OTEL_NONBLOCKING_BREAKER_FAILURES", "1")
+    monkeypatch.setenv("OTEL_NONBLOCKING_BREAKER_BACKOFF", "50")
+    with FakeOTLPBackend(down, retry_after=None, hang_limit=30) as backend:
+        processor, provider, handle = _pipeline(backend.endpoint, max_export_attempts=2)
+        try:
+            end_spans(provider, 30)
+            failed = _wait_for(
+                lambda: _failed_exports(processor) >= 6 or processor.stats().dropped_total > 0,
+                timeout=20,
+            )
+            assert failed is not None, processor.stats()
+            assert processor.stats().dropped_total == 0, processor.stats()
+            backend.mode = Mode.OK
+            assert handle.flush(10.0).ok, processor.stats()
+            assert sorted(backend.span_names(accepted=True)) == ["span"] * 30
+            assert processor.stats().dropped_total == 0
+        finally:
+            processor.shutdown(timeout_millis=500)
+
+
+def test_a_batch_the_backend_fails_alone_still_ends_while_the_breaker_probes(
+    monkeypatch,
+) -> None:
+    # The backend accepts everything but one batch: its failures open the breaker, and the
+    # next probe carries other spans. Those get through, the breaker closes, and the bad
+    # batch, charged only for exports sent with the breaker closed, ends after its
+    # attempts; nothing else is held up behind it.
+    monkeypatch.setenv("OTEL_NONBLOCKING_BREAKER_FAILURES", "1")
+    monkeypatch.setenv("OTEL_NONBLOCKING_BREAKER_BACKOFF", "50")
+    with FakeOTLPBackend(Mode.OK, retry_after=None, poison_name="poison") as backend:
+        processor, provider, _ = _pipeline(backend.endpoint, max_export_attempts=2)
+        try:
+            end_spans(provider, 4)
+            end_spans(provider, 1, "poison")  # one batch of five, with the bad span
+            processor.force_flush(2000)
+            end_spans(provider, 40)
+            settled = _wait_for(
+                lambda: (
+                    processor.stats().dropped_total == 5
+                    and backend.span_names(accepted=True).count("span") == 40
+                ),
+                timeout=20,
+            )
+            assert settled is not None, processor.stats()
+            assert processor.stats().dropped == {"backend_unavailable": 5}
+        finally:
+            processor.shutdown(timeout_millis=500)
+
+
 def _failed_exports(processor: NonBlockingSpanProcessor) -> int:
     """Exports that went out (not kept back by the open breaker) and failed."""
     outcomes = processor.exporter.stats().outcomes

@@ -28,6 +28,8 @@ class Batch:
     start: int
     attempts: int = 0
     retried: bool = field(default=False, compare=False)
+    #: Its last export went out as the open breaker's probe (see ``Worker._send``).
+    probe: bool = field(default=False, compare=False)
     #: The abandoned attempt of the last try, while it may still deliver the batch.
     doubt: Attempt[object] | None = field(default=None, compare=False, repr=False)
 

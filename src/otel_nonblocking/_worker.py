@@ -301,6 +301,7 @@ class Worker:
                     count = min(count, _PROBE_ITEMS)
                 batch = self.stage.take(count)
                 self.queue_taken_at = self.clock()
+            batch.probe = probing
             ledger.in_flight = batch
             return batch
 
@@ -326,10 +327,13 @@ class Worker:
             and outcome is not ExportOutcome.BUSY
             and not report.too_large  # nothing sent: the batch is to be split first
         )
-        if went_out and report.reached:
+        if went_out and report.reached and not batch.probe:
             # An attempt is charged only when the backend could have judged the batch: a
             # connection refused (a collector restarting) says nothing about it, and a
             # batch waits out such an outage for as long as the retry buffer has room.
+            # Nor is the open breaker's probe charged: the backend was failing before it
+            # (an outage of any length would otherwise use up the head batch's attempts);
+            # a failed probe's batch steps behind the next one instead (see _settle).
             batch.attempts += 1
         batch.doubt = report.attempt  # a timed-out attempt may still deliver the batch
         self.hold_for(report)
@@ -369,12 +373,30 @@ class Worker:
             return True
         if report.transient and self._may_retry(batch):
             batch.retried = True
+            following = self._following(batch)
             self._requeue(batch, front=True)
+            if following is not None:
+                # The next probe carries other items: if the backend takes those, it was
+                # this batch it failed, and the closed breaker's attempts (charged) decide
+                # its fate; if it fails them too, it is down, and no batch is to blame.
+                self._requeue(following, front=True)
             return False
         if report.transient and self.spooler.take(batch):
             return False  # out of attempts or buffer: to disk
         self.ledger.drop(batch, self._drop_reason(report))
         return report.outcome is not ExportOutcome.TIMEOUT
+
+    def _following(self, batch: Batch) -> Batch | None:
+        """After ``batch`` failed as the probe: the batch the next probe carries instead,
+        taken out of the retry buffer (or, when it holds no other, off the queue), or None
+        for a batch that was no probe (the caller holds the ledger's lock)."""
+        if not batch.probe:
+            return None
+        following = self.ledger.retry.pop()
+        ready = self.stage.ready()
+        if following is None and ready:
+            following = self.stage.take(min(ready, _PROBE_ITEMS))
+        return following
 
     def _drop_reason(self, report: ExportReport) -> str:
         """Why a batch that failed is dropped rather than kept (see the constants)."""

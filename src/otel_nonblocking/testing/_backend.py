@@ -473,6 +473,9 @@ class _Handler(BaseHTTPRequestHandler):
         message_type = _REQUEST_TYPES[signal]
         decoded = _decode_export_request(body, headers, backend.max_body_bytes, message_type)
         mode, release = backend._mode_and_release()
+        poison = backend.poison_name
+        if poison is not None and any(span.name == poison for span in _spans_of(decoded)):
+            mode = Mode.UNAVAILABLE
         entry = backend._record(self.command, path, headers, body, decoded, mode, signal=signal)
         self._handle_mode(entry, mode, release)
 
@@ -596,6 +599,7 @@ class FakeOTLPBackend:
         max_body_bytes: int = 64 * 1024 * 1024,
         max_records: int = 100_000,
         port: int = 0,
+        poison_name: str | None = None,
     ) -> None:
         """Configure (but do not start) the backend.
 
@@ -615,6 +619,9 @@ class FakeOTLPBackend:
             max_records: older request records are dropped beyond this many.
             port: the port to bind on 127.0.0.1; 0 (the default) picks a free one. Give
                 a stopped backend's ``port`` to a new one to restart "the" collector.
+            poison_name: a trace request holding a span of this name is answered 503
+                (UNAVAILABLE, whatever the mode): a batch the backend keeps failing on its
+                own account, while it accepts every other.
         """
         self._bind_port = port
         self._lock = threading.Condition()
@@ -630,6 +637,7 @@ class FakeOTLPBackend:
         self.hang_limit = hang_limit
         self.idle_timeout = idle_timeout
         self.max_body_bytes = max_body_bytes
+        self.poison_name = poison_name
         self._entries: deque[_Entry] = deque(maxlen=max_records)
         self._request_count = 0
         self._connection_count = 0
