@@ -392,8 +392,9 @@ MAX_EXPORT_ATTEMPTS: Final = Setting(
     "Times one batch is sent before a transient failure drops it. Only attempts the "
     "backend could judge count (it answered, or the request went out and then hung or "
     "was reset): not those the breaker or a Retry-After held back, nor those that never "
-    "reached it (refused, DNS failure, connect timeout): a collector that is down costs "
-    "no span while the queue and the retry buffer have room.",
+    "reached it (refused, DNS failure, connect timeout), nor the open breaker's probes: "
+    "a collector that is down costs no span while the queue and the retry buffer have "
+    "room.",
     _positive,
 )
 SPOOL_DIR: Final = Setting(
