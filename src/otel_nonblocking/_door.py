@@ -29,16 +29,12 @@ class Door:
         "queue",
         "urgent",
         "wake",
-        "wake_at",
     )
 
     def __init__(self, max_size: int, batch_size: int, max_bytes: int, item_overhead: int) -> None:
         self.queue: collections.deque[Any] = collections.deque()
         self.max_size = max_size
         self.batch_size = batch_size
-        # The queue length at which on_end wakes the worker: a batch, or less where the
-        # worker encodes what waits (an encoding stage: spans leave the heap sooner).
-        self.wake_at = batch_size
         self.max_bytes = max_bytes
         self.item_overhead = item_overhead  # memory of a queued item beyond its encoding
         self.cap = self.cap_for(0)

@@ -190,7 +190,7 @@ class NonBlockingSpanProcessor(SpanProcessor):
             next(door.full_drops.counter)
             return
         queue.append(span)
-        if len(queue) >= door.wake_at and not door.wake.is_set():
+        if len(queue) >= door.batch_size and not door.wake.is_set():
             door.wake.set()
 
     # -- flush, shutdown, stats --
