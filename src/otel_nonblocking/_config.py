@@ -366,9 +366,10 @@ MAX_QUEUE_BYTES: Final = Setting(
     64 * 1024 * 1024,
     "bytes",
     "Memory budget of the queue. With the package's OTLP/HTTP exporter, waiting spans "
-    "are kept encoded (a span with four attributes: 216 bytes; past 1,024 waiting, "
-    "compressed in blocks, about 53 bytes: a 60 s outage at 2,000 spans/s needs about "
-    "7 MiB, and the default holds about 10 minutes of it); beyond it the newest span is "
+    "are kept encoded (a span with four attributes: 216 bytes; past 1,024 waiting while "
+    "exports fail or are held back, past 16,384 while they go through, compressed in "
+    "blocks, about 53 bytes: a 60 s outage at 2,000 spans/s needs about 7 MiB, and the "
+    "default holds about 10 minutes of it); beyond it the newest span is "
     "dropped (queue_full). Spans kept as objects (any other exporter) count about 3 KiB "
     "each plus their encoded size, learnt from the exports.",
     _positive,
