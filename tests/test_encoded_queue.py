@@ -1,9 +1,10 @@
 """Waiting spans are kept encoded: the pipeline lets go of the span objects at once.
 
-Where the package owns the encoding (its OTLP/HTTP exporter), the worker's stage turns
-queued spans into encoded items (``bytes``, not tracked by the garbage collector) on every
-turn, also while the backend hangs or holds exports back; requests are assembled from the
-items without decoding them. Any other exporter still gets span objects.
+Where the package owns the encoding (its OTLP/HTTP and OTLP/gRPC span exporters), the
+worker's stage turns queued spans into encoded items (``bytes``, not tracked by the
+garbage collector) on every turn, also while the backend hangs or holds exports back;
+requests are assembled from the items without decoding them. Any other exporter still
+gets span objects.
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otel_nonblocking import NonBlockingSpanProcessor, otlp_span_exporter
+from otel_nonblocking import ExportOutcome, NonBlockingSpanProcessor, otlp_span_exporter
 from otel_nonblocking._encoder import SpanEncoder, stock_encode_spans
 from otel_nonblocking._ledger import Ledger
 from otel_nonblocking._log import AggregatedWarning
 from otel_nonblocking._otlp_codec import OTLPCodec
-from otel_nonblocking.testing import FakeOTLPBackend, Mode
+from otel_nonblocking.testing import FakeGrpcBackend, FakeOTLPBackend, Mode
 from tests.conftest import RecordingExporter, wait_for_child
 
 if TYPE_CHECKING:
@@ -562,3 +563,103 @@ def test_the_langfuse_exporter_keeps_waiting_spans_encoded_and_delivers_them() -
             assert processor.stats().exported == 60
         finally:
             processor.shutdown(timeout_millis=1000)
+
+
+# -- OTLP/gRPC: our gRPC exporter encodes too, so its waiting spans are kept encoded --
+
+
+def _grpc_processor(
+    endpoint: str, **options: Any
+) -> tuple[NonBlockingSpanProcessor, TracerProvider]:
+    settings: dict[str, Any] = {"max_export_batch_size": 20, "schedule_delay_millis": 50}
+    settings.update(options)
+    exporter = otlp_span_exporter(endpoint, protocol="grpc", timeout=0.5)
+    processor = NonBlockingSpanProcessor(exporter, **settings)
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(_Watch())
+    provider.add_span_processor(processor)
+    return processor, provider
+
+
+def _grpc_span_ids(backend: FakeGrpcBackend) -> list[bytes]:
+    return [
+        span.span_id
+        for request in backend.requests
+        if request.accepted
+        for resource in request.decoded.resource_spans
+        for scope in resource.scope_spans
+        for span in scope.spans
+    ]
+
+
+def test_grpc_queued_spans_are_let_go_while_the_backend_hangs() -> None:
+    with FakeGrpcBackend(Mode.HANG, hang_limit=10) as backend:
+        processor, provider = _grpc_processor(backend.endpoint, export_timeout_millis=5000)
+        try:
+            refs = _end(provider, 100)
+            assert _wait_for(lambda: _all_let_go(refs)), "the pipeline still holds span objects"
+            stats = processor.stats()
+            assert stats.pending == 100  # nothing lost
+            assert stats.exported == 0  # nothing delivered: they were let go while waiting
+            items = _held_items(processor)
+            assert len(items) == 100
+            assert all(type(item) is bytes and not gc.is_tracked(item) for item in items)
+            _invariant(processor)
+        finally:
+            processor.shutdown(timeout_millis=200)
+
+
+def test_grpc_requests_assembled_from_items_decode_equal_to_the_stock_encoders() -> None:
+    spans = _spans_of_two_resources()
+    with FakeGrpcBackend() as backend:
+        exporter = otlp_span_exporter(backend.endpoint, protocol="grpc", timeout=2)
+        codec = exporter.codec  # the items are the stage's: numbered in this codec's table
+        assert codec is not None
+        assert codec.exports
+        assert codec.pieces is not None
+        items = [codec.pieces.item(span) for span in spans]
+        report = exporter.export_report(items)
+        assert report.outcome is ExportOutcome.SUCCESS, report
+        [request] = backend.requests
+        assert request.accepted
+        assert request.decoded == _decoded(stock_encode_spans(spans))
+        exporter.shutdown()
+
+
+def test_grpc_an_outage_then_recovery_delivers_each_span_once() -> None:
+    with FakeGrpcBackend(Mode.UNAVAILABLE, retry_after=1) as backend:
+        processor, provider = _grpc_processor(backend.endpoint)
+        try:
+            assert _stage_of(processor).active
+            for _ in range(10):
+                _end(provider, 20)
+                time.sleep(0.02)
+            assert _wait_for(lambda: backend.call_count > 0)
+            backend.mode = Mode.OK
+            assert processor.force_flush(10_000)
+            ids = _grpc_span_ids(backend)
+            assert len(ids) == 200  # all of them
+            assert len(set(ids)) == 200  # each once
+            stats = processor.stats()
+            assert (stats.exported, stats.dropped_total) == (200, 0), stats
+        finally:
+            processor.shutdown(timeout_millis=1000)
+
+
+def test_grpc_encoded_items_go_to_the_spool_and_come_back_whole(tmp_path: Path) -> None:
+    with FakeGrpcBackend(Mode.UNAVAILABLE, retry_after=1) as backend:
+        processor, provider = _grpc_processor(backend.endpoint, spool_dir=str(tmp_path))
+        _end(provider, 30)
+        assert _wait_for(lambda: _stage_of(processor).active)
+        processor.shutdown(timeout_millis=1000)  # what is left goes to disk
+        stats = processor.stats()
+        assert stats.spooled > 0
+        assert stats.spooled + stats.exported == 30, stats
+        backend.mode = Mode.OK
+        later, _ = _grpc_processor(backend.endpoint, spool_dir=str(tmp_path))
+        try:
+            assert _wait_for(lambda: later.stats().recovered == stats.spooled, timeout=10)
+        finally:
+            later.shutdown(timeout_millis=1000)
+        ids = _grpc_span_ids(backend)
+        assert len(ids) == len(set(ids)) == stats.spooled  # each spooled span once

@@ -354,9 +354,10 @@ MAX_QUEUE_SIZE: Final = Setting(
     "spans",
     "Spans held in memory waiting for export as span objects; beyond it (or beyond "
     "max_queue_bytes) the newest span is dropped (queue_full). The specification's "
-    "default is 2048; a burst of 10,000 spans must fit. With the package's OTLP/HTTP "
-    "exporter the worker encodes waiting spans at once: only max_queue_bytes bounds "
-    "those (and with a disk spool, half of this many sends them to disk in an outage).",
+    "default is 2048; a burst of 10,000 spans must fit. With the package's OTLP "
+    "span exporter (http/protobuf or gRPC) the worker encodes waiting spans at once: "
+    "only max_queue_bytes bounds those (and with a disk spool, half of this many sends "
+    "them to disk in an outage).",
     _positive,
 )
 MAX_QUEUE_BYTES: Final = Setting(
@@ -365,7 +366,7 @@ MAX_QUEUE_BYTES: Final = Setting(
     int,
     64 * 1024 * 1024,
     "bytes",
-    "Memory budget of the queue. With the package's OTLP/HTTP exporter, waiting spans "
+    "Memory budget of the queue. With the package's OTLP span exporter, waiting spans "
     "are kept encoded (a span with four attributes: 216 bytes; past 1,024 waiting while "
     "exports fail or are held back, past 16,384 while they go through, compressed in "
     "blocks, about 53 bytes: a 60 s outage at 2,000 spans/s needs about 7 MiB, and the "
@@ -410,7 +411,8 @@ SPOOL_DIR: Final = Setting(
     "before the retry buffer or the shutdown budget ran out are written there, encoded, and "
     "sent once the backend takes spans again, by this process or the next one that starts "
     "with the same directory. Log records spool in its logs subdirectory. Empty: no "
-    "spool. Needs an OTLP/HTTP exporter. A relative path is resolved once, against the "
+    "spool. Needs an OTLP/HTTP exporter (for spans, the package's OTLP/gRPC one too). "
+    "A relative path is resolved once, against the "
     "working directory, and the absolute path logged.",
     convert=_absolute_path,
 )

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from . import _config
+from . import _compat_sdk, _config
 from ._config import UNSET, _Unset
 from ._deadline import Clock, Deadline
 from ._export_core import (
@@ -110,10 +110,16 @@ class DeadlineSpanExporter(DeadlineExporter[ReadableSpan], SpanExporter):
         return peek_attempt(attempt, _span_success)
 
     def _find_codec(self) -> OTLPCodec | None:
-        """The codec of an SDK OTLP/HTTP span exporter (the disk spool needs it)."""
+        """The codec of an SDK OTLP/HTTP span exporter (the disk spool needs it), or of
+        the SDK's OTLP/gRPC one with the package's :class:`GrpcClient` in it."""
         from ._otlp_codec import otlp_codec
 
-        return otlp_codec(self._inner)
+        codec = otlp_codec(self._inner)
+        if codec is None and _compat_sdk.adopted_grpc_client(self._inner) is not None:
+            from ._otlp_grpc_codec import otlp_grpc_codec
+
+            codec = otlp_grpc_codec(self._inner)
+        return codec
 
 
 def __getattr__(name: str) -> Any:

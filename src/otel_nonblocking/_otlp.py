@@ -182,7 +182,8 @@ def otlp_span_exporter(
     ``protocol`` is ``"http/protobuf"`` or ``"grpc"`` (else ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL``
     / ``OTEL_EXPORTER_OTLP_PROTOCOL``, else http/protobuf). Over gRPC (the ``grpc`` extra)
     the endpoint is ``host:port`` or a URL without path (default ``http://localhost:4317``),
-    ``encoder`` does not apply, and ``max_request_bytes`` defaults to gRPC's 4 MiB (a
+    spans are always encoded with the package's encoder (``encoder`` does not apply; the
+    requests are sent as they were encoded), and ``max_request_bytes`` defaults to gRPC's 4 MiB (a
     larger batch is split, a span too large alone dropped): see docs/grpc.md.
 
     >>> exporter = otlp_span_exporter("http://127.0.0.1:4318/v1/traces", timeout=2)

@@ -266,6 +266,11 @@ class GrpcClient:
     def target(self) -> str:
         return self._target
 
+    @property
+    def max_request_bytes(self) -> int:
+        """The largest request sent (0: no limit); a larger one is refused unsent."""
+        return self._max_request_bytes
+
     # -- what the deadline exporter asks of the current attempt ----------------------------
 
     def begin_attempt(self) -> None:
@@ -351,7 +356,8 @@ class GrpcClient:
 
         if self._closed:
             raise GrpcExportError("SHUTDOWN")
-        size = request.ByteSize()
+        # A request message (the SDK's), or its bytes already serialised (our codec's).
+        size = len(request) if isinstance(request, bytes) else request.ByteSize()
         self.last_request_bytes = size
         if 0 < self._max_request_bytes < size:
             self._reached = False  # nothing went out: the batch is split, not charged
@@ -399,6 +405,8 @@ class GrpcClient:
 
 
 def _serialize(message: Any) -> bytes:
+    if isinstance(message, bytes):  # already serialised (the span codec's requests)
+        return message
     return message.SerializeToString()  # type: ignore[no-any-return]
 
 

@@ -135,8 +135,8 @@ class NonBlockingSpanProcessor(SpanProcessor):
         """How many span objects the queue holds before it turns the next one away: at
         most ``max_queue_size``, lower when ``max_queue_bytes`` cannot hold that many spans
         of the size exports have shown (learned as spans go out). With the package's
-        OTLP/HTTP exporter the worker keeps waiting spans encoded instead, bounded by
-        ``max_queue_bytes`` only; ``stats().queue_depth`` counts both."""
+        OTLP span exporter (http/protobuf or gRPC) the worker keeps waiting spans encoded
+        instead, bounded by ``max_queue_bytes`` only; ``stats().queue_depth`` counts both."""
         return self._door.cap
 
     # The names other modules and tests read (settings in the processor's own units).
@@ -266,8 +266,9 @@ def _spool_checked(
     *,
     given: str | os.PathLike[str] | _Unset | None,
 ) -> PipelineSettings:
-    """The spool writes OTLP request bodies: without an OTLP/HTTP exporter, a spool_dir
-    argument raises and the variable is ignored (with a warning)."""
+    """The spool writes OTLP request bodies: without an exporter that has a codec (the
+    SDK's OTLP/HTTP one, or the package's OTLP/gRPC one), a spool_dir argument raises and
+    the variable is ignored (with a warning)."""
     return spool_checked(
         settings,
         has_codec=exporter.codec is not None,

@@ -1,9 +1,9 @@
 """The worker's stage: spans waiting for export are kept encoded, not as span objects.
 
-Where the package owns the encoding (its OTLP/HTTP exporter, Langfuse's too),
-:class:`EncodingStage` turns the spans ``on_end`` queued into encoded items
-(``_assemble.py``) on every worker turn, also while exports are held back, and keeps no
-reference to the spans: a waiting span costs its encoded size in ``bytes``, which the
+Where the package owns the encoding (its OTLP/HTTP and OTLP/gRPC span exporters,
+Langfuse's too), :class:`EncodingStage` turns the spans ``on_end`` queued into encoded
+items (``_assemble.py``) on every worker turn, also while exports are held back, and keeps
+no reference to the spans: a waiting span costs its encoded size in ``bytes``, which the
 garbage collector does not track, instead of a dozen tracked objects. Any other exporter
 gets span objects as before: :class:`NoStage` takes batches straight off the door's queue.
 """
