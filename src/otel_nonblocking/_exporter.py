@@ -112,13 +112,14 @@ class DeadlineSpanExporter(DeadlineExporter[ReadableSpan], SpanExporter):
     def _find_codec(self) -> OTLPCodec | None:
         """The codec of an SDK OTLP/HTTP span exporter (the disk spool needs it), or of
         the SDK's OTLP/gRPC one with the package's :class:`GrpcClient` in it."""
-        from ._otlp_codec import otlp_codec
+        from ._otlp_codec import OTLPCodec, otlp_codec
 
         codec = otlp_codec(self._inner)
-        if codec is None and _compat_sdk.adopted_grpc_client(self._inner) is not None:
-            from ._otlp_grpc_codec import otlp_grpc_codec
-
-            codec = otlp_grpc_codec(self._inner)
+        if codec is None:  # our GrpcClient makes its own (it is in the SDK exporter)
+            span_codec = getattr(_compat_sdk.adopted_grpc_client(self._inner), "span_codec", None)
+            if callable(span_codec):
+                found = span_codec(self._inner)
+                codec = found if isinstance(found, OTLPCodec) else None
         return codec
 
 

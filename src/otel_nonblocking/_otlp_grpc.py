@@ -31,6 +31,8 @@ from ._urls import check_headers, redact_url, url_problem
 if TYPE_CHECKING:
     import grpc  # type: ignore[import-untyped,unused-ignore]
 
+    from ._otlp_codec import OTLPCodec
+
 #: What to install for OTLP/gRPC; every message about a missing one names it.
 EXTRA_HINT: Final = "pip install 'otel-nonblocking[grpc]'"
 DEFAULT_ENDPOINT: Final = "http://localhost:4317"
@@ -270,6 +272,13 @@ class GrpcClient:
     def max_request_bytes(self) -> int:
         """The largest request sent (0: no limit); a larger one is refused unsent."""
         return self._max_request_bytes
+
+    def span_codec(self, exporter: object) -> OTLPCodec | None:
+        """The codec that puts ``exporter`` (the SDK's gRPC span exporter holding this
+        client) on the encoded path, or None (see :mod:`._otlp_grpc_codec`)."""
+        from ._otlp_grpc_codec import otlp_grpc_codec
+
+        return otlp_grpc_codec(exporter, self)
 
     # -- what the deadline exporter asks of the current attempt ----------------------------
 

@@ -11,25 +11,31 @@ and channel renewal unchanged). Needs the ``grpc`` extra.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from . import _assemble, _compat_sdk
 from ._otlp_codec import OTLPCodec
-from ._otlp_grpc import GrpcClient, grpc_available
 
 if TYPE_CHECKING:
     from ._encoder import SpanEncoder
 
 
-def otlp_grpc_codec(exporter: object) -> OTLPCodec | None:
-    """The codec of an SDK OTLP/gRPC span exporter whose channel is our
-    :class:`GrpcClient`, or None for any other exporter."""
-    client = _compat_sdk.adopted_grpc_client(exporter)
-    if not isinstance(client, GrpcClient) or not grpc_available():
-        return None
+class RawClient(Protocol):
+    """What the codec needs of :class:`._otlp_grpc.GrpcClient` (which calls
+    :func:`otlp_grpc_codec` with itself: this module does not import it back)."""
+
+    @property
+    def max_request_bytes(self) -> int: ...
+
+    def Export(self, request: bytes) -> object: ...  # noqa: N802 - the stub's name
+
+
+def otlp_grpc_codec(exporter: object, client: RawClient) -> OTLPCodec | None:
+    """The codec of an SDK OTLP/gRPC span exporter whose channel is ``client`` (our
+    :class:`GrpcClient`), or None for any other exporter."""
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
         OTLPSpanExporter as GrpcSpanExporter,
     )
