@@ -535,36 +535,6 @@ def test_a_forked_child_starts_with_an_empty_stage_and_keeps_its_spans_encoded(
         processor.shutdown(timeout_millis=200)
 
 
-def test_the_langfuse_exporter_keeps_waiting_spans_encoded_and_delivers_them() -> None:
-    pytest.importorskip("langfuse", reason="the Langfuse integration needs its extra")
-    from otel_nonblocking.integrations.langfuse import langfuse_span_exporter
-    from otel_nonblocking.testing import FakeLangfuse
-    from tests.integrations.conftest import PUBLIC_KEY, SECRET_KEY
-
-    with FakeLangfuse(Mode.HANG, hang_limit=10) as fake:
-        exporter = langfuse_span_exporter(
-            timeout=0.5, public_key=PUBLIC_KEY, secret_key=SECRET_KEY, base_url=fake.base_url
-        )
-        processor = NonBlockingSpanProcessor(
-            exporter, max_export_batch_size=20, schedule_delay_millis=50
-        )
-        provider = TracerProvider(shutdown_on_exit=False)
-        provider.add_span_processor(_Watch())
-        provider.add_span_processor(processor)
-        try:
-            refs = _end(provider, 60, "llm-call")
-            assert _wait_for(lambda: _all_let_go(refs)), "Langfuse spans kept as objects"
-            assert _stage_of(processor).active
-            fake.mode = Mode.OK
-            assert processor.force_flush(10_000)
-            requests = fake.requests_to(FakeLangfuse.OTLP_PATH)
-            names = [span.name for r in requests if r.accepted for span in r.spans]
-            assert names == ["llm-call"] * 60  # each once
-            assert processor.stats().exported == 60
-        finally:
-            processor.shutdown(timeout_millis=1000)
-
-
 # -- OTLP/gRPC: our gRPC exporter encodes too, so its waiting spans are kept encoded --
 
 
