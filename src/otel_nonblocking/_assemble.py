@@ -15,6 +15,8 @@ import itertools
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._varint import read_varint, varint
+
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
 
@@ -33,28 +35,7 @@ _MAX_CACHED_PAIRS = 256
 Fields = tuple[bytes, bytes, bytes, bytes]
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 _NOTHING = object()
-
-
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = 0
-    shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
 
 
 class SpanPieces:
@@ -112,9 +93,9 @@ class SpanPieces:
             self._groups[new] = fields  # before it can be found: a reader finds it whole
             number = self._numbers.setdefault(fields, new)
         if number is None:
-            prefix = b"\x00" + b"".join(_varint(len(part)) + part for part in fields)
+            prefix = b"\x00" + b"".join(varint(len(part)) + part for part in fields)
         else:
-            prefix = _varint(number)
+            prefix = varint(number)
         if len(self._pairs) >= _MAX_CACHED_PAIRS:
             self._pairs.clear()
         self._last = self._pairs[pair] = (resource, scope, prefix)
@@ -123,12 +104,12 @@ class SpanPieces:
     def _split(self, item: bytes) -> tuple[int | Fields, bytes]:
         """An item's group (its number, or its inline fields) and its ``ScopeSpans.spans``
         field, for an item whose first byte is not a one-byte group number."""
-        number, pos = _read_varint(item, 0)
+        number, pos = read_varint(item, 0)
         if number:
             return number, item[pos:]
         parts = []
         for _ in range(4):
-            size, pos = _read_varint(item, pos)
+            size, pos = read_varint(item, pos)
             parts.append(item[pos : pos + size])
             pos += size
         return (parts[0], parts[1], parts[2], parts[3]), item[pos:]
@@ -168,13 +149,13 @@ class SpanPieces:
             size = len(resource_head) + len(resource_tail)
             for (_, _, scope_head, scope_tail), parts in scopes:
                 scope_size = len(scope_head) + sum(map(len, parts)) + len(scope_tail)
-                marker = b"\x12" + _varint(scope_size)
+                marker = b"\x12" + varint(scope_size)
                 chunks.append(marker)
                 chunks.append(scope_head)
                 chunks.extend(parts)
                 chunks.append(scope_tail)
                 size += len(marker) + scope_size
-            out.append(b"\x0a" + _varint(size))
+            out.append(b"\x0a" + varint(size))
             out.append(resource_head)
             out.extend(chunks)
             out.append(resource_tail)

@@ -30,6 +30,10 @@ from ._encoder_stock import (
     stock_span_bytes,
 )
 from ._errors import ConfigurationError
+from ._varint import TABLE_SIZE as _TABLE_SIZE
+from ._varint import VARINTS as _V
+from ._varint import varint as _varint
+from ._varint import varint_slow as _varint_slow
 
 __all__ = [
     "SDK_LAYOUT_OK",
@@ -65,33 +69,6 @@ _INT64_MAX = (1 << 63) - 1
 _UINT32_MAX = (1 << 32) - 1
 _TWO_64 = 1 << 64
 _MASK_64 = _TWO_64 - 1
-
-
-def _varint_slow(value: int) -> bytes:
-    if value < 0x200000:  # up to 3 bytes, unrolled
-        if value < 0x80:
-            return bytes((value,))
-        if value < 0x4000:
-            return bytes((value & 0x7F | 0x80, value >> 7))
-        return bytes((value & 0x7F | 0x80, (value >> 7) & 0x7F | 0x80, value >> 14))
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-_TABLE_SIZE = 1 << 12
-_V: tuple[bytes, ...] = tuple(_varint_slow(i) for i in range(_TABLE_SIZE))
-"""Varint encodings of 0..4095: the length of every key, short value and small span."""
-
-
-def _varint(value: int) -> bytes:
-    """Varint of a non-negative int (lengths, counts)."""
-    if value < _TABLE_SIZE:
-        return _V[value]
-    return _varint_slow(value)
 
 
 def _int64(value: int) -> bytes:
