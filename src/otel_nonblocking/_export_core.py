@@ -25,6 +25,7 @@ from . import _compat_sdk, _config
 from ._breaker import BreakerState, CircuitBreaker
 from ._config import UNSET, _Unset
 from ._deadline import Clock, Deadline, millis_to_seconds
+from ._errors import ConfigurationError
 from ._guard import GuardedLock
 from ._log import AggregatedWarning
 from ._runner import Attempt, AttemptRunner
@@ -201,6 +202,13 @@ class ExporterStats:
     attempt_outstanding: bool = False
     last_export_seconds: float | None = None
     interrupted_connections: int = 0
+
+
+def require_exporter(exporter: object, kind: str) -> None:
+    """Raise :class:`ConfigurationError` unless ``exporter`` has a callable ``export`` (a
+    ``kind`` such as "SpanExporter", or anything shaped like one)."""
+    if not callable(getattr(exporter, "export", None)):
+        raise ConfigurationError(f"exporter must be a {kind}")
 
 
 def peek_attempt(attempt: Attempt[object], succeeded: Callable[[object], bool]) -> bool | None:

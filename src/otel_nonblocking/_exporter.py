@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from . import _compat_sdk, _config
+from . import _compat_sdk
 from ._config import UNSET, _Unset
 from ._deadline import Clock, Deadline
 from ._export_core import (
@@ -26,6 +26,7 @@ from ._export_core import (
     ExportOutcome,
     ExportReport,
     peek_attempt,
+    require_exporter,
 )
 from ._runner import Attempt
 
@@ -76,10 +77,7 @@ class DeadlineSpanExporter(DeadlineExporter[ReadableSpan], SpanExporter):
         on_abandon: Callable[[], object] | None = None,
         clock: Clock = time.monotonic,
     ) -> None:
-        if not isinstance(exporter, SpanExporter) and not callable(
-            getattr(exporter, "export", None)
-        ):
-            raise _config.ConfigurationError("exporter must be a SpanExporter")
+        require_exporter(exporter, "SpanExporter")
         super().__init__(
             exporter,
             _export_spans(exporter),

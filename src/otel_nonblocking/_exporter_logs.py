@@ -15,8 +15,7 @@ from . import _compat_sdk, _config
 from ._compat_sdk import LogExporterBase, LogExportResult
 from ._config import UNSET, _Unset
 from ._deadline import Clock, Deadline
-from ._errors import ConfigurationError
-from ._export_core import DeadlineExporter, ExportOutcome
+from ._export_core import DeadlineExporter, ExportOutcome, require_exporter
 
 if TYPE_CHECKING:
     from ._otlp_codec import OTLPCodec
@@ -52,8 +51,7 @@ class DeadlineLogExporter(DeadlineExporter[Any], LogExporterBase):
         on_abandon: Callable[[], object] | None = None,
         clock: Clock = time.monotonic,
     ) -> None:
-        if not callable(getattr(exporter, "export", None)):
-            raise ConfigurationError("exporter must be a log exporter")
+        require_exporter(exporter, "log exporter")
         super().__init__(
             exporter,
             _export_records(exporter),

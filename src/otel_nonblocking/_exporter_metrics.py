@@ -26,7 +26,13 @@ from opentelemetry.sdk.metrics.export import (
 from . import _compat_sdk, _config
 from ._config import UNSET, _Unset
 from ._deadline import Clock, Deadline, millis_to_seconds
-from ._export_core import DeadlineExporter, ExportOutcome, find_witness, told_too_large
+from ._export_core import (
+    DeadlineExporter,
+    ExportOutcome,
+    find_witness,
+    require_exporter,
+    told_too_large,
+)
 
 __all__ = [
     "DeadlineMetricExporter",
@@ -158,10 +164,7 @@ class DeadlineMetricExporter(DeadlineExporter[MetricsData], MetricExporter):
         on_abandon: Callable[[], object] | None = None,
         clock: Clock = time.monotonic,
     ) -> None:
-        if not isinstance(exporter, MetricExporter) and not callable(
-            getattr(exporter, "export", None)
-        ):
-            raise _config.ConfigurationError("exporter must be a MetricExporter")
+        require_exporter(exporter, "MetricExporter")
         temporality, aggregation = _compat_sdk.metric_preferences(exporter)
         MetricExporter.__init__(
             self, preferred_temporality=temporality, preferred_aggregation=aggregation
